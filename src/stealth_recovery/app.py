@@ -1,0 +1,143 @@
+"""The FastAPI application: routers, the one error format, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stealth_recovery import __version__
+from stealth_recovery.auth.endpoints import router as auth_router
+from stealth_recovery.core.database import get_engine
+from stealth_recovery.core.errors import DomainError, InvalidInput
+from stealth_recovery.core.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": _field_of(error.get("loc", ())),
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
+        for error in errors
+    ]
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, InvalidInput):
+        detail: Any = [
+            {"field": exc.field, "loc": ["body", exc.field], "msg": exc.rule, "type": "value_error"}
+        ]
+    else:
+        detail = exc.detail
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity_conflict", error=str(exc.__cause__ or exc)[:200])
+    return JSONResponse({"detail": "conflicts with existing data"}, status_code=409)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def health() -> dict[str, Any]:
+    settings = get_settings()
+    result: dict[str, Any] = {"status": "ok", "version": __version__}
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+        result["database"] = "ok"
+    except Exception as exc:  # health reports, it does not raise
+        result["database"] = f"error: {type(exc).__name__}"
+        result["status"] = "degraded"
+    if settings.redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
+            result["redis"] = "ok"
+        except Exception as exc:
+            result["redis"] = f"error: {type(exc).__name__}"
+            result["status"] = "degraded"
+    return result
+
+
+def create_app(*, run_scheduler: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if run_scheduler:
+            from stealth_recovery.retry.scheduler import EmbeddedScheduler
+
+            scheduler = EmbeddedScheduler.from_settings()
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
+    app = FastAPI(
+        title="Stealth Recovery",
+        version=__version__,
+        description="Wins back failed payments: expiring pay links and reminders by email, "
+        "SMS and WhatsApp on each merchant's retry policy.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        """Database (and Redis when configured) reachability."""
+        body = health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    app.include_router(auth_router)
+    for router in _domain_routers():
+        app.include_router(router)
+    return app
+
+
+def _domain_routers() -> list[Any]:
+    """Routers of the other domains; each module registers one `router`."""
+    import importlib
+
+    routers = []
+    for module_name in ROUTER_MODULES:
+        module = importlib.import_module(module_name)
+        routers.append(module.router)
+    return routers
+
+
+# Domain routers, in the order they appear in the OpenAPI document.
+ROUTER_MODULES: list[str] = []

@@ -1,0 +1,95 @@
+"""Who is calling: the one dependency every route scopes its queries by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from stealth_recovery.auth import service
+from stealth_recovery.auth.models import Role, User
+from stealth_recovery.core.database import get_session
+from stealth_recovery.core.errors import Forbidden, Unauthorized
+from stealth_recovery.core.security import API_KEY_PREFIX, decode_access_token
+
+SESSION_COOKIE = "sr_session"
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from /v1/auth/login, or an API key sk_…")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    organization_id: int
+    role: str  # admin / analyst / operator, or "api_key" for a server credential
+    user_id: int | None = None
+    api_key_id: int | None = None
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.api_key_id is not None
+
+
+def _principal_for_token(session: Session, token: str) -> Principal:
+    if token.startswith(API_KEY_PREFIX):
+        api_key = service.resolve_api_key(session, token)
+        return Principal(
+            organization_id=api_key.organization_id, role="api_key", api_key_id=api_key.id
+        )
+    claims = decode_access_token(token)
+    user = session.get(User, claims.user_id)
+    if user is None or not user.is_active or user.organization_id != claims.organization_id:
+        raise Unauthorized("user is deactivated or unknown")
+    # The role is read from the row, so a changed role takes effect before the token expires.
+    return Principal(organization_id=user.organization_id, role=user.role, user_id=user.id)
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Principal:
+    if bearer is not None:
+        return _principal_for_token(session, bearer.credentials)
+    if api_key:
+        if not api_key.startswith(API_KEY_PREFIX):
+            raise Unauthorized("invalid or revoked API key")
+        return _principal_for_token(session, api_key)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return _principal_for_token(session, cookie)
+    raise Unauthorized("not authenticated")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: str):  # type: ignore[no-untyped-def]
+    """A dependency that lets through only the given roles (403 for others)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"requires role: {' or '.join(roles)}")
+        return principal
+
+    return check
+
+
+def require_user(principal: CurrentPrincipal) -> Principal:
+    if principal.user_id is None:
+        raise Forbidden("requires a user login, not an API key")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_roles(Role.admin))]
+UserPrincipal = Annotated[Principal, Depends(require_user)]
+# Failed-payment ingestion: a server's API key, or a person who may act on attempts.
+IngestPrincipal = Annotated[Principal, Depends(require_roles(Role.admin, Role.operator, "api_key"))]
+# Marking a payment as made: a server's API key or an admin.
+AdminOrApiKeyPrincipal = Annotated[Principal, Depends(require_roles(Role.admin, "api_key"))]

@@ -1,0 +1,24 @@
+"""Imports every model so that `Base.metadata` is complete (Alembic, tests)."""
+
+from stealth_recovery.auth.models import ApiKey, User
+from stealth_recovery.core.database import Base
+from stealth_recovery.integrations.models import StripeConnection
+from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.models import FailureEvent, PspEvent, Transaction
+from stealth_recovery.recovery.models import RecoveryAttempt
+from stealth_recovery.retry.models import RetryPolicy
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "FailureEvent",
+    "NotificationLog",
+    "Organization",
+    "PspEvent",
+    "RecoveryAttempt",
+    "RetryPolicy",
+    "StripeConnection",
+    "Transaction",
+    "User",
+]

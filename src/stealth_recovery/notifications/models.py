@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stealth_recovery.core.database import Base, UTCDateTime
+from stealth_recovery.core.models import TimestampMixin
+
+
+class Channel(StrEnum):
+    email = "email"
+    sms = "sms"
+    whatsapp = "whatsapp"
+
+
+class NotificationStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    delivered = "delivered"
+    failed = "failed"
+    bounced = "bounced"
+
+
+# A status only moves forward: a late or repeated callback never lowers it.
+STATUS_RANK: dict[str, int] = {
+    NotificationStatus.pending: 0,
+    NotificationStatus.sent: 1,
+    NotificationStatus.delivered: 2,
+    NotificationStatus.failed: 2,
+    NotificationStatus.bounced: 2,
+}
+
+
+class NotificationLog(TimestampMixin, Base):
+    """One message of one reminder step on one channel.
+
+    The row is written `pending` before the provider is called; the unique key
+    (attempt, retry number, channel) makes any repeat of the same step a no-op.
+    """
+
+    __tablename__ = "notification_logs"
+    __table_args__ = (
+        UniqueConstraint("attempt_id", "retry_number", "channel"),
+        CheckConstraint("channel IN ('email', 'sms', 'whatsapp')", name="channel"),
+        CheckConstraint(
+            "status IN ('pending', 'sent', 'delivered', 'failed', 'bounced')", name="status"
+        ),
+        Index("ix_notification_logs_provider_message", "provider", "provider_message_id"),
+        Index("ix_notification_logs_org_created", "organization_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    attempt_id: Mapped[int] = mapped_column(
+        ForeignKey("recovery_attempts.id", ondelete="CASCADE"), nullable=False
+    )
+    retry_number: Mapped[int] = mapped_column(Integer, nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=NotificationStatus.pending
+    )
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # How many times a worker took this row to the provider (>1 only after a lease expired).
+    send_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

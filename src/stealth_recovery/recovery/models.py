@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from stealth_recovery.core.database import Base, JSONType, UTCDateTime
+from stealth_recovery.core.models import TimestampMixin
+
+
+class AttemptStatus(StrEnum):
+    created = "created"
+    sent = "sent"
+    opened = "opened"
+    completed = "completed"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+OPEN_STATUSES: tuple[str, ...] = (AttemptStatus.created, AttemptStatus.sent, AttemptStatus.opened)
+FINAL_STATUSES: tuple[str, ...] = (
+    AttemptStatus.completed,
+    AttemptStatus.expired,
+    AttemptStatus.cancelled,
+)
+_OPEN_SQL = "status IN ('created', 'sent', 'opened')"
+
+
+class DeclineCategory(StrEnum):
+    soft = "soft"
+    customer_action = "customer_action"
+    hard = "hard"
+
+
+class RecoveryAttempt(TimestampMixin, Base):
+    """One recovery of one failed payment: a pay link plus its reminder schedule.
+
+    The retry policy in force when the attempt opened is copied onto it, so editing a policy
+    later never changes attempts already running.
+    """
+
+    __tablename__ = "recovery_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('created', 'sent', 'opened', 'completed', 'expired', 'cancelled')",
+            name="status",
+        ),
+        CheckConstraint("retry_count >= 0 AND retry_count <= max_retries", name="retry_count"),
+        # The retry queue's only access path: due open attempts, oldest first.
+        Index(
+            "ix_recovery_attempts_due",
+            "next_retry_at",
+            postgresql_where=text(_OPEN_SQL),
+            sqlite_where=text(_OPEN_SQL),
+        ),
+        # At most one open attempt per transaction: ingestion races resolve here.
+        Index(
+            "uq_recovery_attempts_open_transaction",
+            "transaction_id",
+            unique=True,
+            postgresql_where=text(_OPEN_SQL),
+            sqlite_where=text(_OPEN_SQL),
+        ),
+        Index("ix_recovery_attempts_org_created", "organization_id", "created_at"),
+        Index("ix_recovery_attempts_org_status", "organization_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("transactions.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    failure_event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("failure_events.id", ondelete="SET NULL")
+    )
+    token: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=AttemptStatus.created)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str | None] = mapped_column(String(255))
+
+    retry_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # While a step is claimed this holds the lease end: a dead worker's step comes due again.
+    next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_retries: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("retry_policies.id", ondelete="SET NULL")
+    )
+    initial_delay_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    backoff_multiplier: Mapped[float] = mapped_column(Float, nullable=False)
+    max_delay_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    enabled_channels: Mapped[list[str]] = mapped_column(JSONType, nullable=False)
+
+    decline_code: Mapped[str | None] = mapped_column(String(64))
+    decline_category: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=DeclineCategory.soft
+    )
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    # Which reminder step was last out when the customer paid (analytics).
+    completed_after_step: Mapped[int | None] = mapped_column(Integer)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
