@@ -1,0 +1,151 @@
+"""Opening, completing and cancelling recovery attempts. Functions flush; callers commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import Conflict, Gone, NotFound
+from stealth_recovery.core.security import generate_token
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.payments.models import FailureEvent, Transaction
+from stealth_recovery.recovery import repository
+from stealth_recovery.recovery.models import (
+    AttemptStatus,
+    DeclineCategory,
+    RecoveryAttempt,
+)
+from stealth_recovery.retry.backoff import Schedule, calculate_next_retry
+from stealth_recovery.retry.policy import effective_policy
+
+
+@dataclass(frozen=True)
+class OpenedAttempt:
+    attempt: RecoveryAttempt
+    created: bool  # False when an open attempt for the transaction already existed
+
+
+def pay_url(attempt: RecoveryAttempt) -> str:
+    return f"{get_settings().base_url.rstrip('/')}/pay/{attempt.token}"
+
+
+def schedule_of(attempt: RecoveryAttempt) -> Schedule:
+    return Schedule(
+        max_retries=attempt.max_retries,
+        initial_delay_minutes=attempt.initial_delay_minutes,
+        backoff_multiplier=attempt.backoff_multiplier,
+        max_delay_minutes=attempt.max_delay_minutes,
+    )
+
+
+def open_attempt(
+    session: Session,
+    *,
+    transaction: Transaction,
+    failure: FailureEvent | None,
+    decline_code: str | None = None,
+    decline_category: DeclineCategory = DeclineCategory.soft,
+    ttl: timedelta | None = None,
+) -> OpenedAttempt:
+    """Open a recovery attempt for a failed transaction, unless one is already open.
+
+    The organization's effective retry policy is copied onto the attempt. A hard decline opens
+    the attempt already `cancelled`, so no reminder is ever sent for it.
+    """
+    existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
+    if existing is not None:
+        return OpenedAttempt(existing, created=False)
+
+    now = utc_now()
+    policy = effective_policy(session, organization_id=transaction.organization_id)
+    lifetime = ttl or timedelta(days=get_settings().attempt_ttl_days)
+    hard = decline_category == DeclineCategory.hard
+    attempt = RecoveryAttempt(
+        organization_id=transaction.organization_id,
+        transaction_id=transaction.id,
+        failure_event_id=failure.id if failure else None,
+        token=generate_token(),
+        status=AttemptStatus.cancelled if hard else AttemptStatus.created,
+        expires_at=now + lifetime,
+        retry_count=0,
+        max_retries=policy.schedule.max_retries,
+        next_retry_at=None
+        if hard
+        else calculate_next_retry(retry_count=0, schedule=policy.schedule, last_retry_at=now),
+        policy_id=policy.policy_id,
+        initial_delay_minutes=policy.schedule.initial_delay_minutes,
+        backoff_multiplier=policy.schedule.backoff_multiplier,
+        max_delay_minutes=policy.schedule.max_delay_minutes,
+        enabled_channels=list(policy.enabled_channels),
+        decline_code=decline_code,
+        decline_category=decline_category,
+        cancelled_at=now if hard else None,
+        cancel_reason=f"hard decline: {decline_code}" if hard else None,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(attempt)
+            session.flush()
+    except IntegrityError:
+        # Another request opened one for this transaction between our check and insert.
+        existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
+        if existing is None:
+            raise
+        return OpenedAttempt(existing, created=False)
+    return OpenedAttempt(attempt, created=True)
+
+
+def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> RecoveryAttempt:
+    attempt = session.get(RecoveryAttempt, attempt_id)
+    if attempt is None or attempt.organization_id != organization_id:
+        raise NotFound("recovery attempt not found")
+    return attempt
+
+
+def complete_attempt(session: Session, *, attempt: RecoveryAttempt) -> bool:
+    """Mark the attempt paid: no reminder is sent after this commits. False if already final."""
+    changed = repository.finish(
+        session, attempt_id=attempt.id, status=AttemptStatus.completed, at=utc_now()
+    )
+    session.refresh(attempt)
+    return changed
+
+
+def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -> RecoveryAttempt:
+    """Stop an open attempt (operator action, hard decline). 409 when it is already final."""
+    if not repository.finish(
+        session,
+        attempt_id=attempt.id,
+        status=AttemptStatus.cancelled,
+        at=utc_now(),
+        reason=reason,
+    ):
+        session.refresh(attempt)
+        raise Conflict(f"attempt is already {attempt.status}")
+    session.refresh(attempt)
+    return attempt
+
+
+def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:
+    """The attempt behind a pay link: 404 unknown, 410 expired or final."""
+    attempt = repository.get_by_token(session, token)
+    if attempt is None:
+        raise NotFound("this payment link does not exist")
+    if attempt.status == AttemptStatus.completed:
+        raise Gone("this payment has already been made")
+    if attempt.status in (AttemptStatus.expired, AttemptStatus.cancelled) or (
+        attempt.expires_at <= utc_now()
+    ):
+        raise Gone("this payment link has expired")
+    return attempt
+
+
+def mark_opened(session: Session, *, attempt: RecoveryAttempt) -> None:
+    if repository.mark_opened(session, attempt_id=attempt.id, at=utc_now()):
+        session.refresh(attempt)

@@ -1,0 +1,58 @@
+"""The reminder schedule: delay before reminder k = min(initial × multiplier^k, max_delay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The numbers of a retry policy, as frozen on an attempt when it opens."""
+
+    max_retries: int
+    initial_delay_minutes: int
+    backoff_multiplier: float
+    max_delay_minutes: int
+
+
+def delay_before(step: int, schedule: Schedule) -> timedelta:
+    """Delay before reminder `step` (0 for the first), capped at `max_delay_minutes`."""
+    if step < 0:
+        raise ValueError("step must be >= 0")
+    # Compare in log space first so a large multiplier and step never overflow a float.
+    minutes = float(schedule.max_delay_minutes)
+    if schedule.backoff_multiplier == 1 or step == 0:
+        minutes = min(float(schedule.initial_delay_minutes), minutes)
+    else:
+        growth = schedule.backoff_multiplier
+        value = float(schedule.initial_delay_minutes)
+        for _ in range(step):
+            value *= growth
+            if value >= minutes:
+                break
+        minutes = min(value, minutes)
+    return timedelta(minutes=minutes)
+
+
+def calculate_next_retry(
+    *, retry_count: int, schedule: Schedule, last_retry_at: datetime
+) -> datetime | None:
+    """When reminder number `retry_count` (0-based) is due, or None once retries are exhausted.
+
+    The first reminder is due `initial_delay` after the attempt opened (pass `created_at` as
+    `last_retry_at`); each next one `delay_before(k)` after the previous reminder.
+    """
+    if retry_count >= schedule.max_retries:
+        return None
+    return last_retry_at + delay_before(retry_count, schedule)
+
+
+def preview(schedule: Schedule, start: datetime) -> list[datetime]:
+    """Every reminder time the schedule would produce if no step ran late."""
+    times: list[datetime] = []
+    at = start
+    for k in range(schedule.max_retries):
+        at = at + delay_before(k, schedule)
+        times.append(at)
+    return times
