@@ -1,0 +1,27 @@
+"""Prometheus metrics, exposed at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES = Counter(
+    "stealth_recovery_messages_total",
+    "Reminder messages by channel and outcome status.",
+    ["channel", "status"],
+)
+REMINDER_STEPS = Counter(
+    "stealth_recovery_reminder_steps_total",
+    "Reminder steps finished, by what happened to the attempt.",
+    ["outcome"],
+)
+CLAIM_SECONDS = Histogram(
+    "stealth_recovery_claim_seconds",
+    "Time to claim one batch of due attempts.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SEND_SECONDS = Histogram(
+    "stealth_recovery_send_seconds",
+    "Time for one provider call, including in-step transient retries.",
+    ["channel"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

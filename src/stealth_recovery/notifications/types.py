@@ -1,0 +1,57 @@
+"""What the retry engine hands to the notifier, and what it gets back.
+
+The engine loads a `MessageContext` for every (attempt, step, channel) it has claimed and
+written as a `pending` log row, then awaits `Notifier.send()` for many of them concurrently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    log_id: int
+    attempt_id: int
+    organization_id: int
+    retry_number: int  # 0-based step; templates show retry_number + 1
+    max_retries: int
+    channel: str  # email / sms / whatsapp
+    recipient: str  # email address or E.164 number
+    locale: str  # customer's locale, e.g. "en", "es-ES"
+    timezone: str  # customer's IANA time zone, for the expiry date
+    merchant_name: str
+    customer_name: str | None
+    amount_minor: int
+    currency: str
+    pay_url: str
+    expires_at: datetime
+    decline_category: str  # soft / customer_action / hard
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # "sent", "failed" or "bounced"
+    provider: str  # "smtp", "twilio", "whatsapp"
+    provider_message_id: str | None = None
+    error_message: str | None = None
+
+
+class Notifier(Protocol):
+    """Provider clients of one worker process; keeps many sends in flight."""
+
+    def provider_for(self, channel: str) -> str:
+        """The provider name logged for a channel (e.g. "smtp")."""
+        ...
+
+    def unavailable_reason(self, channel: str) -> str | None:
+        """Why the channel cannot send at all (provider not configured), or None."""
+        ...
+
+    async def send(self, message: MessageContext) -> SendOutcome:
+        """Render and send one message. Never raises: errors become a failed/bounced outcome."""
+        ...
+
+    async def aclose(self) -> None: ...
