@@ -1,0 +1,42 @@
+"""Customer contact details in one canonical form: lower-case email, E.164 phone numbers."""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+def normalise_email(value: str) -> str:
+    """A syntactically valid address, lower-cased; ValueError naming the rule otherwise."""
+    candidate = value.strip()
+    if not candidate:
+        raise ValueError("must not be empty")
+    try:
+        # No DNS lookup: ingestion must not depend on the network or slow resolvers.
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address ({exc})") from None
+    # Mail providers treat local parts case-insensitively in practice; one form keeps lookups exact.
+    return result.normalized.lower()
+
+
+def normalise_phone(value: str, default_region: str | None = None) -> str:
+    """The number in E.164 (+4915112345678); ValueError naming the rule otherwise.
+
+    Without a leading + the number is read in `default_region` (ISO 3166 alpha-2, e.g. "DE").
+    """
+    candidate = value.strip()
+    if not candidate:
+        raise ValueError("must not be empty")
+    region = default_region.upper() if default_region else None
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        if not candidate.startswith("+") and region is None:
+            raise ValueError(
+                "must be in international format starting with + and the country code"
+            ) from None
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,245 @@
+"""Recording a failed payment: the transaction, the failure event once, and its recovery attempt.
+
+Functions flush; callers commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from babel import Locale, UnknownLocaleError
+from babel.numbers import list_currencies
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.core.time import ensure_utc
+from stealth_recovery.notifications.contacts import normalise_email, normalise_phone
+from stealth_recovery.payments import repository
+from stealth_recovery.payments.declines import classify_decline
+from stealth_recovery.payments.models import FailureEvent, Transaction
+from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import DeclineCategory
+from stealth_recovery.recovery.service import OpenedAttempt
+
+log = structlog.get_logger(__name__)
+
+_CURRENCIES = frozenset(list_currencies())
+
+
+@dataclass(frozen=True)
+class FailureInput:
+    """One failed payment as a gateway or the merchant's server reports it."""
+
+    external_ref: str
+    amount_minor: int
+    currency: str
+    customer_email: str | None
+    customer_phone: str | None
+    customer_name: str | None
+    customer_locale: str | None
+    customer_timezone: str | None
+    gateway: str
+    reason: str | None
+    decline_code: str | None
+    occurred_at: datetime
+    # None derives one from gateway, reference and time: the same report twice is one failure.
+    idempotency_key: str | None
+    psp_customer_id: str | None
+    psp_payment_id: str | None
+    raw_metadata: dict[str, Any] = field(default_factory=dict)
+    # None classifies `decline_code` with the decline table.
+    decline_category: DeclineCategory | None = None
+
+
+def default_idempotency_key(*, gateway: str, external_ref: str, occurred_at: datetime) -> str:
+    return f"{gateway}:{external_ref}:{ensure_utc(occurred_at).isoformat()}"
+
+
+def normalise_currency(value: str) -> str:
+    code = value.strip().upper()
+    if code not in _CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency code such as EUR or USD")
+    return code
+
+
+def normalise_locale(value: str) -> str:
+    """A locale Babel knows, in its canonical form (`de-at` → `de_AT`)."""
+    try:
+        return str(Locale.parse(value.strip().replace("-", "_")))
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ValueError("must be a known locale such as en, de_DE or pt-BR") from None
+
+
+def normalise_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+    return value.strip()
+
+
+def _checked(field_name: str, normalise: Any, value: str) -> str:
+    try:
+        result: str = normalise(value)
+    except ValueError as exc:
+        raise InvalidInput(field_name, str(exc)) from None
+    return result
+
+
+def _phone_region(locale: str) -> str | None:
+    territory = Locale.parse(locale).territory
+    return territory if territory else None
+
+
+def record_failure(session: Session, *, organization_id: int, data: FailureInput) -> OpenedAttempt:
+    """Store the failure and open a recovery attempt, once per failure and per open attempt.
+
+    The same idempotency key again returns the attempt it opened; a new failure of a transaction
+    whose attempt is still open returns that attempt. Concurrent identical reports settle on the
+    unique keys (failure events per organization and key, one open attempt per transaction).
+    """
+    external_ref = data.external_ref.strip()
+    if not external_ref:
+        raise InvalidInput("external_ref", "must not be empty")
+    if data.amount_minor <= 0:
+        raise InvalidInput("amount_minor", "must be greater than 0")
+    currency = _checked("currency", normalise_currency, data.currency)
+    locale = _checked("customer_locale", normalise_locale, data.customer_locale or "en")
+    timezone = _checked("customer_timezone", normalise_timezone, data.customer_timezone or "UTC")
+    email = (
+        _checked("customer_email", normalise_email, data.customer_email)
+        if (data.customer_email)
+        else None
+    )
+    phone = (
+        _checked(
+            "customer_phone",
+            lambda v: normalise_phone(v, _phone_region(locale)),
+            data.customer_phone,
+        )
+        if data.customer_phone
+        else None
+    )
+    try:
+        occurred_at = ensure_utc(data.occurred_at)
+    except ValueError as exc:
+        raise InvalidInput("occurred_at", str(exc)) from None
+    key = data.idempotency_key or default_idempotency_key(
+        gateway=data.gateway, external_ref=external_ref, occurred_at=occurred_at
+    )
+
+    existing = repository.get_failure_by_key(
+        session, organization_id=organization_id, idempotency_key=key
+    )
+    if existing is not None:
+        return _replayed(session, failure=existing)
+
+    transaction = _upsert_transaction(
+        session,
+        organization_id=organization_id,
+        external_ref=external_ref,
+        values={
+            "amount_minor": data.amount_minor,
+            "currency": currency,
+            "customer_email": email,
+            "customer_phone": phone,
+            "customer_name": data.customer_name.strip() if data.customer_name else None,
+            "customer_locale": locale,
+            "customer_timezone": timezone,
+            "psp_customer_id": data.psp_customer_id,
+            "psp_payment_id": data.psp_payment_id,
+        },
+    )
+    failure = FailureEvent(
+        organization_id=organization_id,
+        transaction_id=transaction.id,
+        idempotency_key=key,
+        gateway=data.gateway,
+        reason=data.reason,
+        decline_code=data.decline_code,
+        raw_metadata=dict(data.raw_metadata),
+        occurred_at=occurred_at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(failure)
+            session.flush()
+    except IntegrityError:
+        # A concurrent report of the same failure committed first: answer with its attempt.
+        existing = repository.get_failure_by_key(
+            session, organization_id=organization_id, idempotency_key=key
+        )
+        if existing is None:
+            raise
+        return _replayed(session, failure=existing)
+
+    category = data.decline_category or classify_decline(data.decline_code)
+    opened = recovery_service.open_attempt(
+        session,
+        transaction=transaction,
+        failure=failure,
+        decline_code=data.decline_code,
+        decline_category=category,
+    )
+    log.info(
+        "failure_recorded",
+        organization_id=organization_id,
+        transaction_id=transaction.id,
+        failure_event_id=failure.id,
+        attempt_id=opened.attempt.id,
+        attempt_created=opened.created,
+        decline_category=category.value,
+    )
+    return opened
+
+
+def _replayed(session: Session, *, failure: FailureEvent) -> OpenedAttempt:
+    attempt = repository.attempt_for_failure(session, failure=failure)
+    if attempt is None:
+        # The failure row exists without any attempt only if its transaction lost them all
+        # (deleted by hand); open one now rather than answer with nothing.
+        transaction = session.get(Transaction, failure.transaction_id)
+        assert transaction is not None
+        return recovery_service.open_attempt(
+            session,
+            transaction=transaction,
+            failure=failure,
+            decline_code=failure.decline_code,
+            decline_category=classify_decline(failure.decline_code),
+        )
+    return OpenedAttempt(attempt, created=False)
+
+
+def _upsert_transaction(
+    session: Session, *, organization_id: int, external_ref: str, values: dict[str, Any]
+) -> Transaction:
+    transaction = repository.get_transaction_by_ref(
+        session, organization_id=organization_id, external_ref=external_ref
+    )
+    if transaction is None:
+        candidate = Transaction(
+            organization_id=organization_id, external_ref=external_ref, **values
+        )
+        try:
+            with session.begin_nested():
+                session.add(candidate)
+                session.flush()
+            return candidate
+        except IntegrityError:
+            # Another request inserted the same reference first; update that row instead.
+            transaction = repository.get_transaction_by_ref(
+                session, organization_id=organization_id, external_ref=external_ref
+            )
+            if transaction is None:
+                raise
+    # The newest report is the best knowledge of amount and contact; keep what it leaves out.
+    for name, value in values.items():
+        if value is not None:
+            setattr(transaction, name, value)
+    session.flush()
+    return transaction

@@ -1,0 +1,31 @@
+"""Builders for failed-payment input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from stealth_recovery.payments.service import FailureInput
+
+
+def failure_input(**overrides: Any) -> FailureInput:
+    values: dict[str, Any] = {
+        "external_ref": "inv_1001",
+        "amount_minor": 4999,
+        "currency": "EUR",
+        "customer_email": "Jane.Doe@Example.com",
+        "customer_phone": "+49 151 23456789",
+        "customer_name": "Jane Doe",
+        "customer_locale": "de-DE",
+        "customer_timezone": "Europe/Berlin",
+        "gateway": "stripe",
+        "reason": "Your card has insufficient funds.",
+        "decline_code": "insufficient_funds",
+        "occurred_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
+        "idempotency_key": None,
+        "psp_customer_id": None,
+        "psp_payment_id": None,
+        "raw_metadata": {},
+    }
+    values.update(overrides)
+    return FailureInput(**values)
