@@ -56,6 +56,56 @@ def serve(
     uvicorn.run(create_app(run_scheduler=run_scheduler), host=host, port=port)
 
 
+def _celery(argv: list[str]) -> None:
+    settings = _settings_or_exit()
+    if not settings.uses_celery:
+        typer.secho(
+            "REDIS_URL (or CELERY_BROKER_URL) is not set: Celery needs a broker. Without one, "
+            "`stealth-recovery serve` runs the retry queue in-process.",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=2)
+    from stealth_recovery.core.logging import configure_logging
+    from stealth_recovery.worker import celery_app
+
+    configure_logging(settings.log_level, settings.log_json)
+    celery_app.start(argv)
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(0, help="worker processes (0: one per CPU)"),
+    loglevel: str = typer.Option("info", help="Celery log level"),
+    queues: str = typer.Option("celery", help="comma-separated queues to consume"),
+) -> None:
+    """Run a Celery worker: sends reminder steps, many messages in flight per process."""
+    argv = ["worker", f"--loglevel={loglevel}", f"--queues={queues}"]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    _celery(argv)
+
+
+@app.command()
+def beat(
+    loglevel: str = typer.Option("info", help="Celery log level"),
+    schedule_file: str = typer.Option(
+        "/tmp/stealth-recovery-beat-schedule", help="where Beat keeps its last-run times"
+    ),
+) -> None:
+    """Run Celery Beat: the retry queue every minute, expired-attempt cleanup at 02:00 UTC."""
+    _celery(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])
+
+
+@app.command()
+def flower(
+    port: int = typer.Option(5555, help="port for the Flower UI"),
+    address: str = typer.Option("127.0.0.1", help="address to listen on"),
+) -> None:
+    """Run Flower against the broker to watch the tasks."""
+    _celery(["flower", f"--port={port}", f"--address={address}"])
+
+
 def main() -> None:
     try:
         app()

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     queue_batch_size: int = Field(default=500, ge=1, le=10000)  # attempts claimed per queue pass
     queue_lease_seconds: int = Field(default=300, ge=10)  # a claimed step is re-offered after this
     send_concurrency: int = Field(default=200, ge=1)  # messages in flight per worker process
+    dispatch_chunk_size: int = Field(default=250, ge=1)  # steps per Celery send task
+    beat_queue_interval_seconds: float = Field(default=60.0, gt=0)  # Beat: retry queue period
     scheduler_interval_seconds: float = Field(default=60.0, gt=0)  # embedded scheduler tick
     embedded_scheduler: bool = True  # run the queue in-process when there is no Redis
     token_rate_limit_per_minute: int = Field(

@@ -1,0 +1,84 @@
+"""One event loop per process, in a background thread, holding the provider clients.
+
+Celery tasks and the embedded scheduler are synchronous; they hand steps to this loop, so the
+SMTP and HTTP connection pools survive from one task to the next instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from stealth_recovery.notifications.types import Notifier
+from stealth_recovery.retry.engine import StepReport, run_steps
+from stealth_recovery.retry.repository import ClaimedStep
+
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sr-runtime", daemon=True
+        )
+        self._thread.start()
+        self._notifier: Notifier | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _get_notifier(self) -> Notifier:
+        if self._notifier is None:
+            from stealth_recovery.core.settings import get_settings
+            from stealth_recovery.notifications.dispatch import ProviderNotifier
+
+            self._notifier = ProviderNotifier.from_settings(get_settings())
+        return self._notifier
+
+    def run_steps(self, steps: Sequence[ClaimedStep]) -> StepReport:
+        async def go() -> StepReport:
+            return await run_steps(steps, notifier=await self._get_notifier())
+
+        return self.run(go())
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            if self._notifier is not None:
+                await self._notifier.aclose()
+                self._notifier = None
+
+        try:
+            self.run(shutdown())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime; a forked child (Celery prefork) builds its own."""
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = Runtime()
+            _runtime_pid = os.getpid()
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Close the runtime (tests change provider settings between cases)."""
+    global _runtime, _runtime_pid
+    with _lock:
+        if _runtime is not None and _runtime_pid == os.getpid():
+            _runtime.close()
+        _runtime = None
+        _runtime_pid = None

@@ -1,0 +1,201 @@
+"""Request and response bodies of the /v1/retry API (field names as the seed defines them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from stealth_recovery.notifications.models import Channel, NotificationStatus
+
+_POLICY_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "org_id": 1,
+    "name": "Aggressive Recovery",
+    "max_retries": 5,
+    "initial_delay_minutes": 30,
+    "backoff_multiplier": 2,
+    "max_delay_minutes": 720,
+    "enabled_channels": ["email", "sms"],
+    "is_active": True,
+    "created_at": "2025-10-18T12:00:00Z",
+    "updated_at": "2025-10-18T12:00:00Z",
+}
+
+
+class PolicyCreate(BaseModel):
+    """A new retry policy; it becomes the organization's active one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Aggressive Recovery",
+                    "max_retries": 5,
+                    "initial_delay_minutes": 30,
+                    "backoff_multiplier": 2,
+                    "max_delay_minutes": 720,
+                    "enabled_channels": ["email", "sms"],
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]*\S[^\x00]*$")
+    max_retries: int = Field(ge=1, le=10, description="reminders at most, 1 to 10")
+    initial_delay_minutes: int = Field(
+        ge=1, le=525_600, description="delay before the first reminder, after the failure"
+    )
+    backoff_multiplier: float = Field(
+        ge=1, le=100, allow_inf_nan=False, description="each next delay is the previous one × this"
+    )
+    max_delay_minutes: int = Field(
+        ge=1, le=525_600, description="cap on any delay; at least initial_delay_minutes"
+    )
+    enabled_channels: list[Channel] = Field(
+        min_length=1, max_length=3, description="email, sms and/or whatsapp"
+    )
+
+    @field_validator("max_delay_minutes")
+    @classmethod
+    def _cap_not_below_initial(cls, value: int, info: ValidationInfo) -> int:
+        initial = info.data.get("initial_delay_minutes")
+        if initial is not None and value < initial:
+            raise ValueError("must be at least initial_delay_minutes")
+        return value
+
+
+class PolicyOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_POLICY_EXAMPLE]}
+    )
+
+    id: int
+    org_id: int = Field(validation_alias="organization_id")
+    name: str
+    max_retries: int
+    initial_delay_minutes: int
+    backoff_multiplier: float
+    max_delay_minutes: int
+    enabled_channels: list[str]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ActivePolicyOut(BaseModel):
+    """The policy new attempts get now: the active one, or the built-in default.
+
+    The default is not a stored row: `id`, `created_at` and `updated_at` are null and
+    `is_default` is true.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**_POLICY_EXAMPLE, "is_default": False},
+                {
+                    "id": None,
+                    "org_id": 1,
+                    "name": "Default (no active policy)",
+                    "max_retries": 3,
+                    "initial_delay_minutes": 60,
+                    "backoff_multiplier": 2,
+                    "max_delay_minutes": 1440,
+                    "enabled_channels": ["email"],
+                    "is_active": True,
+                    "created_at": None,
+                    "updated_at": None,
+                    "is_default": True,
+                },
+            ]
+        }
+    )
+
+    id: int | None
+    org_id: int
+    name: str
+    max_retries: int
+    initial_delay_minutes: int
+    backoff_multiplier: float
+    max_delay_minutes: int
+    enabled_channels: list[str]
+    is_active: bool
+    created_at: datetime | None
+    updated_at: datetime | None
+    is_default: bool = Field(description="true when no policy is active and the default applies")
+
+
+class RetryStats(BaseModel):
+    """Recovery figures of the caller's organization, computed by the database."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "total_attempts": 150,
+                    "pending_retries": 23,
+                    "sent_count": 100,
+                    "completed_count": 45,
+                    "failed_count": 5,
+                    "avg_retry_count": 2.3,
+                }
+            ]
+        }
+    )
+
+    total_attempts: int = Field(description="every recovery attempt, in any status")
+    pending_retries: int = Field(
+        description="open attempts (created, sent, opened) with a next reminder scheduled"
+    )
+    sent_count: int = Field(description="messages whose status is sent or delivered")
+    completed_count: int = Field(description="attempts completed (paid)")
+    failed_count: int = Field(description="messages whose status is failed or bounced")
+    avg_retry_count: float = Field(
+        description="mean reminder steps sent per attempt (retry_count), 2 decimals; 0 without "
+        "attempts"
+    )
+
+
+class NotificationOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1,
+                    "channel": "email",
+                    "recipient": "customer@example.com",
+                    "status": "delivered",
+                    "provider": "smtp",
+                    "sent_at": "2025-10-18T10:00:00Z",
+                    "delivered_at": "2025-10-18T10:00:15Z",
+                    "failed_at": None,
+                    "error_message": None,
+                    "created_at": "2025-10-18T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: int
+    channel: Channel
+    recipient: str | None
+    status: NotificationStatus
+    provider: str
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    error_message: str | None
+    created_at: datetime
+
+
+class RetryNowOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"attempt_id": 123, "retry_number": 1, "status": "queued"}]}
+    )
+
+    attempt_id: int
+    retry_number: int = Field(description="0-based number of the reminder that will be sent")
+    status: str = Field(default="queued", description="always `queued`: sending is asynchronous")

@@ -1,0 +1,49 @@
+"""Operator actions on the retry schedule."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import Conflict
+from stealth_recovery.core.jobs import run_after_commit
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.retry.repository import ClaimedStep
+
+
+def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
+    """Send the attempt's next reminder now, through the queue; returns its retry number."""
+    now = utc_now()
+    if attempt.status not in OPEN_STATUSES:
+        raise Conflict(f"attempt is {attempt.status}: no reminder can be sent")
+    if attempt.expires_at <= now:
+        raise Conflict("attempt has expired: no reminder can be sent")
+    if attempt.retry_count >= attempt.max_retries:
+        raise Conflict(f"all {attempt.max_retries} reminders have been sent")
+    settings = get_settings()
+    step = ClaimedStep(attempt_id=attempt.id, retry_number=attempt.retry_count)
+    if settings.uses_celery:
+        # Claimed for the lease, like a queue claim: if the task is lost, the step comes back.
+        attempt.next_retry_at = now + timedelta(seconds=settings.queue_lease_seconds)
+        session.flush()
+
+        def enqueue() -> None:
+            from stealth_recovery.retry.tasks import send_recovery_notification
+
+            send_recovery_notification.delay(step.attempt_id, step.retry_number)
+
+        run_after_commit(session, enqueue)
+    else:
+        attempt.next_retry_at = now
+        session.flush()
+
+        def wake() -> None:
+            from stealth_recovery.retry.scheduler import wake_embedded_scheduler
+
+            wake_embedded_scheduler()
+
+        run_after_commit(session, wake)
+    return step.retry_number

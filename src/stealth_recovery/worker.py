@@ -1,0 +1,74 @@
+"""The Celery application (`stealth-recovery worker`, `beat` and `flower` start it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from stealth_recovery.core.settings import get_settings
+
+
+def create_celery() -> Celery:
+    settings = get_settings()
+    app = Celery(
+        "stealth_recovery",
+        broker=settings.broker_url or "memory://",
+        backend=settings.result_backend,
+        include=["stealth_recovery.retry.tasks"],
+    )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        # A task is acknowledged only when done; one lost with its worker is delivered again
+        # (and is a no-op if its step was recorded meanwhile).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=540,
+        task_time_limit=600,
+        # Above the longest task, so Redis does not hand a running task to a second worker.
+        broker_transport_options={"visibility_timeout": 3600},
+        task_ignore_result=True,
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "process-retry-queue": {
+                "task": "retry.process_retry_queue",
+                "schedule": settings.beat_queue_interval_seconds,
+                # A tick that waited longer than a period is useless: the next one comes.
+                "options": {"expires": settings.beat_queue_interval_seconds},
+            },
+            "cleanup-expired-attempts": {
+                "task": "retry.cleanup_expired_attempts",
+                "schedule": crontab(hour=2, minute=0),
+            },
+        },
+    )
+    return app
+
+
+celery_app = create_celery()
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    # Sockets inherited from the parent must not be shared with the child.
+    from stealth_recovery.core import database
+
+    if database._engine is not None:
+        database._engine.dispose(close=False)
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: Any) -> None:
+    from stealth_recovery.retry.runtime import reset_runtime
+
+    reset_runtime()

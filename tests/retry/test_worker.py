@@ -1,0 +1,164 @@
+"""Real Celery worker and Beat processes over Redis, against the test database and SMTP sink."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.recovery.models import RecoveryAttempt
+from tests.factories import make_account, make_attempt, make_policy
+from tests.support.smtp import SmtpSink
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Processes:
+    """Starts `stealth-recovery worker` / `beat` as real processes, each in its own group."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stealth_recovery.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.running.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    self.kill(process)
+
+
+@pytest.fixture
+def processes(
+    database_url: str, redis_url: str, smtp_sink: SmtpSink, tmp_path: Path
+) -> Iterator[Processes]:
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": smtp_sink.host,
+        "SMTP_PORT": str(smtp_sink.port),
+        "QUEUE_LEASE_SECONDS": "10",
+        "BEAT_QUEUE_INTERVAL_SECONDS": "1",
+        "DISPATCH_CHUNK_SIZE": "20",
+        "LOG_LEVEL": "WARNING",
+    }
+    procs = Processes(env, tmp_path)
+    yield procs
+    procs.stop_all()
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def _count(db: Session, *criteria: object) -> int:
+    db.expire_all()
+    stmt = select(func.count()).select_from(RecoveryAttempt).where(*criteria)  # type: ignore[arg-type]
+    return int(db.scalar(stmt) or 0)
+
+
+class TestBeatAndWorker:
+    def test_due_attempt_goes_out_through_beat_and_a_worker(
+        self, db: Session, smtp_sink: SmtpSink, processes: Processes, postgres_only: None
+    ) -> None:
+        # Given a due attempt and the seed's policy
+        account = make_account(db)
+        make_policy(db, account.organization, initial_delay_minutes=60, backoff_multiplier=2)
+        attempt = make_attempt(db, account.organization, email="e2e@example.com")
+        # When Beat and a worker run
+        processes.start("worker", "--concurrency=1", name="worker")
+        processes.start(
+            "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
+        )
+        # Then the message arrives with the right recipient, subject and link
+        (message,) = smtp_sink.wait_for(1, timeout=60)
+        assert message.rcpt_tos == ["e2e@example.com"]
+        assert account.organization.name in message.subject
+        assert f"/pay/{attempt.token}" in message.body("plain")
+        # And the log is sent and the next reminder is two hours later
+        _wait_until(lambda: _count(db, RecoveryAttempt.retry_count == 1) == 1, 30, "record")
+        db.expire_all()
+        log = db.scalar(select(NotificationLog))
+        assert log is not None and log.status == "sent" and log.provider_message_id
+        fresh = db.get(RecoveryAttempt, attempt.id)
+        assert fresh is not None and fresh.last_retry_at and fresh.next_retry_at
+        assert (fresh.next_retry_at - fresh.last_retry_at).total_seconds() == 120 * 60
+
+
+class TestWorkerKilled:
+    def test_sigkill_mid_batch_loses_no_attempt(
+        self, db: Session, smtp_sink: SmtpSink, processes: Processes, postgres_only: None
+    ) -> None:
+        # Given 300 due attempts and a slow SMTP server
+        account = make_account(db)
+        total = 300
+        for i in range(total):
+            make_attempt(db, account.organization, email=f"k{i}@example.com")
+        smtp_sink.latency = 0.05
+        worker = processes.start("worker", "--concurrency=1", name="worker-1")
+        processes.start(
+            "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
+        )
+        # When the worker is killed with SIGKILL in the middle of the batch
+        smtp_sink.wait_for(40, timeout=60)
+        processes.kill(worker)
+        received_at_kill = len(smtp_sink.messages)
+        assert received_at_kill < total, "the worker finished before it could be killed"
+        # And a new worker starts
+        processes.start("worker", "--concurrency=1", name="worker-2")
+        # Then after the lease every attempt gets its step
+        _wait_until(
+            lambda: _count(db, RecoveryAttempt.retry_count == 1) == total, 120, "every step"
+        )
+        per_recipient = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+        assert set(per_recipient) == {f"k{i}@example.com" for i in range(total)}
+        duplicates = sum(n - 1 for n in per_recipient.values())
+        db.expire_all()
+        logs = list(db.scalars(select(NotificationLog)))
+        assert len(logs) == total and all(log.status == "sent" for log in logs)
+        # Only messages sent but not yet recorded when the worker died can go out twice.
+        print(
+            f"\nSIGKILL test: {total} attempts, {received_at_kill} received before the kill, "
+            f"{duplicates} sent twice"
+        )
+        assert duplicates <= 20
