@@ -140,4 +140,6 @@ def _domain_routers() -> list[Any]:
 
 
 # Domain routers, in the order they appear in the OpenAPI document.
-ROUTER_MODULES: list[str] = []
+ROUTER_MODULES: list[str] = [
+    "stealth_recovery.integrations.stripe.endpoints",
+]

@@ -1,0 +1,1 @@
+"""Stripe: the per-organization connection, signed webhooks, and Checkout for pay links."""

@@ -1,0 +1,151 @@
+"""Stripe routes: the connection (admin), the signed webhook, and Checkout's return page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from babel.numbers import format_currency, get_currency_precision
+from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.integrations.stripe import service, webhooks
+from stealth_recovery.integrations.stripe.schemas import (
+    HANDLED_EVENTS,
+    StripeConnectionIn,
+    StripeConnectionOut,
+    WebhookAck,
+)
+from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import repository as recovery_repository
+
+router = APIRouter(tags=["stripe"])
+
+_ERR_401: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid or expired credentials"}
+}
+_ERR_403: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the caller's role may not do this"}
+}
+_ERR_404: dict[int | str, dict[str, Any]] = {404: {"description": "Stripe is not connected"}}
+
+_templates = Environment(
+    loader=PackageLoader("stealth_recovery.integrations.stripe", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+# The pay-link token is in the URL: never cache it, never leak it in a Referer.
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _out(session: SessionDep, view: service.ConnectionView) -> StripeConnectionOut:
+    organization = session.get(Organization, view.connection.organization_id)
+    assert organization is not None
+    base = get_settings().base_url.rstrip("/")
+    return StripeConnectionOut(
+        mode=view.mode,
+        secret_key=view.secret_key,
+        webhook_secret=view.webhook_secret,
+        webhook_url=f"{base}/v1/webhooks/stripe/{organization.slug}",
+        enabled_events=list(HANDLED_EVENTS),
+        created_at=view.connection.created_at,
+        updated_at=view.connection.updated_at,
+    )
+
+
+@router.put(
+    "/v1/integrations/stripe",
+    response_model=StripeConnectionOut,
+    responses={**_ERR_401, **_ERR_403, 422: {"description": "a key of the wrong shape"}},
+)
+def put_connection(
+    body: StripeConnectionIn, principal: AdminPrincipal, session: SessionDep
+) -> StripeConnectionOut:
+    """Connect Stripe, or replace the keys (admin). The secrets are stored encrypted and are
+    never returned; register `webhook_url` in Stripe for the `enabled_events`."""
+    view = service.save_connection(
+        session,
+        organization_id=principal.organization_id,
+        secret_key=body.secret_key,
+        webhook_secret=body.webhook_secret,
+    )
+    return _out(session, view)
+
+
+@router.get(
+    "/v1/integrations/stripe",
+    response_model=StripeConnectionOut,
+    responses={**_ERR_401, **_ERR_404},
+)
+def get_connection(principal: CurrentPrincipal, session: SessionDep) -> StripeConnectionOut:
+    """The organization's Stripe connection, with its secrets masked."""
+    return _out(session, service.get_connection(session, organization_id=principal.organization_id))
+
+
+@router.delete(
+    "/v1/integrations/stripe",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ERR_401, **_ERR_403, **_ERR_404},
+)
+def delete_connection(principal: AdminPrincipal, session: SessionDep) -> Response:
+    """Disconnect Stripe (admin): the keys are deleted; webhooks are refused from then on."""
+    service.delete_connection(session, organization_id=principal.organization_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _raw_body(request: Request) -> bytes:
+    # The signature covers the exact bytes Stripe sent, so the body is read unparsed.
+    return await request.body()
+
+
+@router.post(
+    "/v1/webhooks/stripe/{org_slug}",
+    response_model=WebhookAck,
+    responses={
+        400: {"description": "missing or invalid Stripe-Signature, or not an event"},
+        404: {"description": "unknown organization, or Stripe not connected"},
+    },
+)
+def stripe_webhook(
+    org_slug: str,
+    session: SessionDep,
+    payload: Annotated[bytes, Depends(_raw_body)],
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> WebhookAck:
+    """Stripe's events for one organization, verified with its signing secret.
+
+    Each event is acted on once; a replay answers 200 with `outcome: duplicate`.
+    """
+    event_id, outcome = webhooks.receive(
+        session, org_slug=org_slug, payload=payload, signature=stripe_signature
+    )
+    return WebhookAck(event_id=event_id, outcome=outcome.value)
+
+
+@router.get("/pay/{token}/success", response_class=HTMLResponse, include_in_schema=False)
+def checkout_return(token: str, session: SessionDep) -> HTMLResponse:
+    """Where Stripe Checkout sends the customer back: paid, or still being confirmed."""
+    template = _templates.get_template("checkout_return.html")
+    attempt = recovery_repository.get_by_token(session, token)
+    if attempt is None:
+        html = template.render(state="unknown", lang="en", merchant_name=None, amount=None)
+        return HTMLResponse(html, status_code=404, headers=_PAGE_HEADERS)
+    state = service.confirm_checkout(session, attempt=attempt)
+    transaction = session.get(Transaction, attempt.transaction_id)
+    organization = session.get(Organization, attempt.organization_id)
+    assert transaction is not None and organization is not None
+    locale = transaction.customer_locale or "en"
+    amount = format_currency(
+        transaction.amount_minor / 10 ** get_currency_precision(transaction.currency),
+        transaction.currency,
+        locale=locale,
+    )
+    html = template.render(
+        state=state.value,
+        lang=locale.split("_")[0],
+        merchant_name=organization.name,
+        amount=amount,
+    )
+    return HTMLResponse(html, headers=_PAGE_HEADERS)

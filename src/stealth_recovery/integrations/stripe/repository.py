@@ -1,0 +1,133 @@
+"""Stripe connection rows, the webhook idempotency record, and the lookups events need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from stealth_recovery.integrations.models import StripeConnection
+from stealth_recovery.payments.models import PspEvent, Transaction
+from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+
+PROVIDER = "stripe"
+
+
+def get_connection(session: Session, *, organization_id: int) -> StripeConnection | None:
+    return session.scalar(
+        select(StripeConnection).where(StripeConnection.organization_id == organization_id)
+    )
+
+
+def has_connection(session: Session, *, organization_id: int) -> bool:
+    stmt = select(StripeConnection.id).where(StripeConnection.organization_id == organization_id)
+    return session.scalar(stmt) is not None
+
+
+def record_event(
+    session: Session,
+    *,
+    organization_id: int,
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+) -> PspEvent | None:
+    """Insert the event's idempotency row; None when the event was already recorded.
+
+    Prevents two deliveries of one event (Stripe's retries, or a replay) from both acting: the
+    unique key (provider, event_id) lets one insert through; on PostgreSQL a concurrent second
+    insert waits for the first transaction and then fails here. The savepoint keeps the caller's
+    transaction usable after the conflict.
+    """
+    row = PspEvent(
+        organization_id=organization_id,
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def get_event(session: Session, *, event_id: str) -> PspEvent | None:
+    return session.scalar(
+        select(PspEvent).where(PspEvent.provider == PROVIDER, PspEvent.event_id == event_id)
+    )
+
+
+def find_transaction(
+    session: Session, *, organization_id: int, refs: Sequence[str]
+) -> Transaction | None:
+    """The organization's transaction known by any of these Stripe ids (in_, pi_, ch_).
+
+    Stripe reports one failed payment as several events about different objects (the invoice,
+    its payment intent, the charge); matching on each id keeps them on one transaction.
+    """
+    if not refs:
+        return None
+    stmt = (
+        select(Transaction)
+        .where(
+            Transaction.organization_id == organization_id,
+            or_(Transaction.external_ref.in_(refs), Transaction.psp_payment_id.in_(refs)),
+        )
+        .order_by(Transaction.id)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def open_attempt_for_transaction(
+    session: Session, *, transaction_id: int
+) -> RecoveryAttempt | None:
+    stmt = select(RecoveryAttempt).where(
+        RecoveryAttempt.transaction_id == transaction_id,
+        RecoveryAttempt.status.in_(OPEN_STATUSES),
+    )
+    return session.scalar(stmt)
+
+
+def latest_attempt_for_transaction(
+    session: Session, *, transaction_id: int
+) -> RecoveryAttempt | None:
+    stmt = (
+        select(RecoveryAttempt)
+        .where(RecoveryAttempt.transaction_id == transaction_id)
+        .order_by(RecoveryAttempt.created_at.desc(), RecoveryAttempt.id.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def attempt_by_checkout_session(
+    session: Session, *, organization_id: int, checkout_session_id: str
+) -> RecoveryAttempt | None:
+    stmt = select(RecoveryAttempt).where(
+        RecoveryAttempt.organization_id == organization_id,
+        RecoveryAttempt.checkout_session_id == checkout_session_id,
+    )
+    return session.scalar(stmt)
+
+
+def attempt_in_organization(
+    session: Session, *, organization_id: int, attempt_id: int
+) -> RecoveryAttempt | None:
+    attempt = session.get(RecoveryAttempt, attempt_id)
+    if attempt is None or attempt.organization_id != organization_id:
+        return None
+    return attempt
+
+
+def mark_processed(session: Session, *, event: PspEvent, at: datetime) -> None:
+    event.processed_at = at
+    session.flush()

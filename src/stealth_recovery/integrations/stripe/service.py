@@ -1,0 +1,297 @@
+"""The organization's Stripe connection, and Checkout Sessions for pay links. Flushes only."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+import stripe
+import structlog
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from stealth_recovery.core.security import decrypt_secret, encrypt_secret
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.integrations.models import StripeConnection
+from stealth_recovery.integrations.stripe import repository
+from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+
+log = structlog.get_logger(__name__)
+
+_SECRET_KEY = re.compile(r"^(?P<prefix>(?:sk|rk)_(?P<mode>test|live)_)[A-Za-z0-9]{8,240}$")
+_WEBHOOK_SECRET = re.compile(r"^(?P<prefix>whsec_)[A-Za-z0-9+/=_-]{8,240}$")
+
+# Metadata we put on every Checkout Session and its payment intent, so that events about them
+# find the attempt again (and are never mistaken for a new failure to recover).
+METADATA_ATTEMPT_ID = "stealth_recovery_attempt_id"
+METADATA_ORGANIZATION_ID = "stealth_recovery_organization_id"
+
+_HTTP_TIMEOUT_SECONDS = 20.0
+_NETWORK_RETRIES = 2
+
+
+class PaymentProviderError(DomainError):
+    """Stripe could not be reached or refused the request."""
+
+    status_code = 502
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """A connection as shown to the organization: never the secrets themselves."""
+
+    mode: Literal["test", "live"]
+    secret_key: str
+    webhook_secret: str
+    connection: StripeConnection
+
+
+def _mask(prefix: str, value: str) -> str:
+    return f"{prefix}…{value[-4:]}"
+
+
+def _validated_secret_key(value: str) -> re.Match[str]:
+    value = value.strip()
+    if value.startswith("pk_"):
+        raise InvalidInput(
+            "secret_key", "this is a publishable key; use a secret key (sk_…) or restricted (rk_…)"
+        )
+    match = _SECRET_KEY.match(value)
+    if match is None:
+        raise InvalidInput(
+            "secret_key",
+            "must be a Stripe secret key (sk_test_…, sk_live_…) or restricted key (rk_test_…, "
+            "rk_live_…)",
+        )
+    return match
+
+
+def _validated_webhook_secret(value: str) -> re.Match[str]:
+    match = _WEBHOOK_SECRET.match(value.strip())
+    if match is None:
+        raise InvalidInput(
+            "webhook_secret", "must be the webhook endpoint's signing secret (whsec_…)"
+        )
+    return match
+
+
+def view_of(connection: StripeConnection) -> ConnectionView:
+    secret_key = decrypt_secret(connection.secret_key_encrypted)
+    webhook_secret = decrypt_secret(connection.webhook_secret_encrypted)
+    key_match = _SECRET_KEY.match(secret_key)
+    assert key_match is not None, "stored keys were validated on the way in"
+    mode: Literal["test", "live"] = "live" if key_match["mode"] == "live" else "test"
+    return ConnectionView(
+        mode=mode,
+        secret_key=_mask(key_match["prefix"], secret_key),
+        webhook_secret=_mask("whsec_", webhook_secret),
+        connection=connection,
+    )
+
+
+def save_connection(
+    session: Session, *, organization_id: int, secret_key: str, webhook_secret: str
+) -> ConnectionView:
+    """Store (or replace) the organization's Stripe keys, encrypted."""
+    key = _validated_secret_key(secret_key).group(0)
+    whsec = _validated_webhook_secret(webhook_secret).group(0)
+    connection = repository.get_connection(session, organization_id=organization_id)
+    if connection is None:
+        connection = StripeConnection(organization_id=organization_id)
+        session.add(connection)
+    connection.secret_key_encrypted = encrypt_secret(key)
+    connection.webhook_secret_encrypted = encrypt_secret(whsec)
+    connection.secret_key_last4 = key[-4:]
+    connection.updated_at = utc_now()
+    session.flush()
+    log.info("stripe_connection_saved", organization_id=organization_id)
+    return view_of(connection)
+
+
+def get_connection(session: Session, *, organization_id: int) -> ConnectionView:
+    """The organization's connection, masked; 404 when Stripe is not connected."""
+    connection = repository.get_connection(session, organization_id=organization_id)
+    if connection is None:
+        raise NotFound("Stripe is not connected")
+    return view_of(connection)
+
+
+def delete_connection(session: Session, *, organization_id: int) -> None:
+    """Forget the organization's Stripe keys; 404 when there are none."""
+    connection = repository.get_connection(session, organization_id=organization_id)
+    if connection is None:
+        raise NotFound("Stripe is not connected")
+    session.delete(connection)
+    session.flush()
+    log.info("stripe_connection_deleted", organization_id=organization_id)
+
+
+def has_connection(session: Session, *, organization_id: int) -> bool:
+    """Whether the organization has stored Stripe keys (the pay page then uses Checkout)."""
+    return repository.has_connection(session, organization_id=organization_id)
+
+
+def webhook_secret_of(connection: StripeConnection) -> str:
+    return decrypt_secret(connection.webhook_secret_encrypted)
+
+
+_http_client: stripe.HTTPClient | None = None
+_http_client_lock = threading.Lock()
+
+
+def _shared_http_client() -> stripe.HTTPClient:
+    # One connection pool per process; the API key and base URL travel with each StripeClient.
+    global _http_client
+    with _http_client_lock:
+        if _http_client is None:
+            _http_client = stripe.HTTPXClient(
+                timeout=_HTTP_TIMEOUT_SECONDS, allow_sync_methods=True
+            )
+        return _http_client
+
+
+def client_for(connection: StripeConnection) -> stripe.StripeClient:
+    """A Stripe API client with the organization's key, at the configured base URL."""
+    return stripe.StripeClient(
+        decrypt_secret(connection.secret_key_encrypted),
+        base_addresses={"api": get_settings().stripe_api_base},
+        http_client=_shared_http_client(),
+        max_network_retries=_NETWORK_RETRIES,
+    )
+
+
+def _provider_error(exc: stripe.StripeError, *, attempt_id: int) -> PaymentProviderError:
+    log.warning(
+        "stripe_request_failed",
+        attempt_id=attempt_id,
+        error=type(exc).__name__,
+        http_status=exc.http_status,
+        code=exc.code,
+        request_id=exc.request_id,
+    )
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return PaymentProviderError("Stripe refused the merchant's API key")
+    if isinstance(exc, stripe.APIConnectionError):
+        return PaymentProviderError("Stripe could not be reached; try again in a moment")
+    return PaymentProviderError(f"Stripe refused the checkout: {exc.user_message or exc.code}")
+
+
+def success_url(attempt: RecoveryAttempt) -> str:
+    return recovery_service.pay_url(attempt) + "/success"
+
+
+def _checkout_params(session: Session, attempt: RecoveryAttempt) -> dict[str, Any]:
+    transaction = session.get(Transaction, attempt.transaction_id)
+    organization = session.get(Organization, attempt.organization_id)
+    assert transaction is not None and organization is not None
+    metadata = {
+        METADATA_ATTEMPT_ID: str(attempt.id),
+        METADATA_ORGANIZATION_ID: str(attempt.organization_id),
+    }
+    product: dict[str, Any] = {"name": f"Payment to {organization.name}"}
+    if transaction.description:
+        product["description"] = transaction.description
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": transaction.currency.lower(),
+                    "unit_amount": transaction.amount_minor,
+                    "product_data": product,
+                },
+            }
+        ],
+        "client_reference_id": f"attempt_{attempt.id}",
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata},
+        # Stripe fills in the session id; the success page checks it with Stripe.
+        "success_url": success_url(attempt) + "?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": recovery_service.pay_url(attempt),
+    }
+    if transaction.customer_email:
+        params["customer_email"] = transaction.customer_email
+    return params
+
+
+def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
+    """Where to send the customer to pay: the attempt's open Checkout Session, or a new one.
+
+    A session that is already complete sends the customer to our success page (which confirms
+    with Stripe) instead of opening a second payment for the same debt.
+    """
+    if not attempt.is_open:
+        raise Conflict(f"attempt is already {attempt.status}")
+    connection = repository.get_connection(session, organization_id=attempt.organization_id)
+    if connection is None:
+        raise Conflict("Stripe is not connected for this organization")
+    client = client_for(connection)
+    previous = attempt.checkout_session_id
+    if previous:
+        try:
+            existing = client.v1.checkout.sessions.retrieve(previous)
+        except stripe.InvalidRequestError as exc:
+            # Not found on this account (the merchant changed keys): open a fresh one.
+            if exc.http_status != 404:
+                raise _provider_error(exc, attempt_id=attempt.id) from exc
+        except stripe.StripeError as exc:
+            raise _provider_error(exc, attempt_id=attempt.id) from exc
+        else:
+            if existing.status == "open" and existing.url:
+                return str(existing.url)
+            if existing.status == "complete":
+                return success_url(attempt) + f"?session_id={existing.id}"
+    try:
+        created = client.v1.checkout.sessions.create(
+            params=_checkout_params(session, attempt),  # type: ignore[arg-type]
+            # Two clicks (or a retry after our commit failed) get the same session back.
+            options={"idempotency_key": f"sr-checkout-{attempt.id}-{previous or 'first'}"},
+        )
+    except stripe.StripeError as exc:
+        raise _provider_error(exc, attempt_id=attempt.id) from exc
+    attempt.checkout_session_id = created.id
+    session.flush()
+    log.info("stripe_checkout_created", attempt_id=attempt.id, checkout_session_id=created.id)
+    return str(created.url)
+
+
+class CheckoutState(StrEnum):
+    paid = "paid"
+    pending = "pending"
+
+
+def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutState:
+    """Ask Stripe whether the attempt's Checkout Session is paid, and complete the attempt if so.
+
+    The success redirect alone proves nothing (anyone can open the URL): only Stripe's answer,
+    or the signed webhook, completes an attempt.
+    """
+    if attempt.status == AttemptStatus.completed:
+        return CheckoutState.paid
+    if not attempt.checkout_session_id:
+        return CheckoutState.pending
+    connection = repository.get_connection(session, organization_id=attempt.organization_id)
+    if connection is None:
+        return CheckoutState.pending
+    try:
+        checkout = client_for(connection).v1.checkout.sessions.retrieve(attempt.checkout_session_id)
+    except stripe.StripeError as exc:
+        _provider_error(exc, attempt_id=attempt.id)
+        return CheckoutState.pending
+    metadata: dict[str, Any] = checkout.to_dict().get("metadata") or {}
+    if metadata.get(METADATA_ATTEMPT_ID) != str(attempt.id):
+        log.warning("stripe_checkout_metadata_mismatch", attempt_id=attempt.id)
+        return CheckoutState.pending
+    if checkout.payment_status != "paid":
+        return CheckoutState.pending
+    if recovery_service.complete_attempt(session, attempt=attempt):
+        log.info("attempt_completed_by_checkout_check", attempt_id=attempt.id)
+    return CheckoutState.paid
