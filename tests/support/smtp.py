@@ -125,6 +125,7 @@ class SmtpSink:
     _ready: threading.Event = field(default_factory=threading.Event)
     _startup_error: BaseException | None = None
     _tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+    _protocols: list[SMTP] = field(default_factory=list)
 
     # --- control -------------------------------------------------------------------------
     def reject(self, recipient: str, code: int, message: str, *, times: int | None = None) -> None:
@@ -154,6 +155,21 @@ class SmtpSink:
                 return messages
             time.sleep(0.01)
         raise AssertionError(f"expected {count} messages, the sink has {len(self.messages)}")
+
+    def disconnect_all(self) -> None:
+        """Hang up on every open client connection, as a server does with idle sessions."""
+        loop = self._loop
+        assert loop is not None, "the sink is not running"
+        done = threading.Event()
+
+        def hang_up() -> None:
+            for protocol in self._protocols:
+                if protocol.transport is not None:
+                    protocol.transport.close()
+            done.set()
+
+        loop.call_soon_threadsafe(hang_up)
+        done.wait(5)
 
     def client_tls_context(self) -> ssl.SSLContext:
         """An SSL context that trusts this sink's self-signed certificate."""
@@ -221,7 +237,9 @@ class SmtpSink:
         with warnings.catch_warnings():
             # aiosmtpd warns about AUTH without STARTTLS; with implicit TLS the link is encrypted.
             warnings.simplefilter("ignore", UserWarning)
-            return SMTP(_Handler(self), **options)
+            protocol = SMTP(_Handler(self), **options)
+        self._protocols.append(protocol)
+        return protocol
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     )
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)  # per SMTP command
     smtp_pool_size: int = Field(default=50, ge=1)  # SMTP connections kept open per worker process
+    provider_retry_attempts: int = Field(
+        default=3, ge=1, le=10
+    )  # calls per message on transient provider errors (429/5xx, timeouts, SMTP 4xx)
+    provider_retry_backoff_seconds: float = Field(
+        default=0.2, ge=0
+    )  # wait before the 2nd call, doubled before each next one
+    provider_retry_after_max_seconds: float = Field(
+        default=5.0, ge=0
+    )  # a longer Retry-After fails the message instead of holding the step
+    provider_http_timeout_seconds: float = Field(default=10.0, gt=0)  # Twilio / Graph API calls
 
     twilio_account_sid: str | None = None  # Twilio account (AC...); SMS is off without it
     twilio_auth_token: str | None = None  # Twilio auth token; also verifies status callbacks

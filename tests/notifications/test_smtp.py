@@ -1,0 +1,309 @@
+"""Email through ProviderNotifier and the SMTP pool, against the real loopback SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from prometheus_client import REGISTRY
+
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
+from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool
+from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.smtp import SmtpSink
+
+FAST = TransientRetry(tries=3, backoff_seconds=0.0)
+
+
+def _notifier(sink: SmtpSink, *, retry: TransientRetry = FAST, **pool: object) -> ProviderNotifier:
+    options: dict[str, object] = {"host": sink.host, "port": sink.port, "size": 5, **pool}
+    sender = SmtpEmailSender(pool=SmtpPool(**options), sender="reminders@shop.test")  # type: ignore[arg-type]
+    return ProviderNotifier(senders={"email": sender}, retry=retry)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class TestEmailContent:
+    async def test_multipart_text_and_html_with_the_reminder_details(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a first reminder for €49.99 to Acme Outdoor, customer in New York
+        notifier = _notifier(smtp_sink)
+
+        # When it is sent
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        # Then the server got one multipart message with everything the customer needs
+        assert outcome.status == "sent" and outcome.provider == "smtp"
+        [received] = smtp_sink.messages
+        assert received.mail_from == "reminders@shop.test"
+        assert received.rcpt_tos == ["ana@example.test"]
+        assert received.message["From"] == "Acme Outdoor <reminders@shop.test>"
+        assert received.message["Message-ID"] == outcome.provider_message_id
+        assert received.subject == "Your payment of €49.99 to Acme Outdoor didn't go through"
+        text, html = received.body("plain"), received.body("html")
+        for body in (text, html):
+            assert "€49.99" in body
+            assert "Acme Outdoor" in body
+            assert PAY_URL in body
+            # 15:00 UTC on 5 December is 10:00 in New York
+            assert "December 5, 2026, 10:00\u202fAM EST" in body
+            assert "Reminder 1 of 3" in body
+        assert text.startswith("Hi Ana,")
+        assert f'href="{PAY_URL}"' in html
+
+    async def test_spanish_customer_gets_spanish_formatting(self, smtp_sink: SmtpSink) -> None:
+        notifier = _notifier(smtp_sink)
+        outcome = await notifier.send(
+            message_context(
+                locale="es-ES",
+                timezone="Europe/Madrid",
+                decline_category="customer_action",
+                retry_number=2,
+            )
+        )
+        await notifier.aclose()
+
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        assert received.subject == (
+            "Último aviso: actualiza tu tarjeta para tu pago de 49,99 € a Acme Outdoor"
+        )
+        text = received.body("plain")
+        assert "5 de diciembre de 2026, 16:00 CET" in text
+        assert "Recordatorio 3 de 3 (el último)" in text
+
+    async def test_merchant_name_is_escaped_in_html(self, smtp_sink: SmtpSink) -> None:
+        notifier = _notifier(smtp_sink)
+        await notifier.send(message_context(merchant_name="<b>Bad</b> & Co"))
+        await notifier.aclose()
+
+        [received] = smtp_sink.messages
+        assert "&lt;b&gt;Bad&lt;/b&gt; &amp; Co" in received.body("html")
+        assert "<b>Bad</b>" not in received.body("html")
+        assert "<b>Bad</b> & Co" in received.body("plain")
+
+
+class TestConnectionReuse:
+    async def test_sequential_messages_share_one_session(self, smtp_sink: SmtpSink) -> None:
+        # Given a pool
+        notifier = _notifier(smtp_sink)
+
+        # When ten messages go one after the other
+        for n in range(10):
+            outcome = await notifier.send(message_context(recipient=f"c{n}@example.test"))
+            assert outcome.status == "sent"
+        await notifier.aclose()
+
+        # Then the server saw a single connection
+        assert len(smtp_sink.messages) == 10
+        assert smtp_sink.connections == 1
+
+    async def test_concurrent_sends_never_exceed_the_pool_size(self) -> None:
+        # Given a server holding every message 50 ms and a pool of 5 sessions
+        with SmtpSink(latency=0.05) as sink:
+            notifier = _notifier(sink, size=5)
+
+            # When 60 messages are sent at once
+            outcomes = await asyncio.gather(
+                *(notifier.send(message_context(recipient=f"c{n}@example.test")) for n in range(60))
+            )
+            await notifier.aclose()
+
+            # Then all arrived over at most 5 connections
+            assert {o.status for o in outcomes} == {"sent"}
+            assert len(sink.messages) == 60
+            assert sink.connections <= 5
+
+    async def test_a_session_the_server_hung_up_is_replaced(self, smtp_sink: SmtpSink) -> None:
+        # Given a pooled session the server has since closed
+        notifier = _notifier(smtp_sink)
+        assert (await notifier.send(message_context())).status == "sent"
+        smtp_sink.disconnect_all()
+
+        # When the next message goes out
+        outcome = await notifier.send(message_context(recipient="ben@example.test"))
+        await notifier.aclose()
+
+        # Then it is sent on a fresh connection
+        assert outcome.status == "sent"
+        assert len(smtp_sink.messages_to("ben@example.test")) == 1
+        assert smtp_sink.connections == 2
+
+    async def test_a_pool_survives_a_new_event_loop(self, smtp_sink: SmtpSink) -> None:
+        # Given a notifier used from one loop (the embedded scheduler runs a loop per tick)
+        notifier = _notifier(smtp_sink)
+        assert (await notifier.send(message_context())).status == "sent"
+
+        # When it is used from another loop
+        def in_another_loop() -> str:
+            return asyncio.run(notifier.send(message_context(recipient="b@example.test"))).status
+
+        status = await asyncio.to_thread(in_another_loop)
+
+        # Then it opens sessions for that loop and sends
+        assert status == "sent"
+        assert len(smtp_sink.messages) == 2
+
+
+class TestErrors:
+    async def test_recipient_5xx_is_bounced_with_the_server_message(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a mailbox the server refuses
+        smtp_sink.reject("gone@example.test", 550, "5.1.1 <gone@example.test>: mailbox unavailable")
+        notifier = _notifier(smtp_sink)
+
+        # When a reminder is sent to it, then another to a good address
+        outcome = await notifier.send(message_context(recipient="gone@example.test"))
+        after = await notifier.send(message_context(recipient="ok@example.test"))
+        await notifier.aclose()
+
+        # Then it bounced with the server's words, and the session stayed usable
+        assert outcome.status == "bounced"
+        assert outcome.error_message == "SMTP 550 5.1.1 <gone@example.test>: mailbox unavailable"
+        assert after.status == "sent"
+        assert smtp_sink.connections == 1
+
+    async def test_5xx_on_data_fails_the_message(self, smtp_sink: SmtpSink) -> None:
+        smtp_sink.data_reply = "554 5.7.1 message rejected as spam"
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        assert outcome.status == "failed"
+        assert outcome.error_message == "SMTP 554 5.7.1 message rejected as spam"
+
+    async def test_a_temporary_4xx_is_retried_and_sent_once(self, smtp_sink: SmtpSink) -> None:
+        # Given a server that answers 451 to the first two tries
+        smtp_sink.reject("ana@example.test", 451, "4.7.1 greylisted, try again", times=2)
+        notifier = _notifier(smtp_sink)
+
+        # When the reminder is sent with 3 tries
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        # Then the third try delivered exactly one message
+        assert outcome.status == "sent"
+        assert len(smtp_sink.messages) == 1
+
+    async def test_a_persistent_4xx_fails_after_the_tries(self, smtp_sink: SmtpSink) -> None:
+        smtp_sink.reject("ana@example.test", 452, "4.2.2 mailbox full")
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        assert outcome.status == "failed"
+        assert outcome.error_message == "SMTP 452 4.2.2 mailbox full (gave up after 3 tries)"
+        assert smtp_sink.messages == []
+
+    async def test_an_unreachable_server_fails_without_raising(self) -> None:
+        # Given a port nobody listens on
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        pool = SmtpPool(host="127.0.0.1", port=port, timeout=2)
+        notifier = ProviderNotifier(
+            senders={"email": SmtpEmailSender(pool=pool, sender="r@shop.test")}, retry=FAST
+        )
+
+        # When a reminder is sent
+        outcome = await notifier.send(message_context())
+
+        # Then the outcome is failed with a connection error
+        assert outcome.status == "failed"
+        assert outcome.error_message is not None
+        assert "SMTP connection error" in outcome.error_message
+        assert "gave up after 3 tries" in outcome.error_message
+
+    async def test_a_server_slower_than_the_timeout_fails(self) -> None:
+        with SmtpSink(latency=2.0) as sink:
+            notifier = _notifier(
+                sink, timeout=0.2, retry=TransientRetry(tries=2, backoff_seconds=0)
+            )
+
+            outcome = await notifier.send(message_context())
+
+            assert outcome.status == "failed"
+            assert outcome.error_message is not None
+            assert outcome.error_message.startswith("SMTP timeout")
+
+
+class TestSecurityAndLogin:
+    @pytest.mark.parametrize("security", ["starttls", "ssl"])
+    async def test_logs_in_over_tls(self, security: str) -> None:
+        # Given a TLS server that requires a login
+        with SmtpSink(security=security, credentials=("shop", "s3cret")) as sink:  # type: ignore[arg-type]
+            notifier = _notifier(
+                sink,
+                security=security,
+                tls_context=sink.client_tls_context(),
+                username="shop",
+                password="s3cret",
+            )
+
+            # When a reminder is sent
+            outcome = await notifier.send(message_context())
+            await notifier.aclose()
+
+            # Then it arrived
+            assert outcome.status == "sent"
+            assert len(sink.messages) == 1
+
+    async def test_a_wrong_password_fails_the_message(self) -> None:
+        with SmtpSink(security="starttls", credentials=("shop", "s3cret")) as sink:
+            notifier = _notifier(
+                sink,
+                security="starttls",
+                tls_context=sink.client_tls_context(),
+                username="shop",
+                password="wrong",
+            )
+
+            outcome = await notifier.send(message_context())
+
+            assert outcome.status == "failed"
+            assert outcome.error_message is not None
+            assert outcome.error_message.startswith("SMTP 535")
+
+
+class TestFromSettings:
+    async def test_uses_the_smtp_settings(self, smtp_sink: SmtpSink) -> None:
+        # Given SMTP_HOST/PORT pointing at the sink (fixture)
+        notifier = ProviderNotifier.from_settings(get_settings())
+
+        # When an email goes out
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        # Then it reached the sink from SMTP_FROM
+        assert outcome.status == "sent"
+        assert smtp_sink.messages[0].mail_from == get_settings().smtp_from
+
+
+class TestMetrics:
+    async def test_counts_messages_and_observes_send_time(self, smtp_sink: SmtpSink) -> None:
+        sent = _sample("stealth_recovery_messages_total", channel="email", status="sent")
+        bounced = _sample("stealth_recovery_messages_total", channel="email", status="bounced")
+        timed = _sample("stealth_recovery_send_seconds_count", channel="email")
+        smtp_sink.reject("gone@example.test", 550, "5.1.1 unknown")
+        notifier = _notifier(smtp_sink)
+
+        await notifier.send(message_context())
+        await notifier.send(message_context(recipient="gone@example.test"))
+        await notifier.aclose()
+
+        assert _sample("stealth_recovery_messages_total", channel="email", status="sent") == (
+            sent + 1
+        )
+        assert _sample("stealth_recovery_messages_total", channel="email", status="bounced") == (
+            bounced + 1
+        )
+        assert _sample("stealth_recovery_send_seconds_count", channel="email") == timed + 2
