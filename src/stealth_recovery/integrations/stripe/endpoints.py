@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from babel.numbers import format_currency, get_currency_precision
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service, webhooks
 from stealth_recovery.integrations.stripe.schemas import (
@@ -32,10 +34,21 @@ _ERR_403: dict[int | str, dict[str, Any]] = {
 }
 _ERR_404: dict[int | str, dict[str, Any]] = {404: {"description": "Stripe is not connected"}}
 
+# The return page extends the pay page's layout, so the customer sees one design throughout.
 _templates = Environment(
-    loader=PackageLoader("stealth_recovery.integrations.stripe", "templates"),
+    loader=ChoiceLoader(
+        [
+            PackageLoader("stealth_recovery.integrations.stripe", "templates"),
+            PackageLoader("stealth_recovery.recovery", "templates"),
+        ]
+    ),
     autoescape=select_autoescape(["html"]),
 )
+_HEADINGS = {
+    "paid": "Thank you — your payment was received",
+    "pending": "We are confirming your payment",
+    "unknown": "Payment link not found",
+}
 # The pay-link token is in the URL: never cache it, never leak it in a Referer.
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -125,27 +138,38 @@ def stripe_webhook(
 
 
 @router.get("/pay/{token}/success", response_class=HTMLResponse, include_in_schema=False)
-def checkout_return(token: str, session: SessionDep) -> HTMLResponse:
+def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLResponse:
     """Where Stripe Checkout sends the customer back: paid, or still being confirmed."""
-    template = _templates.get_template("checkout_return.html")
+    wait = token_limiter(request).hit(client_address(request))
+    if wait is not None:
+        return HTMLResponse(
+            "Too many requests; please wait a minute.",
+            status_code=429,
+            headers={**_PAGE_HEADERS, "Retry-After": str(max(1, round(wait)))},
+        )
     attempt = recovery_repository.get_by_token(session, token)
     if attempt is None:
-        html = template.render(state="unknown", lang="en", merchant_name=None, amount=None)
-        return HTMLResponse(html, status_code=404, headers=_PAGE_HEADERS)
+        return _page("unknown", status_code=404)
     state = service.confirm_checkout(session, attempt=attempt)
     transaction = session.get(Transaction, attempt.transaction_id)
     organization = session.get(Organization, attempt.organization_id)
     assert transaction is not None and organization is not None
     locale = transaction.customer_locale or "en"
     amount = format_currency(
-        transaction.amount_minor / 10 ** get_currency_precision(transaction.currency),
+        Decimal(transaction.amount_minor).scaleb(-get_currency_precision(transaction.currency)),
         transaction.currency,
         locale=locale,
     )
-    html = template.render(
-        state=state.value,
-        lang=locale.split("_")[0],
+    return _page(
+        state.value,
+        lang=locale.replace("_", "-"),
         merchant_name=organization.name,
-        amount=amount,
+        amount_display=amount,
     )
-    return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+def _page(state: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template("checkout_return.html").render(
+        state=state, heading=_HEADINGS[state], **context
+    )
+    return HTMLResponse(html, status_code=status_code, headers=_PAGE_HEADERS)

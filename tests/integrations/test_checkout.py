@@ -1,0 +1,251 @@
+"""Checkout Sessions for pay links, against the fake Stripe server; the return page."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import Conflict
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.integrations.stripe import service
+from stealth_recovery.integrations.stripe.service import PaymentProviderError, checkout_url_for
+from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import RecoveryAttempt
+from tests.factories import make_account
+from tests.integrations.conftest import StripeOrg, connect, open_attempt
+from tests.support.stripe_server import FakeStripe
+
+
+def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
+    db.expire_all()
+    fresh = db.get(RecoveryAttempt, attempt.id)
+    assert fresh is not None
+    return fresh
+
+
+class TestCheckoutUrlFor:
+    def test_creates_a_session_for_the_attempts_amount(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given an open attempt of a connected organization
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        # When the customer goes to pay
+        url = checkout_url_for(db, attempt=attempt)
+        db.commit()
+        # Then Stripe was asked, with the organization's key, for a one-off payment
+        [request] = stripe_server.created_sessions()
+        assert request.headers["authorization"] == f"Bearer {stripe_server.secret_key}"
+        assert request.headers["idempotency-key"]
+        params = request.params
+        assert params["mode"] == "payment"
+        [item] = params["line_items"]
+        assert item["quantity"] == "1"
+        assert item["price_data"]["currency"] == "eur"
+        assert item["price_data"]["unit_amount"] == "4900"
+        assert stripe_org.account.organization.name in item["price_data"]["product_data"]["name"]
+        assert params["customer_email"] == "jane@example.com"
+        expected_metadata = {
+            "stealth_recovery_attempt_id": str(attempt.id),
+            "stealth_recovery_organization_id": str(stripe_org.organization_id),
+        }
+        assert params["metadata"] == expected_metadata
+        assert params["payment_intent_data"]["metadata"] == expected_metadata
+        base = get_settings().base_url.rstrip("/")
+        assert params["success_url"] == (
+            f"{base}/pay/{attempt.token}/success?session_id={{CHECKOUT_SESSION_ID}}"
+        )
+        assert params["cancel_url"] == f"{base}/pay/{attempt.token}"
+        # And the customer goes to that session, which the attempt remembers
+        stored = _reload(db, attempt)
+        assert stored.checkout_session_id in stripe_server.sessions
+        assert url == stripe_server.sessions[stored.checkout_session_id]["url"]
+
+    def test_reuses_the_attempts_open_session(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        first = checkout_url_for(db, attempt=attempt)
+        db.commit()
+        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        assert second == first
+        assert len(stripe_server.created_sessions()) == 1
+        assert [r.method for r in stripe_server.requests] == ["POST", "GET"]
+
+    def test_opens_a_new_session_when_the_old_one_expired(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        first = checkout_url_for(db, attempt=attempt)
+        db.commit()
+        old_id = _reload(db, attempt).checkout_session_id
+        assert old_id is not None
+        stripe_server.expire(old_id)
+        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        db.commit()
+        assert second != first
+        assert len(stripe_server.created_sessions()) == 2
+        assert _reload(db, attempt).checkout_session_id not in (None, old_id)
+
+    def test_a_completed_session_leads_to_the_return_page_not_a_second_payment(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        checkout_url_for(db, attempt=attempt)
+        db.commit()
+        session_id = _reload(db, attempt).checkout_session_id
+        assert session_id is not None
+        stripe_server.pay(session_id)
+        url = checkout_url_for(db, attempt=_reload(db, attempt))
+        assert url.endswith(f"/pay/{attempt.token}/success?session_id={session_id}")
+        assert len(stripe_server.created_sessions()) == 1
+
+    def test_a_session_unknown_to_the_account_is_replaced(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # The merchant switched Stripe accounts: the old session id means nothing there.
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt.checkout_session_id = "cs_test_from_another_account"
+        db.commit()
+        url = checkout_url_for(db, attempt=attempt)
+        assert len(stripe_server.created_sessions()) == 1
+        assert attempt.checkout_session_id != "cs_test_from_another_account"
+        assert url.endswith(str(attempt.checkout_session_id))
+
+    def test_a_key_stripe_refuses_is_a_provider_error(
+        self, client: TestClient, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        org = connect(client, db, "sk_test_" + "x" * 24)
+        attempt = open_attempt(db, organization_id=org.organization_id)
+        with pytest.raises(PaymentProviderError) as raised:
+            checkout_url_for(db, attempt=attempt)
+        assert raised.value.status_code == 502
+        assert "API key" in raised.value.detail
+        assert attempt.checkout_session_id is None
+
+    def test_stripe_unreachable_is_a_provider_error(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        stripe_server.stop()
+        with pytest.raises(PaymentProviderError) as raised:
+            checkout_url_for(db, attempt=attempt)
+        assert "could not be reached" in raised.value.detail
+
+    def test_without_a_connection_is_a_conflict(self, db: Session) -> None:
+        account = make_account(db)
+        attempt = open_attempt(db, organization_id=account.organization.id)
+        assert not service.has_connection(db, organization_id=account.organization.id)
+        with pytest.raises(Conflict):
+            checkout_url_for(db, attempt=attempt)
+
+    def test_a_final_attempt_is_a_conflict(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        recovery_service.complete_attempt(db, attempt=attempt)
+        db.commit()
+        with pytest.raises(Conflict):
+            checkout_url_for(db, attempt=attempt)
+        assert stripe_server.requests == []
+
+
+class TestPayButton:
+    def test_the_pay_button_redirects_to_checkout(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        response = stripe_org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
+        assert response.status_code == 303
+        stored = _reload(db, attempt)
+        assert stored.checkout_session_id is not None
+        assert (
+            response.headers["location"]
+            == stripe_server.sessions[stored.checkout_session_id]["url"]
+        )
+        # Leaving for Checkout does not complete anything
+        assert stored.status != "completed"
+
+
+class TestReturnPage:
+    def test_says_confirming_until_stripe_reports_the_session_paid(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given a customer who left for Checkout
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        checkout_url_for(db, attempt=attempt)
+        db.commit()
+        session_id = _reload(db, attempt).checkout_session_id
+        # When they come back before paying (or anyone opens the return URL)
+        response = stripe_org.client.get(
+            f"/pay/{attempt.token}/success", params={"session_id": session_id}
+        )
+        # Then the page says the payment is being confirmed, and nothing is completed
+        assert response.status_code == 200
+        assert 'data-state="pending"' in response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert _reload(db, attempt).status == "created"
+
+    def test_completes_the_attempt_when_stripe_says_paid(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id, amount_minor=4900)
+        checkout_url_for(db, attempt=attempt)
+        db.commit()
+        session_id = _reload(db, attempt).checkout_session_id
+        assert session_id is not None
+        stripe_server.pay(session_id)
+        response = stripe_org.client.get(
+            f"/pay/{attempt.token}/success", params={"session_id": session_id}
+        )
+        assert response.status_code == 200
+        assert 'data-state="paid"' in response.text
+        assert "€49.00" in response.text
+        stored = _reload(db, attempt)
+        assert stored.status == "completed"
+        assert stored.completed_at is not None
+
+    def test_another_paid_session_in_the_url_proves_nothing(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given two attempts, one of them paid on Checkout
+        paid = open_attempt(db, organization_id=stripe_org.organization_id)
+        unpaid = open_attempt(db, organization_id=stripe_org.organization_id)
+        checkout_url_for(db, attempt=paid)
+        checkout_url_for(db, attempt=unpaid)
+        db.commit()
+        paid_session = _reload(db, paid).checkout_session_id
+        assert paid_session is not None
+        stripe_server.pay(paid_session)
+        # When the unpaid attempt's return page is opened with the paid session's id
+        response = stripe_org.client.get(
+            f"/pay/{unpaid.token}/success", params={"session_id": paid_session}
+        )
+        # Then the unpaid attempt stays open
+        assert 'data-state="pending"' in response.text
+        assert _reload(db, unpaid).status == "created"
+
+    def test_without_a_checkout_session_nothing_is_completed(
+        self, stripe_org: StripeOrg, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        response = stripe_org.client.get(f"/pay/{attempt.token}/success")
+        assert 'data-state="pending"' in response.text
+        assert _reload(db, attempt).status == "created"
+
+    def test_stripe_unreachable_says_confirming(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        checkout_url_for(db, attempt=attempt)
+        db.commit()
+        stripe_server.stop()
+        response = stripe_org.client.get(f"/pay/{attempt.token}/success")
+        assert response.status_code == 200
+        assert 'data-state="pending"' in response.text
+        assert _reload(db, attempt).status == "created"
+
+    def test_an_unknown_link_is_404(self, client: TestClient, db: Session) -> None:
+        response = client.get("/pay/" + "A" * 43 + "/success")
+        assert response.status_code == 404
+        assert 'data-state="unknown"' in response.text
