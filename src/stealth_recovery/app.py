@@ -141,5 +141,9 @@ def _domain_routers() -> list[Any]:
 
 # Domain routers, in the order they appear in the OpenAPI document.
 ROUTER_MODULES: list[str] = [
+    "stealth_recovery.payments.endpoints",
+    "stealth_recovery.recovery.endpoints",
+    "stealth_recovery.retry.endpoints",
+    "stealth_recovery.recovery.pages",
     "stealth_recovery.integrations.stripe.endpoints",
 ]

@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from stealth_recovery.auth.service import create_api_key
+from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.service import FailureInput
 
 
@@ -29,3 +33,12 @@ def failure_input(**overrides: Any) -> FailureInput:
     }
     values.update(overrides)
     return FailureInput(**values)
+
+
+def api_key_headers(session: Session, organization: Organization) -> dict[str, str]:
+    """Headers carrying a fresh, committed API key of the organization."""
+    _, plain = create_api_key(
+        session, organization_id=organization.id, name="billing-server", created_by_id=None
+    )
+    session.commit()
+    return {"X-API-Key": plain}

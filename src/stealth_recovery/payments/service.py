@@ -29,6 +29,7 @@ from stealth_recovery.recovery.service import OpenedAttempt
 log = structlog.get_logger(__name__)
 
 _CURRENCIES = frozenset(list_currencies())
+_LOCALE_MAX = Transaction.customer_locale.type.length or 16
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,18 @@ def normalise_currency(value: str) -> str:
 def normalise_locale(value: str) -> str:
     """A locale Babel knows, in its canonical form (`de-at` → `de_AT`)."""
     try:
-        return str(Locale.parse(value.strip().replace("-", "_")))
+        canonical = str(Locale.parse(value.strip().replace("-", "_")))
     except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError("must be a known locale such as en, de_DE or pt-BR") from None
+        canonical = ""
+    if not canonical or len(canonical) > _LOCALE_MAX:
+        raise ValueError("must be a known locale such as en, de_DE or pt-BR")
+    return canonical
 
 
 def normalise_timezone(value: str) -> str:
     try:
         ZoneInfo(value.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
     return value.strip()
 
@@ -91,7 +95,8 @@ def _checked(field_name: str, normalise: Any, value: str) -> str:
     return result
 
 
-def _phone_region(locale: str) -> str | None:
+def phone_region(locale: str) -> str | None:
+    """The country of a locale (`de_DE` → `DE`), to read national phone numbers in."""
     territory = Locale.parse(locale).territory
     return territory if territory else None
 
@@ -119,7 +124,7 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
     phone = (
         _checked(
             "customer_phone",
-            lambda v: normalise_phone(v, _phone_region(locale)),
+            lambda v: normalise_phone(v, phone_region(locale)),
             data.customer_phone,
         )
         if data.customer_phone

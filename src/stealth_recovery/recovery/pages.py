@@ -1,0 +1,205 @@
+"""The customer's pay page: `/pay/{token}` and its pay action. Plain HTML, no JavaScript."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.core.errors import DomainError, Gone, NotFound
+from stealth_recovery.core.ratelimit import client_address, token_limiter
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.organizations.models import Organization
+from stealth_recovery.recovery import repository, service
+from stealth_recovery.recovery.models import RecoveryAttempt
+from stealth_recovery.recovery.views import attempt_by_token, pay_page
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter(tags=["pay page"])
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+Token = Annotated[str, PathParam(max_length=200, description="the pay link's token")]
+
+_HTML = {"content": {"text/html": {"example": "<!doctype html>…"}}}
+_PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown link: a page that says so", **_HTML},
+    410: {"description": "expired, paid or cancelled: a page that says so", **_HTML},
+    429: {"description": "too many lookups from this address: a page asking to wait", **_HTML},
+}
+_DEMO_ENVIRONMENTS = ("local", "test")
+
+
+def _render(request: Request, name: str, status_code: int, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    # Pay links are personal: no shared cache may keep the page.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _message(
+    request: Request, status_code: int, heading: str, text: str, **context: Any
+) -> HTMLResponse:
+    return _render(request, "message.html", status_code, heading=heading, text=text, **context)
+
+
+def _merchant_of(session: Session, token: str) -> str | None:
+    attempt = repository.get_by_token(session, token)
+    if attempt is None:
+        return None
+    organization = session.get(Organization, attempt.organization_id)
+    return organization.name if organization else None
+
+
+def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt | HTMLResponse:
+    """The open attempt behind the link, or the page that explains why there is none."""
+    wait = token_limiter(request).hit(client_address(request))
+    if wait is not None:
+        response = _message(
+            request,
+            429,
+            "Too many tries",
+            "This address opened too many payment links in a short time. "
+            "Please wait a minute and try again.",
+        )
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+    try:
+        return attempt_by_token(session, token)
+    except NotFound:
+        return _message(
+            request,
+            404,
+            "Payment link not found",
+            "This payment link does not exist. Please check that you opened the whole link "
+            "from your message.",
+        )
+    except Gone as gone:
+        merchant = _merchant_of(session, token)
+        contact = f"please contact {merchant}" if merchant else "please contact the merchant"
+        if "already been made" in gone.detail:
+            return _message(
+                request,
+                410,
+                "This payment has already been made",
+                "Thank you — there is nothing more to do.",
+                merchant_name=merchant,
+            )
+        return _message(
+            request,
+            410,
+            "This payment link has expired",
+            f"It can no longer be used to pay. If you still want to pay, {contact}.",
+            merchant_name=merchant,
+        )
+
+
+def _stripe_service() -> ModuleType | None:
+    """The Stripe integration, when this build has it."""
+    try:
+        from stealth_recovery.integrations.stripe import service as stripe_service
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("stealth_recovery.integrations"):
+            return None
+        raise
+    return stripe_service
+
+
+@router.get(
+    "/pay/{token}",
+    response_class=HTMLResponse,
+    responses={200: {"description": "the pay page", **_HTML}, **_PAGE_RESPONSES},
+)
+def pay(token: Token, request: Request, session: SessionDep) -> Response:
+    """The customer's pay page: merchant, amount, what happened, and a pay button.
+
+    The first opening marks the attempt `opened`. Limited per client address.
+    """
+    found = _lookup(request, session, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    service.mark_opened(session, attempt=found)
+    page = pay_page(session, found)
+    return _render(
+        request,
+        "pay.html",
+        200,
+        view=page.view,
+        expires_display=page.expires_display,
+        lang=page.view.locale.replace("_", "-"),
+    )
+
+
+@router.post(
+    "/pay/{token}/pay",
+    response_class=HTMLResponse,
+    responses={
+        200: {"description": "paid (test and local environments without Stripe)", **_HTML},
+        303: {"description": "redirect to the merchant's Stripe Checkout"},
+        409: {"description": "the merchant has not enabled online payment", **_HTML},
+        502: {"description": "the payment provider could not start the payment", **_HTML},
+        **_PAGE_RESPONSES,
+    },
+)
+def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
+    """The pay button: on to Stripe Checkout when the merchant connected Stripe.
+
+    Without Stripe, `ENVIRONMENT=local` or `test` completes the payment at once (demo and tests);
+    production says that the merchant has not enabled online payment.
+    """
+    found = _lookup(request, session, token)
+    if isinstance(found, HTMLResponse):
+        return found
+    attempt = found
+    page = pay_page(session, attempt)
+    view = page.view
+    common = {
+        "merchant_name": view.merchant_name,
+        "lang": view.locale.replace("_", "-"),
+    }
+    stripe_service = _stripe_service()
+    if stripe_service is not None and stripe_service.has_connection(
+        session, organization_id=attempt.organization_id
+    ):
+        try:
+            url = stripe_service.checkout_url_for(session, attempt=attempt)
+        except DomainError as exc:
+            log.warning("checkout_not_started", attempt_id=attempt.id, status=exc.status_code)
+            return _message(
+                request,
+                exc.status_code if exc.status_code >= 500 else 409,
+                "The payment could not be started",
+                "The payment provider did not answer as expected. Please try again in a moment.",
+                **common,
+            )
+        return RedirectResponse(url, status_code=303)
+    if get_settings().environment in _DEMO_ENVIRONMENTS:
+        service.complete_attempt(session, attempt=attempt)
+        log.info("attempt_completed_on_demo_path", attempt_id=attempt.id)
+        return _message(
+            request,
+            200,
+            "Thank you — payment received",
+            f"Your payment of {view.amount_display} to {view.merchant_name} is complete. "
+            "You will not receive any more reminders about it.",
+            amount_display=view.amount_display,
+            hint="Test mode: no money was moved.",
+            **common,
+        )
+    return _message(
+        request,
+        409,
+        "Online payment is not available",
+        f"{view.merchant_name} has not enabled online payment for this link yet. "
+        "Please contact them to pay.",
+        amount_display=view.amount_display,
+        **common,
+    )

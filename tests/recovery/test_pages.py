@@ -1,0 +1,182 @@
+"""The customer's pay page and its pay action, as a browser without JavaScript sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory, RecoveryAttempt
+from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
+from tests.factories import make_account, make_attempt
+
+
+def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
+    db.expire_all()
+    stored = db.get(RecoveryAttempt, attempt.id)
+    assert stored is not None
+    return stored
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+class TestPayPage:
+    def test_shows_merchant_amount_and_a_pay_form(self, client: TestClient, db: Session) -> None:
+        # Given an open attempt of a German customer
+        account = make_account(db)
+        attempt = make_attempt(db, account.organization, amount_minor=4999, locale="de_DE")
+        # When the customer opens the link
+        response = client.get(f"/pay/{attempt.token}")
+        # Then the page names the merchant, the amount in German format, and offers a form
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["cache-control"] == "no-store"
+        html = response.text
+        assert account.organization.name in html
+        assert "49,99\xa0€" in html
+        assert "did not go through" in html
+        assert f'<form method="post" action="http://localhost:8000/pay/{attempt.token}/pay">' in (
+            html
+        )
+        assert 'lang="de-DE"' in html
+        assert "<script" not in html
+
+    def test_marks_the_attempt_opened_once(self, client: TestClient, db: Session) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        client.get(f"/pay/{attempt.token}")
+        first = _reload(db, attempt).opened_at
+        with shifted_clock(timedelta(minutes=5)):
+            client.get(f"/pay/{attempt.token}")
+        stored = _reload(db, attempt)
+        assert stored.status == AttemptStatus.opened
+        assert first is not None and stored.opened_at == first
+
+    def test_customer_action_decline_asks_for_another_card(
+        self, client: TestClient, db: Session
+    ) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        attempt.decline_category = DeclineCategory.customer_action
+        db.commit()
+        html = client.get(f"/pay/{attempt.token}").text
+        assert "card needs attention" in html
+
+    def test_customer_data_is_escaped(self, client: TestClient, db: Session) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        from stealth_recovery.payments.models import Transaction
+
+        transaction = db.get(Transaction, attempt.transaction_id)
+        assert transaction is not None
+        transaction.customer_name = "<script>alert(1)</script>"
+        db.commit()
+        html = client.get(f"/pay/{attempt.token}").text
+        assert "<script>alert(1)" not in html
+        assert "&lt;script&gt;" in html
+
+    def test_unknown_link_is_a_404_page(self, client: TestClient, db: Session) -> None:
+        response = client.get("/pay/" + "Z" * 43)
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "does not exist" in response.text
+
+    def test_malformed_token_is_a_404_page(self, client: TestClient, db: Session) -> None:
+        response = client.get("/pay/not%20a%20token")
+        assert response.status_code == 404
+        assert "does not exist" in response.text
+
+    def test_expired_link_is_a_410_page_that_says_so(self, client: TestClient, db: Session) -> None:
+        account = make_account(db)
+        attempt = make_attempt(db, account.organization)
+        with shifted_clock(timedelta(days=8)):
+            response = client.get(f"/pay/{attempt.token}")
+        assert response.status_code == 410
+        assert "This payment link has expired" in response.text
+        assert account.organization.name in response.text
+        assert _reload(db, attempt).opened_at is None
+
+    def test_cancelled_link_is_a_410_page(self, client: TestClient, db: Session) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        cancel_attempt(db, attempt=attempt, reason="test")
+        db.commit()
+        response = client.get(f"/pay/{attempt.token}")
+        assert response.status_code == 410
+        assert "expired" in response.text
+
+    def test_paid_link_is_a_410_page_saying_it_is_paid(
+        self, client: TestClient, db: Session
+    ) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        complete_attempt(db, attempt=attempt)
+        db.commit()
+        response = client.get(f"/pay/{attempt.token}")
+        assert response.status_code == 410
+        assert "already been made" in response.text
+
+    def test_too_many_lookups_from_one_address_is_a_429_page(
+        self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a limit of 3 lookups a minute
+        monkeypatch.setenv("TOKEN_RATE_LIMIT_PER_MINUTE", "3")
+        get_settings.cache_clear()
+        try:
+            attempt = make_attempt(db, make_account(db).organization)
+            # When one address guesses two tokens and then opens a real one twice
+            codes = [client.get("/pay/" + "Q" * 43).status_code for _ in range(2)]
+            codes += [client.get(f"/pay/{attempt.token}").status_code for _ in range(2)]
+            limited = client.get(f"/pay/{attempt.token}")
+        finally:
+            monkeypatch.delenv("TOKEN_RATE_LIMIT_PER_MINUTE")
+            get_settings.cache_clear()
+        # Then the fourth lookup is refused, even for a real token
+        assert codes == [404, 404, 200, 429]
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert "wait a minute" in limited.text
+
+
+class TestPayAction:
+    def test_without_stripe_in_test_environment_completes_and_thanks(
+        self, client: TestClient, db: Session
+    ) -> None:
+        attempt = make_attempt(db, make_account(db).organization, amount_minor=1250)
+        response = client.post(f"/pay/{attempt.token}/pay")
+        assert response.status_code == 200
+        assert "payment received" in response.text
+        assert "€12.50" in response.text
+        stored = _reload(db, attempt)
+        assert stored.status == AttemptStatus.completed
+        assert stored.next_retry_at is None
+        # and the link now says the payment is made
+        assert client.get(f"/pay/{attempt.token}").status_code == 410
+
+    def test_without_stripe_in_production_says_payment_is_not_enabled(
+        self, client: TestClient, db: Session, production: None
+    ) -> None:
+        account = make_account(db)
+        attempt = make_attempt(db, account.organization)
+        response = client.post(f"/pay/{attempt.token}/pay")
+        assert response.status_code == 409
+        assert "has not enabled online payment" in response.text
+        assert account.organization.name in response.text
+        assert _reload(db, attempt).is_open
+
+    def test_expired_link_cannot_be_paid(self, client: TestClient, db: Session) -> None:
+        attempt = make_attempt(db, make_account(db).organization)
+        with shifted_clock(timedelta(days=8)):
+            response = client.post(f"/pay/{attempt.token}/pay")
+        assert response.status_code == 410
+        assert _reload(db, attempt).status != AttemptStatus.completed
+
+    def test_unknown_link_is_404(self, client: TestClient, db: Session) -> None:
+        assert client.post("/pay/" + "Z" * 43 + "/pay").status_code == 404

@@ -1,0 +1,405 @@
+"""The seed's /v1/retry API over HTTP: shapes, roles, errors and organization isolation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stealth_recovery.auth.models import Role
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.service import cancel_attempt
+from stealth_recovery.retry.models import RetryPolicy
+from tests.factories import make_account, make_attempt, make_policy
+from tests.payments.conftest import api_key_headers
+
+SEED_POLICY = {
+    "name": "Aggressive Recovery",
+    "max_retries": 5,
+    "initial_delay_minutes": 30,
+    "backoff_multiplier": 2,
+    "max_delay_minutes": 720,
+    "enabled_channels": ["email", "sms"],
+}
+POLICY_FIELDS = {
+    "id",
+    "org_id",
+    "name",
+    "max_retries",
+    "initial_delay_minutes",
+    "backoff_multiplier",
+    "max_delay_minutes",
+    "enabled_channels",
+    "is_active",
+    "created_at",
+    "updated_at",
+}
+NOTIFICATION_FIELDS = {
+    "id",
+    "channel",
+    "recipient",
+    "status",
+    "provider",
+    "sent_at",
+    "delivered_at",
+    "failed_at",
+    "error_message",
+    "created_at",
+}
+
+
+def _log(
+    session: Session, attempt: RecoveryAttempt, retry_number: int, channel: str, status: str
+) -> NotificationLog:
+    now = utc_now()
+    row = NotificationLog(
+        organization_id=attempt.organization_id,
+        attempt_id=attempt.id,
+        retry_number=retry_number,
+        channel=channel,
+        recipient="customer@example.com" if channel == "email" else "+4915123456789",
+        status=status,
+        provider="smtp" if channel == "email" else "twilio",
+        sent_at=now if status in ("sent", "delivered") else None,
+        delivered_at=now if status == "delivered" else None,
+        failed_at=now if status in ("failed", "bounced") else None,
+        error_message="550 mailbox unavailable" if status == "bounced" else None,
+        created_at=now + timedelta(seconds=retry_number),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+class TestCreatePolicy:
+    def test_admin_creates_the_seed_example(self, client: TestClient, db: Session) -> None:
+        # Given an admin
+        admin = make_account(db)
+        # When the seed's example is posted
+        response = client.post("/v1/retry/policies", json=SEED_POLICY, headers=admin.headers)
+        # Then the policy comes back exactly in the seed's shape, active
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert set(body) == POLICY_FIELDS
+        assert body["org_id"] == admin.organization.id
+        assert body["is_active"] is True
+        assert {k: body[k] for k in SEED_POLICY} == SEED_POLICY
+
+    def test_new_policy_replaces_the_active_one(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        first = client.post("/v1/retry/policies", json=SEED_POLICY, headers=admin.headers).json()
+        second = client.post(
+            "/v1/retry/policies", json={**SEED_POLICY, "name": "Gentle"}, headers=admin.headers
+        ).json()
+        listed = client.get("/v1/retry/policies", headers=admin.headers).json()
+        assert [p["id"] for p in listed] == [second["id"], first["id"]]
+        assert [p["is_active"] for p in listed] == [True, False]
+
+    @pytest.mark.parametrize("role", [Role.analyst, Role.operator])
+    def test_other_roles_are_refused(self, client: TestClient, db: Session, role: Role) -> None:
+        account = make_account(db, role=role)
+        response = client.post("/v1/retry/policies", json=SEED_POLICY, headers=account.headers)
+        assert response.status_code == 403
+        assert db.scalar(select(RetryPolicy)) is None
+
+    def test_api_key_is_refused(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        headers = api_key_headers(db, admin.organization)
+        response = client.post("/v1/retry/policies", json=SEED_POLICY, headers=headers)
+        assert response.status_code == 403
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.post("/v1/retry/policies", json=SEED_POLICY).status_code == 401
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"max_retries": 0}, "max_retries"),
+            ({"max_retries": 11}, "max_retries"),
+            ({"initial_delay_minutes": 0}, "initial_delay_minutes"),
+            ({"backoff_multiplier": 0.5}, "backoff_multiplier"),
+            ({"max_delay_minutes": 10}, "max_delay_minutes"),
+            ({"enabled_channels": []}, "enabled_channels"),
+            ({"enabled_channels": ["pigeon"]}, "enabled_channels.0"),
+            ({"name": "   "}, "name"),
+        ],
+    )
+    def test_invalid_policy_is_422_naming_the_field(
+        self, client: TestClient, db: Session, change: dict[str, object], field: str
+    ) -> None:
+        admin = make_account(db)
+        response = client.post(
+            "/v1/retry/policies", json={**SEED_POLICY, **change}, headers=admin.headers
+        )
+        assert response.status_code == 422
+        assert field in {error["field"] for error in response.json()["detail"]}
+        assert db.scalar(select(RetryPolicy)) is None
+
+
+class TestListPolicies:
+    @pytest.mark.parametrize("role", [Role.admin, Role.analyst, Role.operator])
+    def test_every_role_reads_its_own_policies(
+        self, client: TestClient, db: Session, role: Role
+    ) -> None:
+        owner = make_account(db)
+        make_policy(db, owner.organization, name="Ours")
+        reader = make_account(db, role=role, organization=owner.organization)
+        response = client.get("/v1/retry/policies", headers=reader.headers)
+        assert response.status_code == 200
+        assert [p["name"] for p in response.json()] == ["Ours"]
+
+    def test_another_organizations_policies_are_not_listed(
+        self, client: TestClient, db: Session
+    ) -> None:
+        a = make_account(db)
+        b = make_account(db)
+        make_policy(db, a.organization, name="A's")
+        assert client.get("/v1/retry/policies", headers=b.headers).json() == []
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.get("/v1/retry/policies").status_code == 401
+
+
+class TestActivePolicy:
+    def test_returns_the_active_policy(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization, name="Active one", max_retries=6)
+        body = client.get("/v1/retry/policies/active", headers=admin.headers).json()
+        assert body["id"] == policy.id
+        assert body["is_default"] is False
+        assert body["max_retries"] == 6
+        assert set(body) >= POLICY_FIELDS
+
+    def test_without_an_active_policy_returns_the_marked_default(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given an organization whose only policy was deactivated
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        client.delete(f"/v1/retry/policies/{policy.id}", headers=admin.headers)
+        # When the active policy is asked for
+        response = client.get("/v1/retry/policies/active", headers=admin.headers)
+        # Then the built-in default comes back, marked as such
+        assert response.status_code == 200
+        assert response.json() == {
+            "id": None,
+            "org_id": admin.organization.id,
+            "name": "Default (no active policy)",
+            "max_retries": 3,
+            "initial_delay_minutes": 60,
+            "backoff_multiplier": 2.0,
+            "max_delay_minutes": 1440,
+            "enabled_channels": ["email"],
+            "is_active": True,
+            "created_at": None,
+            "updated_at": None,
+            "is_default": True,
+        }
+
+    def test_another_organizations_active_policy_is_invisible(
+        self, client: TestClient, db: Session
+    ) -> None:
+        a = make_account(db)
+        b = make_account(db)
+        make_policy(db, a.organization)
+        assert client.get("/v1/retry/policies/active", headers=b.headers).json()["is_default"]
+
+    def test_api_key_reads_it(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        headers = api_key_headers(db, admin.organization)
+        assert client.get("/v1/retry/policies/active", headers=headers).status_code == 200
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.get("/v1/retry/policies/active").status_code == 401
+
+
+class TestDeactivatePolicy:
+    def test_admin_deactivates_and_the_row_is_kept(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        response = client.delete(f"/v1/retry/policies/{policy.id}", headers=admin.headers)
+        assert response.status_code == 200
+        assert response.json()["is_active"] is False
+        db.expire_all()
+        kept = db.get(RetryPolicy, policy.id)
+        assert kept is not None and kept.is_active is False
+
+    def test_deactivating_again_changes_nothing(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        client.delete(f"/v1/retry/policies/{policy.id}", headers=admin.headers)
+        again = client.delete(f"/v1/retry/policies/{policy.id}", headers=admin.headers)
+        assert again.status_code == 200
+        assert again.json()["is_active"] is False
+
+    def test_another_organizations_policy_is_404_and_untouched(
+        self, client: TestClient, db: Session
+    ) -> None:
+        a = make_account(db)
+        b = make_account(db)
+        policy = make_policy(db, a.organization)
+        response = client.delete(f"/v1/retry/policies/{policy.id}", headers=b.headers)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "retry policy not found"}
+        db.expire_all()
+        assert db.get(RetryPolicy, policy.id).is_active is True  # type: ignore[union-attr]
+
+    def test_unknown_policy_is_404(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        assert client.delete("/v1/retry/policies/999999", headers=admin.headers).status_code == 404
+
+    @pytest.mark.parametrize("role", [Role.analyst, Role.operator])
+    def test_other_roles_are_refused(self, client: TestClient, db: Session, role: Role) -> None:
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        other = make_account(db, role=role, organization=admin.organization)
+        response = client.delete(f"/v1/retry/policies/{policy.id}", headers=other.headers)
+        assert response.status_code == 403
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.delete("/v1/retry/policies/1").status_code == 401
+
+
+class TestStats:
+    def test_counts_the_callers_organization_only(self, client: TestClient, db: Session) -> None:
+        # Given organization A with attempts and messages, and B with one attempt of its own
+        a = make_account(db)
+        b = make_account(db)
+        first = make_attempt(db, a.organization)
+        second = make_attempt(db, a.organization)
+        make_attempt(db, a.organization)
+        _log(db, first, 0, "email", "delivered")
+        _log(db, first, 1, "email", "bounced")
+        _log(db, second, 0, "email", "sent")
+        make_attempt(db, b.organization)
+        # When each asks for its stats
+        stats_a = client.get("/v1/retry/stats", headers=a.headers).json()
+        stats_b = client.get("/v1/retry/stats", headers=b.headers).json()
+        # Then each sees its own rows only
+        assert stats_a["total_attempts"] == 3
+        assert stats_a["sent_count"] == 2
+        assert stats_a["failed_count"] == 1
+        assert stats_b == {
+            "total_attempts": 1,
+            "pending_retries": 1,
+            "sent_count": 0,
+            "completed_count": 0,
+            "failed_count": 0,
+            "avg_retry_count": 0.0,
+        }
+
+    @pytest.mark.parametrize("role", [Role.admin, Role.analyst, Role.operator])
+    def test_every_role_reads_stats(self, client: TestClient, db: Session, role: Role) -> None:
+        account = make_account(db, role=role)
+        assert client.get("/v1/retry/stats", headers=account.headers).status_code == 200
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.get("/v1/retry/stats").status_code == 401
+
+
+class TestAttemptNotifications:
+    def test_audit_trail_newest_first_in_the_seed_shape(
+        self, client: TestClient, db: Session
+    ) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization, phone="+4915123456789")
+        older = _log(db, attempt, 0, "email", "delivered")
+        newer = _log(db, attempt, 1, "sms", "sent")
+        response = client.get(
+            f"/v1/retry/attempts/{attempt.id}/notifications", headers=admin.headers
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert [n["id"] for n in body] == [newer.id, older.id]
+        assert all(set(n) == NOTIFICATION_FIELDS for n in body)
+        assert body[1]["status"] == "delivered"
+        assert body[1]["provider"] == "smtp"
+        assert body[0]["channel"] == "sms"
+
+    def test_attempt_without_messages_has_an_empty_trail(
+        self, client: TestClient, db: Session
+    ) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization)
+        response = client.get(
+            f"/v1/retry/attempts/{attempt.id}/notifications", headers=admin.headers
+        )
+        assert response.json() == []
+
+    def test_another_organizations_attempt_is_404(self, client: TestClient, db: Session) -> None:
+        a = make_account(db)
+        b = make_account(db)
+        attempt = make_attempt(db, a.organization)
+        _log(db, attempt, 0, "email", "sent")
+        response = client.get(f"/v1/retry/attempts/{attempt.id}/notifications", headers=b.headers)
+        assert response.status_code == 404
+
+    @pytest.mark.parametrize("role", [Role.analyst, Role.operator])
+    def test_every_role_reads_it(self, client: TestClient, db: Session, role: Role) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization)
+        other = make_account(db, role=role, organization=admin.organization)
+        response = client.get(
+            f"/v1/retry/attempts/{attempt.id}/notifications", headers=other.headers
+        )
+        assert response.status_code == 200
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.get("/v1/retry/attempts/1/notifications").status_code == 401
+
+
+class TestRetryNow:
+    def test_admin_queues_the_next_reminder(self, client: TestClient, db: Session) -> None:
+        # Given an open attempt whose first reminder is an hour away
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization, due=False)
+        # When an admin asks to send it now
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=admin.headers)
+        # Then it is accepted as reminder 0 and due now
+        assert response.status_code == 202, response.text
+        assert response.json() == {"attempt_id": attempt.id, "retry_number": 0, "status": "queued"}
+        db.expire_all()
+        stored = db.get(RecoveryAttempt, attempt.id)
+        assert stored is not None and stored.next_retry_at is not None
+        assert stored.next_retry_at <= utc_now()
+
+    def test_final_attempt_is_409_with_the_reason(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization)
+        cancel_attempt(db, attempt=attempt, reason="test")
+        db.commit()
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=admin.headers)
+        assert response.status_code == 409
+        assert AttemptStatus.cancelled in response.json()["detail"]
+
+    def test_attempt_out_of_retries_is_409(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization)
+        attempt.retry_count = attempt.max_retries
+        db.commit()
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=admin.headers)
+        assert response.status_code == 409
+        assert "reminders" in response.json()["detail"]
+
+    def test_another_organizations_attempt_is_404(self, client: TestClient, db: Session) -> None:
+        a = make_account(db)
+        b = make_account(db)
+        attempt = make_attempt(db, a.organization, due=False)
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=b.headers)
+        assert response.status_code == 404
+
+    @pytest.mark.parametrize("role", [Role.analyst, Role.operator])
+    def test_other_roles_are_refused(self, client: TestClient, db: Session, role: Role) -> None:
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization, due=False)
+        other = make_account(db, role=role, organization=admin.organization)
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=other.headers)
+        assert response.status_code == 403
+
+    def test_anonymous_is_401(self, client: TestClient) -> None:
+        assert client.post("/v1/retry/attempts/1/retry-now").status_code == 401

@@ -1,0 +1,103 @@
+"""compute_stats: each figure's definition, on real rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
+from stealth_recovery.retry.stats import compute_stats
+from tests.factories import make_account, make_attempt
+
+
+def _message(session: Session, attempt_id: int, org_id: int, number: int, status: str) -> None:
+    session.add(
+        NotificationLog(
+            organization_id=org_id,
+            attempt_id=attempt_id,
+            retry_number=number,
+            channel="email",
+            recipient="customer@example.com",
+            status=status,
+            provider="smtp",
+        )
+    )
+
+
+class TestComputeStats:
+    def test_empty_organization_is_all_zero(self, db: Session) -> None:
+        org = make_account(db).organization
+        stats = compute_stats(db, organization_id=org.id)
+        assert stats.model_dump() == {
+            "total_attempts": 0,
+            "pending_retries": 0,
+            "sent_count": 0,
+            "completed_count": 0,
+            "failed_count": 0,
+            "avg_retry_count": 0.0,
+        }
+
+    def test_each_figure_follows_its_definition(self, db: Session) -> None:
+        # Given four attempts: open with a reminder due, open with none left, paid, cancelled
+        org = make_account(db).organization
+        pending = make_attempt(db, org)
+        exhausted = make_attempt(db, org)
+        paid = make_attempt(db, org)
+        stopped = make_attempt(db, org)
+        exhausted.retry_count, exhausted.next_retry_at = exhausted.max_retries, None
+        paid.retry_count = 1
+        pending.retry_count = 1
+        db.flush()
+        complete_attempt(db, attempt=paid)
+        cancel_attempt(db, attempt=stopped, reason="operator")
+        # and messages in every status
+        for number, status in enumerate(["pending", "sent", "delivered", "failed", "bounced"]):
+            _message(db, pending.id, org.id, number, status)
+        _message(db, paid.id, org.id, 0, "delivered")
+        db.commit()
+        # When the stats are computed
+        stats = compute_stats(db, organization_id=org.id)
+        # Then
+        assert stats.total_attempts == 4
+        assert stats.pending_retries == 1  # open and a next reminder scheduled
+        assert stats.completed_count == 1
+        assert stats.sent_count == 3  # sent or delivered; pending is not sent
+        assert stats.failed_count == 2  # failed or bounced
+        assert stats.avg_retry_count == round((1 + 3 + 1 + 0) / 4, 2)
+
+    def test_average_is_rounded_to_two_decimals(self, db: Session) -> None:
+        org = make_account(db).organization
+        attempts = [make_attempt(db, org) for _ in range(3)]
+        attempts[0].retry_count = 1
+        db.commit()
+        assert compute_stats(db, organization_id=org.id).avg_retry_count == 0.33
+
+    def test_other_organizations_never_count(self, db: Session) -> None:
+        mine = make_account(db).organization
+        theirs = make_account(db).organization
+        attempt = make_attempt(db, theirs)
+        _message(db, attempt.id, theirs.id, 0, "sent")
+        db.commit()
+        assert compute_stats(db, organization_id=mine.id).total_attempts == 0
+        assert compute_stats(db, organization_id=mine.id).sent_count == 0
+
+    def test_computed_by_two_aggregate_queries(self, db: Session, engine: Engine) -> None:
+        # Given many attempts, the figures still come from two statements, not from loading rows
+        org = make_account(db).organization
+        for _ in range(5):
+            make_attempt(db, org)
+        statements: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            compute_stats(db, organization_id=org.id)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 2
+        assert all("count(" in s.lower() or "sum(" in s.lower() for s in selects)
