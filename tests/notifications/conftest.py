@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.types import MessageContext
+from tests.support.providers import fake_providers  # noqa: F401  (fixture)
 from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
 
 PAY_URL = "https://pay.example.test/pay/q3Vb0zJmZkS1uN8pYtXo7wR4eLcA9hGd2fKsM6iUjQe"
@@ -37,6 +40,10 @@ def message_context(**overrides: Any) -> MessageContext:
     return replace(base, **overrides)
 
 
-@pytest.fixture
-def make_message() -> Any:
-    return message_context
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests change settings through the environment: never leak them to the next test."""
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -19,6 +19,7 @@ from jinja2 import TemplateError
 
 from stealth_recovery.core.metrics import MESSAGES, SEND_SECONDS
 from stealth_recovery.core.settings import Settings, get_settings
+from stealth_recovery.notifications import twilio, whatsapp
 from stealth_recovery.notifications.errors import PermanentSendError, TransientSendError
 from stealth_recovery.notifications.models import Channel, NotificationStatus
 from stealth_recovery.notifications.rendering import RenderError
@@ -76,10 +77,26 @@ class ProviderNotifier:
         self._retry = retry or TransientRetry()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> ProviderNotifier:
+    def from_settings(
+        cls, settings: Settings | None = None, *, retry: TransientRetry | None = None
+    ) -> ProviderNotifier:
+        """Every channel whose provider is configured; the others say what is missing."""
         settings = settings or get_settings()
         senders: dict[str, Sender] = {Channel.email: SmtpEmailSender.from_settings(settings)}
-        return cls(senders=senders, retry=TransientRetry.from_settings(settings))
+        unavailable: dict[str, str] = {}
+        if missing := twilio.missing_settings(settings):
+            unavailable[Channel.sms] = "not configured: set " + ", ".join(missing)
+        else:
+            senders[Channel.sms] = twilio.TwilioSmsSender.from_settings(settings)
+        if missing := whatsapp.missing_settings(settings):
+            unavailable[Channel.whatsapp] = "not configured: set " + ", ".join(missing)
+        else:
+            senders[Channel.whatsapp] = whatsapp.WhatsAppSender.from_settings(settings)
+        return cls(
+            senders=senders,
+            unavailable=unavailable,
+            retry=retry or TransientRetry.from_settings(settings),
+        )
 
     def provider_for(self, channel: str) -> str:
         return PROVIDERS.get(channel, channel)
