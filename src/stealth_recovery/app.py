@@ -19,6 +19,7 @@ from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.database import get_engine
 from stealth_recovery.core.errors import DomainError, InvalidInput
 from stealth_recovery.core.settings import get_settings
+from stealth_recovery.dashboard.metrics import HttpMetricsMiddleware
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +116,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(HttpMetricsMiddleware)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -145,5 +147,7 @@ ROUTER_MODULES: list[str] = [
     "stealth_recovery.recovery.endpoints",
     "stealth_recovery.retry.endpoints",
     "stealth_recovery.recovery.pages",
+    "stealth_recovery.dashboard.metrics",
+    "stealth_recovery.dashboard.endpoints",
     "stealth_recovery.integrations.stripe.endpoints",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter(
     "stealth_recovery_messages_total",
@@ -24,4 +24,19 @@ SEND_SECONDS = Histogram(
     "Time for one provider call, including in-step transient retries.",
     ["channel"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_DEPTH = Gauge(
+    "stealth_recovery_queue_depth",
+    "Reminder steps due now and not claimed (counted when /metrics is scraped).",
+)
+HTTP_REQUESTS = Counter(
+    "stealth_recovery_http_requests_total",
+    "HTTP requests by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "stealth_recovery_http_request_seconds",
+    "HTTP request latency by method and route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -1,0 +1,1 @@
+"""The operators' dashboard: server-rendered pages under /dashboard, and /metrics."""

@@ -1,0 +1,716 @@
+"""The operators' dashboard: server-rendered pages under /dashboard.
+
+Handlers stay thin: they read the form, call the same services as the API, and render. Every
+page runs as the logged-in user of the session cookie and is scoped to their organization;
+admin actions are refused on the server to analysts and operators, whatever the page showed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Coroutine
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, unquote, urlencode
+
+import structlog
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from stealth_recovery.auth import service as auth_service
+from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.auth.models import Role
+from stealth_recovery.core.errors import DomainError, InvalidInput, Unauthorized
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.dashboard import charts, formatting, repository
+from stealth_recovery.dashboard import session as web
+from stealth_recovery.dashboard.overview import CHANNEL_LABELS, PERIODS, build_overview
+from stealth_recovery.dashboard.timeline import build_timeline
+from stealth_recovery.notifications.models import Channel
+from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory
+from stealth_recovery.retry import backoff
+from stealth_recovery.retry import policy as policy_service
+from stealth_recovery.retry import repository as retry_repository
+from stealth_recovery.retry.backoff import Schedule
+
+log = structlog.get_logger(__name__)
+
+HERE = Path(__file__).resolve().parent
+STATIC_FILES = {"dashboard.css": "text/css"}
+PAGE_SIZE = 25
+FLASH_COOKIE = "sr_flash"
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.filters["money"] = formatting.money
+templates.env.filters["when"] = formatting.when
+templates.env.filters["relative"] = formatting.relative
+templates.env.filters["duration"] = formatting.duration
+templates.env.globals["percent"] = formatting.percent
+templates.env.globals["STATUS_COLOURS"] = charts.STATUS_COLOURS
+templates.env.globals["CHANNEL_LABELS"] = CHANNEL_LABELS
+
+
+class DashboardRoute(APIRoute):
+    """Pages answer in HTML: a missing session redirects to the login form, an error is a page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except web.LoginRequired as exc:
+                target = "/dashboard/login?" + urlencode({"next": exc.next_path})
+                return RedirectResponse(target, status_code=303)
+            except DomainError as exc:
+                return error_page(request, exc.status_code, exc.detail)
+
+        return route
+
+
+router = APIRouter(
+    prefix="/dashboard", tags=["dashboard"], include_in_schema=False, route_class=DashboardRoute
+)
+
+
+def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
+    titles = {403: "Not allowed", 404: "Not found", 409: "Not possible right now"}
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {"title": titles.get(status_code, "Something went wrong"), "message": message},
+        status_code=status_code,
+    )
+
+
+def _flash(response: Response, kind: str, message: str) -> None:
+    response.set_cookie(
+        FLASH_COOKIE,
+        quote(f"{kind}|{message}"[:300]),
+        max_age=60,
+        path="/dashboard",
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def _read_flash(request: Request) -> tuple[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    kind, _, message = unquote(raw).partition("|")
+    return (kind if kind in {"ok", "error"} else "ok", message)
+
+
+def render(
+    request: Request,
+    viewer: web.Viewer | None,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    flash = _read_flash(request)
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "viewer": viewer,
+            "csrf_token": web.csrf_token(request),
+            "flash": flash,
+            "active": context.pop("active", ""),
+            **context,
+        },
+        status_code=status_code,
+    )
+    web.set_csrf_cookie_if_new(request, response)
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/dashboard")
+    # Pages hold customer data: never cache them, never frame them.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+def redirect(path: str, *, flash: tuple[str, str] | None = None) -> RedirectResponse:
+    response = RedirectResponse(path, status_code=303)
+    if flash is not None:
+        _flash(response, *flash)
+    return response
+
+
+CsrfField = Annotated[str | None, Form(alias=web.CSRF_FIELD)]
+
+
+# --- static ----------------------------------------------------------------------------------
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(
+        HERE / "static" / name,
+        media_type=STATIC_FILES[name],
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, None, "login.html", {"next": web.safe_next(next), "email": ""})
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    web.check_csrf(request, csrf)
+    try:
+        user = auth_service.authenticate(session, email=email, password=password)
+    except Unauthorized:
+        log.info("dashboard_login_failed")
+        return render(
+            request,
+            None,
+            "login.html",
+            {
+                "next": web.safe_next(next),
+                "email": email,
+                "error": "Incorrect email or password.",
+            },
+            status_code=401,
+        )
+    token, expires_in = auth_service.issue_token(user)
+    response = redirect(web.safe_next(next))
+    web.set_session_cookie(response, token, expires_in)
+    log.info("dashboard_login", user_id=user.id, organization_id=user.organization_id)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: CsrfField = None) -> Response:
+    web.check_csrf(request, csrf)
+    response = redirect("/dashboard/login")
+    web.clear_session_cookie(response)
+    return response
+
+
+# --- overview --------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def overview(request: Request, session: SessionDep, days: int = 30) -> HTMLResponse:
+    viewer = web.current_viewer(request, session)
+    period = days if days in PERIODS else 30
+    data = build_overview(session, organization_id=viewer.organization_id, period_days=period)
+    active = policy_service.effective_policy(session, organization_id=viewer.organization_id)
+    return render(
+        request,
+        viewer,
+        "overview.html",
+        {"active": "overview", "o": data, "periods": PERIODS, "policy": active},
+    )
+
+
+# --- attempts --------------------------------------------------------------------------------
+
+
+def _parse_day(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@router.get("/attempts", response_class=HTMLResponse)
+def attempts(
+    request: Request,
+    session: SessionDep,
+    status: str | None = None,
+    decline_category: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    created_from: str | None = None,
+    created_to: str | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    viewer = web.current_viewer(request, session)
+    statuses = ["open", *(s.value for s in AttemptStatus)]
+    categories = [c.value for c in DeclineCategory]
+    filters = repository.AttemptFilters(
+        status=status if status in statuses else None,
+        decline_category=decline_category if decline_category in categories else None,
+        search=q.strip() if q and q.strip() else None,
+        created_from=_parse_day(created_from),
+        created_to=_parse_day(created_to),
+    )
+    rows, total = repository.list_attempts(
+        session,
+        organization_id=viewer.organization_id,
+        filters=filters,
+        offset=(page - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    query = {
+        k: v
+        for k, v in {
+            "status": filters.status,
+            "decline_category": filters.decline_category,
+            "q": filters.search,
+            "created_from": filters.created_from.isoformat() if filters.created_from else None,
+            "created_to": filters.created_to.isoformat() if filters.created_to else None,
+        }.items()
+        if v
+    }
+
+    def page_url(n: int) -> str:
+        return "/dashboard/attempts?" + urlencode({**query, "page": n})
+
+    return render(
+        request,
+        viewer,
+        "attempts.html",
+        {
+            "active": "attempts",
+            "rows": rows,
+            "total": total,
+            "page": min(page, pages),
+            "pages": pages,
+            "first": (page - 1) * PAGE_SIZE + 1 if rows else 0,
+            "last": (page - 1) * PAGE_SIZE + len(rows),
+            "filters": filters,
+            "statuses": statuses,
+            "categories": categories,
+            "prev_url": page_url(page - 1) if page > 1 else None,
+            "next_url": page_url(page + 1) if page < pages else None,
+            "filtered": bool(query),
+        },
+    )
+
+
+@router.get("/attempts/{attempt_id}", response_class=HTMLResponse)
+def attempt_detail(request: Request, session: SessionDep, attempt_id: int) -> HTMLResponse:
+    viewer = web.current_viewer(request, session)
+    attempt = recovery_service.get_attempt(
+        session, organization_id=viewer.organization_id, attempt_id=attempt_id
+    )
+    transaction = repository.transaction_of(session, attempt)
+    failure = repository.failure_of(session, attempt)
+    logs = repository.notifications_of(session, attempt)
+    now = utc_now()
+    can_retry = (
+        attempt.is_open and attempt.retry_count < attempt.max_retries and (attempt.expires_at > now)
+    )
+    return render(
+        request,
+        viewer,
+        "attempt.html",
+        {
+            "active": "attempts",
+            "attempt": attempt,
+            "transaction": transaction,
+            "failure": failure,
+            "logs": logs,
+            "timeline": build_timeline(attempt, failure, logs),
+            "can_retry": can_retry,
+            "pay_url": recovery_service.pay_url(attempt),
+        },
+    )
+
+
+@router.post("/attempts/{attempt_id}/retry-now")
+def attempt_retry_now(
+    request: Request, session: SessionDep, attempt_id: int, csrf: CsrfField = None
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    from stealth_recovery.retry.service import retry_now
+
+    attempt = recovery_service.get_attempt(
+        session, organization_id=viewer.organization_id, attempt_id=attempt_id
+    )
+    target = f"/dashboard/attempts/{attempt.id}"
+    try:
+        number = retry_now(session, attempt=attempt)
+    except DomainError as exc:
+        return redirect(target, flash=("error", exc.detail))
+    log.info("dashboard_retry_now", attempt_id=attempt.id, retry_number=number)
+    return redirect(target, flash=("ok", f"Reminder {number + 1} is being sent now."))
+
+
+# --- retry policies --------------------------------------------------------------------------
+
+
+POLICY_FIELDS = (
+    "name",
+    "max_retries",
+    "initial_delay_minutes",
+    "backoff_multiplier",
+    "max_delay_minutes",
+)
+
+
+def _default_form() -> dict[str, Any]:
+    d = policy_service.DEFAULT_SCHEDULE
+    return {
+        "name": "",
+        "max_retries": str(d.max_retries),
+        "initial_delay_minutes": str(d.initial_delay_minutes),
+        "backoff_multiplier": f"{d.backoff_multiplier:g}",
+        "max_delay_minutes": str(d.max_delay_minutes),
+        "enabled_channels": [Channel.email.value],
+    }
+
+
+def _parse_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Numbers from the form's text, with a message per field that is not a number."""
+    values: dict[str, Any] = {"name": form["name"], "enabled_channels": form["enabled_channels"]}
+    errors: dict[str, str] = {}
+    for field in ("max_retries", "initial_delay_minutes", "max_delay_minutes"):
+        try:
+            values[field] = int(str(form[field]).strip())
+        except ValueError:
+            errors[field] = "must be a whole number"
+    try:
+        multiplier = float(str(form["backoff_multiplier"]).strip())
+        if not math.isfinite(multiplier):
+            raise ValueError
+        values["backoff_multiplier"] = multiplier
+    except ValueError:
+        errors["backoff_multiplier"] = "must be a number, such as 2 or 1.5"
+    return values, errors
+
+
+def _validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    values, errors = _parse_policy_form(form)
+    if errors:
+        return values, errors
+    try:
+        values["enabled_channels"] = policy_service.validate(**values)
+    except InvalidInput as exc:
+        errors[exc.field] = exc.rule
+    return values, errors
+
+
+def _preview_rows(schedule: Schedule) -> list[dict[str, Any]]:
+    start = utc_now()
+    rows = []
+    previous = start
+    for n, at in enumerate(backoff.preview(schedule, start), start=1):
+        rows.append({"number": n, "wait": at - previous, "after_open": at - start})
+        previous = at
+    return rows
+
+
+def _policies_page(
+    request: Request,
+    session: SessionDep,
+    viewer: web.Viewer,
+    *,
+    form: dict[str, Any],
+    errors: dict[str, str],
+    preview: list[dict[str, Any]] | None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    policies = retry_repository.list_for_org(session, organization_id=viewer.organization_id)
+    effective = policy_service.effective_policy(session, organization_id=viewer.organization_id)
+    schedules = {p.id: _preview_rows(policy_service.schedule_of(p)) for p in policies}
+    return render(
+        request,
+        viewer,
+        "policies.html",
+        {
+            "active": "policies",
+            "policies": policies,
+            "schedules": schedules,
+            "effective": effective,
+            "default_schedule": _preview_rows(policy_service.DEFAULT_SCHEDULE),
+            "form": form,
+            "errors": errors,
+            "preview": preview,
+            "channels": [c.value for c in Channel],
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/policies", response_class=HTMLResponse)
+def policies(request: Request, session: SessionDep) -> HTMLResponse:
+    viewer = web.current_viewer(request, session)
+    return _policies_page(request, session, viewer, form=_default_form(), errors={}, preview=None)
+
+
+PolicyText = Annotated[str, Form()]
+
+
+@router.post("/policies/preview", response_class=HTMLResponse)
+def preview_policy(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    name: PolicyText = "",
+    max_retries: PolicyText = "",
+    initial_delay_minutes: PolicyText = "",
+    backoff_multiplier: PolicyText = "",
+    max_delay_minutes: PolicyText = "",
+    enabled_channels: Annotated[list[str] | None, Form()] = None,
+) -> HTMLResponse:
+    """The schedule some numbers would produce; saves nothing (any role)."""
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    form = {
+        "name": name,
+        "max_retries": max_retries,
+        "initial_delay_minutes": initial_delay_minutes,
+        "backoff_multiplier": backoff_multiplier,
+        "max_delay_minutes": max_delay_minutes,
+        "enabled_channels": enabled_channels or [],
+    }
+    # A preview needs the numbers only: a missing name is not an error yet.
+    values, errors = _validate_policy_form({**form, "name": name or "preview"})
+    rows = None
+    if not errors:
+        rows = _preview_rows(
+            Schedule(
+                max_retries=values["max_retries"],
+                initial_delay_minutes=values["initial_delay_minutes"],
+                backoff_multiplier=values["backoff_multiplier"],
+                max_delay_minutes=values["max_delay_minutes"],
+            )
+        )
+    return _policies_page(
+        request,
+        session,
+        viewer,
+        form=form,
+        errors=errors,
+        preview=rows,
+        status_code=200 if rows is not None else 422,
+    )
+
+
+@router.post("/policies", response_class=HTMLResponse)
+def create_policy(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    name: PolicyText = "",
+    max_retries: PolicyText = "",
+    initial_delay_minutes: PolicyText = "",
+    backoff_multiplier: PolicyText = "",
+    max_delay_minutes: PolicyText = "",
+    enabled_channels: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    form = {
+        "name": name,
+        "max_retries": max_retries,
+        "initial_delay_minutes": initial_delay_minutes,
+        "backoff_multiplier": backoff_multiplier,
+        "max_delay_minutes": max_delay_minutes,
+        "enabled_channels": enabled_channels or [],
+    }
+    values, errors = _validate_policy_form(form)
+    if errors:
+        return _policies_page(
+            request, session, viewer, form=form, errors=errors, preview=None, status_code=422
+        )
+    policy = policy_service.create_policy(session, organization_id=viewer.organization_id, **values)
+    log.info("dashboard_policy_created", policy_id=policy.id)
+    return redirect(
+        "/dashboard/policies",
+        flash=("ok", f"Policy “{policy.name}” created; it now applies to new attempts."),
+    )
+
+
+@router.post("/policies/{policy_id}/activate")
+def activate_policy(
+    request: Request, session: SessionDep, policy_id: int, csrf: CsrfField = None
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    policy = policy_service.activate_policy(
+        session, organization_id=viewer.organization_id, policy_id=policy_id
+    )
+    return redirect("/dashboard/policies", flash=("ok", f"Policy “{policy.name}” is now active."))
+
+
+@router.post("/policies/{policy_id}/deactivate")
+def deactivate_policy(
+    request: Request, session: SessionDep, policy_id: int, csrf: CsrfField = None
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    policy = policy_service.deactivate_policy(
+        session, organization_id=viewer.organization_id, policy_id=policy_id
+    )
+    return redirect(
+        "/dashboard/policies",
+        flash=("ok", f"Policy “{policy.name}” deactivated; new attempts get the default."),
+    )
+
+
+# --- users and API keys ----------------------------------------------------------------------
+
+
+def _team_page(
+    request: Request,
+    session: SessionDep,
+    viewer: web.Viewer,
+    *,
+    user_form: dict[str, str] | None = None,
+    user_error: str | None = None,
+    new_key: str | None = None,
+    key_error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        viewer,
+        "team.html",
+        {
+            "active": "team",
+            "users": auth_service.list_users(session, organization_id=viewer.organization_id),
+            "api_keys": auth_service.list_api_keys(session, organization_id=viewer.organization_id),
+            "mask_key": auth_service.mask_key,
+            "roles": [r.value for r in Role],
+            "user_form": user_form or {"email": "", "full_name": "", "role": Role.analyst},
+            "user_error": user_error,
+            "new_key": new_key,
+            "key_error": key_error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/team", response_class=HTMLResponse)
+def team(request: Request, session: SessionDep) -> HTMLResponse:
+    viewer = web.current_viewer(request, session)
+    web.require_admin(viewer)
+    return _team_page(request, session, viewer)
+
+
+@router.post("/users", response_class=HTMLResponse)
+def create_user(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    email: Annotated[str, Form()] = "",
+    full_name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    form = {"email": email, "full_name": full_name, "role": role}
+    error = None
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        address = validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        error = "Enter a valid email address."
+    if error is None and role not in {r.value for r in Role}:
+        error = "Choose a role."
+    if error is None and not 10 <= len(password) <= 256:
+        error = "The password must be at least 10 characters."
+    if error is None:
+        try:
+            user = auth_service.create_user(
+                session,
+                organization_id=viewer.organization_id,
+                email=address,
+                password=password,
+                role=Role(role),
+                full_name=full_name.strip() or None,
+            )
+        except DomainError as exc:
+            error = "That email is already registered." if exc.status_code == 409 else exc.detail
+    if error is not None:
+        return _team_page(
+            request, session, viewer, user_form=form, user_error=error, status_code=422
+        )
+    return redirect("/dashboard/team", flash=("ok", f"{user.email} can now log in as {role}."))
+
+
+@router.post("/users/{user_id}/deactivate")
+def deactivate_user(
+    request: Request, session: SessionDep, user_id: int, csrf: CsrfField = None
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    try:
+        user = auth_service.deactivate_user(
+            session,
+            organization_id=viewer.organization_id,
+            user_id=user_id,
+            acting_user_id=viewer.user.id,
+        )
+    except DomainError as exc:
+        if exc.status_code == 404:
+            raise
+        return redirect("/dashboard/team", flash=("error", "You cannot deactivate yourself."))
+    return redirect("/dashboard/team", flash=("ok", f"{user.email} is deactivated."))
+
+
+@router.post("/api-keys", response_class=HTMLResponse)
+def create_api_key(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    name: Annotated[str, Form()] = "",
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    if not 1 <= len(name.strip()) <= 128:
+        return _team_page(
+            request,
+            session,
+            viewer,
+            key_error="Name the key (1 to 128 characters).",
+            status_code=422,
+        )
+    _, plain = auth_service.create_api_key(
+        session,
+        organization_id=viewer.organization_id,
+        name=name.strip(),
+        created_by_id=viewer.user.id,
+    )
+    # The key is shown in this response only; it is never stored in clear.
+    return _team_page(request, session, viewer, new_key=plain)
+
+
+@router.post("/api-keys/{api_key_id}/revoke")
+def revoke_api_key(
+    request: Request, session: SessionDep, api_key_id: int, csrf: CsrfField = None
+) -> Response:
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
+    web.require_admin(viewer)
+    api_key = auth_service.revoke_api_key(
+        session, organization_id=viewer.organization_id, api_key_id=api_key_id
+    )
+    return redirect("/dashboard/team", flash=("ok", f"Key “{api_key.name}” is revoked."))

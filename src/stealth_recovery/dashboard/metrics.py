@@ -1,0 +1,75 @@
+"""`/metrics` for Prometheus, and the middleware that counts and times every HTTP request.
+
+Request metrics are labelled by the route *template* (`/v1/retry/attempts/{attempt_id}`), never
+the raw path, so ids and tokens cannot blow up the number of series. The queue depth is one
+COUNT on the partial index of due open attempts, run at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stealth_recovery.core import metrics
+from stealth_recovery.core.database import session_scope
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+
+UNMATCHED = "<unmatched>"
+
+router = APIRouter(tags=["health"])
+
+
+def due_now_count() -> int:
+    """Open attempts whose next step is due and not claimed (a claim pushes it to the lease end)."""
+    stmt = select(func.count()).where(
+        RecoveryAttempt.status.in_(OPEN_STATUSES),
+        RecoveryAttempt.next_retry_at <= utc_now(),
+    )
+    with session_scope() as session:
+        return int(session.scalar(stmt) or 0)
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=True)
+def prometheus_metrics() -> Response:
+    """Prometheus text format: messages, reminder steps, queue depth, latencies, HTTP."""
+    metrics.QUEUE_DEPTH.set(due_now_count())
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else UNMATCHED
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI, so streaming responses pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            method = str(scope.get("method", "GET"))
+            route = route_label(scope)
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - started)

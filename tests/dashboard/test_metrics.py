@@ -1,0 +1,71 @@
+"""/metrics: HTTP metrics by route template, queue depth counted at scrape."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.time import utc_now
+from tests.dashboard.helpers import make_attempt
+from tests.factories import Account
+
+
+def _value(text: str, sample: str) -> float:
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    assert match, f"no sample {sample}"
+    return float(match.group(1))
+
+
+class TestHttpMetrics:
+    def test_requests_are_labelled_by_route_template_not_by_path(self, client: TestClient) -> None:
+        before = client.get("/metrics").text
+        sample = (
+            'stealth_recovery_http_requests_total{method="GET",'
+            'route="/dashboard/attempts/{attempt_id}",status="303"}'
+        )
+        start = _value(before, sample) if sample in before else 0.0
+        client.get("/dashboard/attempts/1234", follow_redirects=False)
+        client.get("/dashboard/attempts/5678", follow_redirects=False)
+        after = client.get("/metrics").text
+        assert _value(after, sample) == start + 2
+        assert "/dashboard/attempts/1234" not in after
+        assert 'stealth_recovery_http_request_seconds_bucket{le="0.005",method="GET",' in after
+
+    def test_unknown_paths_share_one_label(self, client: TestClient) -> None:
+        client.get("/no/such/page/abc123")
+        text = client.get("/metrics").text
+        assert 'route="<unmatched>",status="404"' in text
+        assert "abc123" not in text
+
+
+class TestQueueDepth:
+    def test_counts_open_attempts_due_now(
+        self, client: TestClient, admin: Account, db: Session
+    ) -> None:
+        org_id = admin.organization.id
+        due = [make_attempt(db, organization_id=org_id) for _ in range(2)]
+        later = make_attempt(db, organization_id=org_id)
+        for attempt in due:
+            attempt.next_retry_at = utc_now() - timedelta(minutes=1)
+        later.next_retry_at = utc_now() + timedelta(hours=1)
+        db.commit()
+        text = client.get("/metrics").text
+        assert _value(text, "stealth_recovery_queue_depth") == 2.0
+
+    def test_exposes_the_engine_metrics(self, client: TestClient) -> None:
+        text = client.get("/metrics").text
+        for name in (
+            "stealth_recovery_claim_seconds",
+            "stealth_recovery_send_seconds",
+            "stealth_recovery_messages_total",
+            "stealth_recovery_reminder_steps_total",
+        ):
+            assert f"# TYPE {name}" in text
+
+
+def test_prometheus_content_type(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=")

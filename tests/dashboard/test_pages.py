@@ -1,0 +1,376 @@
+"""The dashboard pages: what each shows, to whom, and what the server refuses."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stealth_recovery.auth.models import ApiKey, User
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.retry.models import RetryPolicy
+from tests.dashboard.helpers import add_message, csrf_from, make_attempt, post_form
+from tests.factories import Account, make_account
+
+
+def _stat(html: str, name: str) -> str:
+    match = re.search(rf'data-stat="{name}">([^<]*)<', html)
+    assert match, f"no stat {name}"
+    return match.group(1).strip()
+
+
+class TestOverview:
+    def test_shows_the_organizations_stats_revenue_and_rate(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given two paid attempts, one open with a delivered and a failed message
+        org_id = admin.organization.id
+        paid = [make_attempt(db, organization_id=org_id, amount_minor=a) for a in (4900, 1500)]
+        for attempt in paid:
+            recovery_service.complete_attempt(db, attempt=attempt)
+        open_attempt = make_attempt(db, organization_id=org_id)
+        add_message(db, open_attempt, channel="email", status="delivered")
+        add_message(db, open_attempt, channel="sms", status="failed")
+        # and another organization's attempt, which must not count
+        other = make_account(db)
+        make_attempt(db, organization_id=other.organization.id, amount_minor=99900)
+        db.commit()
+        # When the admin opens the overview
+        html = admin_web.get("/dashboard").text
+        # Then the cards show this organization's figures only
+        assert _stat(html, "total_attempts") == "3"
+        assert _stat(html, "pending_retries") == "1"
+        assert _stat(html, "sent_count") == "1"
+        assert _stat(html, "recovered_revenue") == "€64.00"
+        assert _stat(html, "recovery_rate") == "100.0%"  # 2 paid of 2 finished
+
+    def test_draws_the_three_charts_as_svg(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        org_id = admin.organization.id
+        attempt = make_attempt(db, organization_id=org_id)
+        add_message(db, attempt, channel="email", status="delivered")
+        add_message(db, attempt, channel="sms", status="bounced")
+        recovery_service.complete_attempt(db, attempt=attempt)
+        db.commit()
+        html = admin_web.get("/dashboard?days=7").text
+        outcomes = html.split('id="chart-outcomes"')[1].split("</section>")[0]
+        channels = html.split('id="chart-channels"')[1].split("</section>")[0]
+        steps = html.split('id="chart-steps"')[1].split("</section>")[0]
+        assert "<svg" in outcomes and "Completed: 1</title>" in outcomes
+        assert "Email · " in channels and "Delivered: 1</title>" in channels
+        assert "SMS · " in channels and "Bounced: 1</title>" in channels
+        assert "<title>Before any: 1 (100%)</title>" in steps
+
+    def test_an_empty_organization_sees_empty_charts(self, admin_web: TestClient) -> None:
+        html = admin_web.get("/dashboard").text
+        assert "No data yet" in html
+        assert "No messages in this period." in html
+
+
+class TestAttempts:
+    def test_lists_newest_first_and_filters_by_status_and_search(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        org_id = admin.organization.id
+        older = make_attempt(
+            db,
+            organization_id=org_id,
+            name="Grace Hopper",
+            email="grace@example.com",
+            opened_at=utc_now() - timedelta(days=2),
+        )
+        newer = make_attempt(
+            db, organization_id=org_id, name="Alan Turing", email="alan@example.com"
+        )
+        recovery_service.complete_attempt(db, attempt=older)
+        db.commit()
+
+        html = admin_web.get("/dashboard/attempts").text
+        assert html.index("Alan Turing") < html.index("Grace Hopper")
+
+        completed = admin_web.get("/dashboard/attempts?status=completed").text
+        assert "Grace Hopper" in completed and "Alan Turing" not in completed
+
+        found = admin_web.get("/dashboard/attempts?q=ALAN@").text
+        assert "Alan Turing" in found and "Grace Hopper" not in found
+        assert f"/dashboard/attempts/{newer.id}" in found
+
+        open_only = admin_web.get("/dashboard/attempts?status=open").text
+        assert "Alan Turing" in open_only and "Grace Hopper" not in open_only
+
+    def test_paginates_and_keeps_the_filters_in_the_links(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        for _ in range(27):
+            make_attempt(db, organization_id=admin.organization.id)
+        first = admin_web.get("/dashboard/attempts?status=created").text
+        assert "Showing 1–25 of 27" in first
+        assert "/dashboard/attempts?status=created&amp;page=2" in first
+        second = admin_web.get("/dashboard/attempts?status=created&page=2").text
+        assert "Showing 26–27 of 27" in second
+        assert second.count('class="row-link"') == 2
+
+    def test_never_shows_another_organizations_attempts(
+        self, admin_web: TestClient, db: Session
+    ) -> None:
+        other = make_account(db)
+        foreign = make_attempt(db, organization_id=other.organization.id, name="Someone Else")
+        assert "Someone Else" not in admin_web.get("/dashboard/attempts").text
+        response = admin_web.get(f"/dashboard/attempts/{foreign.id}")
+        assert response.status_code == 404
+        assert "recovery attempt not found" in response.text
+
+    def test_the_status_filter_offers_every_status(self, admin_web: TestClient) -> None:
+        html = admin_web.get("/dashboard/attempts").text
+        for status in AttemptStatus:
+            assert f'<option value="{status.value}"' in html
+
+
+class TestAttemptDetail:
+    def test_shows_the_customer_and_every_status_change_of_every_message(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(
+            db,
+            organization_id=admin.organization.id,
+            phone="+12025550100",
+            decline_code="expired_card",
+        )
+        add_message(db, attempt, channel="email", status="delivered")
+        add_message(db, attempt, channel="sms", status="failed", error="21610: unsubscribed")
+        html = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
+        assert "Ada Lovelace" in html and "ada@example.com" in html
+        assert "€49.00" in html
+        assert "customer action" in html and "expired_card" in html
+        timeline = html.split('id="timeline"')[1]
+        assert "Reminder 1 by email" in timeline and "Reminder 1 by sms" in timeline
+        assert "accepted by SMTP" in timeline and "delivery confirmed" in timeline
+        assert "21610: unsubscribed" in timeline
+        assert "Attempt opened" in timeline
+
+
+class TestRetryNow:
+    def test_an_admin_makes_the_next_reminder_due_now(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        page = f"/dashboard/attempts/{attempt.id}"
+        assert 'id="retry-now"' in admin_web.get(page).text
+        before = utc_now()
+        response = post_form(admin_web, page, f"{page}/retry-now", {})
+        assert response.status_code == 303
+        db.expire_all()
+        fresh = db.get(RecoveryAttempt, attempt.id)
+        assert fresh is not None and fresh.next_retry_at is not None
+        assert fresh.next_retry_at <= utc_now() + timedelta(seconds=1)
+        assert fresh.next_retry_at >= before - timedelta(seconds=1)
+        db.commit()  # end the read: on SQLite an open read would block the app's next write
+        assert "Reminder 1 is being sent now." in admin_web.get(page).text
+
+    def test_a_finished_attempt_explains_why_not(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        page = f"/dashboard/attempts/{attempt.id}"
+        token = csrf_from(admin_web.get(page).text)
+        recovery_service.complete_attempt(db, attempt=attempt)
+        db.commit()
+        response = admin_web.post(f"{page}/retry-now", data={"csrf_token": token})
+        assert response.status_code == 200
+        assert "attempt is completed: no reminder can be sent" in response.text
+        assert 'id="retry-now"' not in response.text
+
+    def test_an_analyst_sees_no_button_and_is_refused(
+        self, analyst_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        page = f"/dashboard/attempts/{attempt.id}"
+        html = analyst_web.get(page).text
+        assert 'id="retry-now"' not in html
+        response = analyst_web.post(f"{page}/retry-now", data={"csrf_token": csrf_from(html)})
+        assert response.status_code == 403
+        db.expire_all()
+        fresh = db.get(RecoveryAttempt, attempt.id)
+        assert fresh is not None and fresh.next_retry_at == attempt.next_retry_at
+
+
+_GOOD_POLICY = {
+    "name": "Two emails then SMS",
+    "max_retries": "3",
+    "initial_delay_minutes": "30",
+    "backoff_multiplier": "2",
+    "max_delay_minutes": "600",
+    "enabled_channels": ["email", "sms"],
+}
+
+
+class TestPolicies:
+    def test_an_admin_creates_a_policy_that_becomes_active(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", _GOOD_POLICY)
+        assert response.status_code == 303
+        policy = db.scalar(
+            select(RetryPolicy).where(RetryPolicy.organization_id == admin.organization.id)
+        )
+        assert policy is not None and policy.is_active
+        assert policy.enabled_channels == ["email", "sms"]
+        db.commit()
+        html = admin_web.get("/dashboard/policies").text
+        assert "Two emails then SMS" in html and "now applies to new attempts" in html
+
+    def test_a_bad_value_is_explained_next_to_its_field_and_nothing_is_saved(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        bad = {**_GOOD_POLICY, "max_retries": "11"}
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", bad)
+        assert response.status_code == 422
+        assert 'id="err-max_retries" role="alert">must be between 1 and 10<' in response.text
+        assert 'value="Two emails then SMS"' in response.text  # the form keeps what was typed
+        assert db.scalar(select(RetryPolicy.id)) is None
+
+    def test_text_where_a_number_belongs_is_explained(self, admin_web: TestClient) -> None:
+        bad = {**_GOOD_POLICY, "initial_delay_minutes": "soon", "enabled_channels": []}
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", bad)
+        assert response.status_code == 422
+        assert 'id="err-initial_delay_minutes" role="alert">must be a whole number<' in (
+            response.text
+        )
+
+    def test_no_channel_is_explained(self, admin_web: TestClient) -> None:
+        bad = {**_GOOD_POLICY, "enabled_channels": []}
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", bad)
+        assert 'id="err-enabled_channels" role="alert">must name at least one channel<' in (
+            response.text
+        )
+
+    def test_preview_lists_each_reminder_and_saves_nothing(
+        self, analyst_web: TestClient, db: Session
+    ) -> None:
+        response = post_form(
+            analyst_web, "/dashboard/policies", "/dashboard/policies/preview", _GOOD_POLICY
+        )
+        assert response.status_code == 200
+        preview = response.text.split('id="schedule-preview"')[1]
+        # 30 min, then 60, then 120: 30 min, 1 h 30 min, 3 h 30 min after the failure
+        assert "<td>30 min</td><td>30 min</td>" in preview
+        assert "<td>1 h</td><td>1 h 30 min</td>" in preview
+        assert "<td>2 h</td><td>3 h 30 min</td>" in preview
+        assert db.scalar(select(RetryPolicy.id)) is None
+
+    def test_an_admin_deactivates_and_activates(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        post_form(admin_web, "/dashboard/policies", "/dashboard/policies", _GOOD_POLICY)
+        policy = db.scalar(select(RetryPolicy))
+        assert policy is not None
+        db.commit()
+        post_form(
+            admin_web, "/dashboard/policies", f"/dashboard/policies/{policy.id}/deactivate", {}
+        )
+        db.refresh(policy)
+        assert policy.is_active is False
+        db.commit()
+        html = admin_web.get("/dashboard/policies").text
+        assert "Default (no active policy)" in html
+        post_form(admin_web, "/dashboard/policies", f"/dashboard/policies/{policy.id}/activate", {})
+        db.refresh(policy)
+        assert policy.is_active is True
+
+    def test_an_analyst_sees_policies_read_only_and_is_refused_changes(
+        self, analyst_web: TestClient, admin: Account, admin_web: TestClient, db: Session
+    ) -> None:
+        post_form(admin_web, "/dashboard/policies", "/dashboard/policies", _GOOD_POLICY)
+        policy = db.scalar(select(RetryPolicy))
+        assert policy is not None
+        db.commit()
+        html = analyst_web.get("/dashboard/policies").text
+        assert "Two emails then SMS" in html
+        assert "data-admin" not in html and 'id="create-policy"' not in html
+        token = csrf_from(html)
+        refused = [
+            analyst_web.post("/dashboard/policies", data={"csrf_token": token, **_GOOD_POLICY}),
+            analyst_web.post(
+                f"/dashboard/policies/{policy.id}/deactivate", data={"csrf_token": token}
+            ),
+        ]
+        assert [r.status_code for r in refused] == [403, 403]
+        db.refresh(policy)
+        assert policy.is_active is True
+        assert len(db.scalars(select(RetryPolicy)).all()) == 1
+
+
+class TestTeam:
+    def test_an_admin_adds_a_user_who_can_then_log_in(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        response = post_form(
+            admin_web,
+            "/dashboard/team",
+            "/dashboard/users",
+            {
+                "email": "New.Analyst@Example.com",
+                "full_name": "New Analyst",
+                "role": "analyst",
+                "password": "a long enough password",
+            },
+        )
+        assert response.status_code == 303
+        user = db.scalar(select(User).where(User.email == "new.analyst@example.com"))
+        assert user is not None and user.role == "analyst"
+        assert user.organization_id == admin.organization.id
+
+    def test_a_short_password_is_explained(self, admin_web: TestClient) -> None:
+        response = post_form(
+            admin_web,
+            "/dashboard/team",
+            "/dashboard/users",
+            {"email": "x@example.com", "full_name": "", "role": "operator", "password": "short"},
+        )
+        assert response.status_code == 422
+        assert "at least 10 characters" in response.text
+
+    def test_an_api_key_is_shown_once_and_can_be_revoked(
+        self, admin_web: TestClient, db: Session
+    ) -> None:
+        response = post_form(
+            admin_web, "/dashboard/team", "/dashboard/api-keys", {"name": "billing-server"}
+        )
+        assert response.status_code == 200
+        key = re.search(r'id="new-api-key">(sk_[^<]+)<', response.text)
+        assert key is not None
+        # It authenticates the API
+        assert admin_web.get("/v1/auth/me", headers={"X-API-Key": key.group(1)}).json()["auth"] == (
+            "api_key"
+        )
+        # And the next page shows it masked only
+        assert key.group(1) not in admin_web.get("/dashboard/team").text
+        api_key = db.scalar(select(ApiKey))
+        assert api_key is not None
+        db.commit()
+        post_form(admin_web, "/dashboard/team", f"/dashboard/api-keys/{api_key.id}/revoke", {})
+        db.refresh(api_key)
+        assert api_key.revoked_at is not None
+
+    def test_analysts_and_operators_are_refused_the_page_and_its_actions(
+        self, analyst_web: TestClient, app, operator: Account
+    ) -> None:  # type: ignore[no-untyped-def]
+        from tests.dashboard.helpers import web_login
+
+        assert "Users &amp; API keys" not in analyst_web.get("/dashboard").text
+        assert analyst_web.get("/dashboard/team").status_code == 403
+        token = csrf_from(analyst_web.get("/dashboard").text)
+        response = analyst_web.post(
+            "/dashboard/api-keys", data={"csrf_token": token, "name": "sneaky"}
+        )
+        assert response.status_code == 403
+        with TestClient(app) as operator_web:
+            web_login(operator_web, operator.user.email)
+            assert operator_web.get("/dashboard/team").status_code == 403
+            assert "data-admin" not in operator_web.get("/dashboard").text
