@@ -158,8 +158,17 @@ class TestNoDuplicates:
             sender.join()
         assert len(smtp_sink.messages) == 1000
         assert len({m.rcpt_tos[0] for m in smtp_sink.messages}) == 1000
-        total_logs = db.scalar(select(func.count()).select_from(NotificationLog))
-        assert total_logs == 1000
+        db.expire_all()
+        statuses = db.execute(
+            select(NotificationLog.status, func.count()).group_by(NotificationLog.status)
+        ).all()
+        assert statuses == [("sent", 1000)]
+        advanced = db.scalar(
+            select(func.count())
+            .select_from(RecoveryAttempt)
+            .where(RecoveryAttempt.retry_count == 1)
+        )
+        assert advanced == 1000
 
 
 class TestNeverChaseAPaidCustomer:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -70,17 +71,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # SQLite's single-writer path: every transaction takes the write lock when it starts, so
-    # the queue claim and the send claim are serialised instead of failing on upgrade.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+WRITE_OPTION = "sr_write"
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # SQLite's single-writer path: a unit of work that will write takes the write lock when it
+    # starts (BEGIN IMMEDIATE), so concurrent writers wait their turn (busy_timeout) instead of
+    # failing when a read transaction tries to become a write one. Readers stay deferred.
+    if connection.get_execution_options().get(WRITE_OPTION):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -121,10 +129,17 @@ def reset_engine() -> None:
     _session_factory = None
 
 
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A unit of work for tasks and CLI commands: commit on success, roll back on error."""
+def open_session(*, write: bool) -> Session:
     session = get_session_factory()()
+    if write:
+        session.connection(execution_options={WRITE_OPTION: True})
+    return session
+
+
+@contextmanager
+def session_scope(*, write: bool = True) -> Iterator[Session]:
+    """A unit of work for tasks and CLI commands: commit on success, roll back on error."""
+    session = open_session(write=write)
     try:
         yield session
         session.commit()
@@ -135,7 +150,10 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def get_session() -> Iterator[Session]:
+def get_session(request: Request) -> Iterator[Session]:
     """FastAPI dependency: one session per request, committed when the handler returns."""
-    with session_scope() as session:
+    with session_scope(write=request.method not in _READ_METHODS) as session:
         yield session
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Integer, Update, bindparam, case, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -244,46 +245,48 @@ def _context(
     )
 
 
-_log_outcome = (
-    update(NotificationLog)
-    .where(
-        NotificationLog.id == bindparam("log_id"),
-        NotificationLog.status == NotificationStatus.pending,
-    )
+# Core statements run with one parameter set per row (executemany). The bound names differ from
+# the column names, which SQLAlchemy reserves for the SET clause.
+_logs = NotificationLog.__table__.c
+_attempts = RecoveryAttempt.__table__.c
+
+_LOG_OUTCOME = (
+    update(NotificationLog.__table__)
+    .where(_logs.id == bindparam("b_log_id"), _logs.status == NotificationStatus.pending)
     .values(
-        status=bindparam("status"),
-        provider_message_id=bindparam("provider_message_id"),
-        error_message=bindparam("error_message"),
-        sent_at=bindparam("sent_at"),
-        failed_at=bindparam("failed_at"),
-        updated_at=bindparam("now"),
+        status=bindparam("b_status"),
+        provider_message_id=bindparam("b_provider_message_id"),
+        error_message=bindparam("b_error_message"),
+        sent_at=bindparam("b_sent_at"),
+        failed_at=bindparam("b_failed_at"),
+        updated_at=bindparam("b_now"),
     )
 )
 
 
-def _advance(any_sent: bool) -> object:
-    status = (
-        case(
-            (RecoveryAttempt.status == AttemptStatus.created, AttemptStatus.sent),
-            else_=RecoveryAttempt.status,
+def _advance(any_sent: bool) -> Update:
+    step = bindparam("b_step", type_=Integer)
+    values: dict[str, Any] = {
+        "retry_count": step + 1,
+        "last_retry_at": bindparam("b_now"),
+        "next_retry_at": bindparam("b_next_at"),
+        "updated_at": bindparam("b_now"),
+    }
+    if any_sent:
+        # The first reminder out moves a new attempt to `sent`.
+        values["status"] = case(
+            (_attempts.status == AttemptStatus.created, AttemptStatus.sent.value),
+            else_=_attempts.status,
         )
-        if any_sent
-        else RecoveryAttempt.status
-    )
     return (
-        update(RecoveryAttempt)
+        update(RecoveryAttempt.__table__)
         .where(
-            RecoveryAttempt.id == bindparam("attempt_id"),
-            RecoveryAttempt.retry_count == bindparam("k"),
-            RecoveryAttempt.status.in_(OPEN_STATUSES),
+            _attempts.id == bindparam("b_attempt_id"),
+            _attempts.retry_count == step,
+            # Literal values: an expanding IN cannot run once per parameter set.
+            _attempts.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]),
         )
-        .values(
-            retry_count=bindparam("k") + 1,
-            last_retry_at=bindparam("now"),
-            next_retry_at=bindparam("next_at"),
-            status=status,
-            updated_at=bindparam("now"),
-        )
+        .values(**values)
     )
 
 
@@ -310,30 +313,30 @@ def record_steps(session: Session, *, results: Sequence[StepResult], now: dateti
             report.failed += not sent
             log_params.append(
                 {
-                    "log_id": message.log_id,
-                    "status": outcome.status,
-                    "provider_message_id": outcome.provider_message_id,
-                    "error_message": outcome.error_message,
-                    "sent_at": now if sent else None,
-                    "failed_at": None if sent else now,
-                    "now": now,
+                    "b_log_id": message.log_id,
+                    "b_status": outcome.status,
+                    "b_provider_message_id": outcome.provider_message_id,
+                    "b_error_message": outcome.error_message,
+                    "b_sent_at": now if sent else None,
+                    "b_failed_at": None if sent else now,
+                    "b_now": now,
                 }
             )
         done = result.step.retry_number + 1
         params = {
-            "attempt_id": result.step.attempt_id,
-            "k": result.step.retry_number,
-            "now": now,
-            "next_at": schedule_retry(
+            "b_attempt_id": result.step.attempt_id,
+            "b_step": result.step.retry_number,
+            "b_now": now,
+            "b_next_at": schedule_retry(
                 schedule=result.step.schedule, steps_done=done, last_retry_at=now
             ),
         }
         (advance_sent if any_sent else advance_not_sent).append(params)
     if log_params:
-        session.execute(_log_outcome, log_params, execution_options={"synchronize_session": False})
+        session.execute(_LOG_OUTCOME, log_params)
     for stmt, params_list in ((_ADVANCE_SENT, advance_sent), (_ADVANCE_NOT_SENT, advance_not_sent)):
         if params_list:
-            session.execute(stmt, params_list, execution_options={"synchronize_session": False})  # type: ignore[call-overload]
+            session.execute(stmt, params_list)
     report.advanced = len(advance_sent) + len(advance_not_sent)
     metrics.REMINDER_STEPS.labels(outcome="sent").inc(len(advance_sent))
     metrics.REMINDER_STEPS.labels(outcome="not_sent").inc(len(advance_not_sent))
