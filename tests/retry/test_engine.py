@@ -297,9 +297,8 @@ class TestLease:
         attempt = make_attempt(db, account.organization)
         steps: list[ClaimedStep] = []
         engine.process_retry_queue(dispatch=steps.extend)
-        from stealth_recovery.notifications.dispatch import ProviderNotifier
-
         from stealth_recovery.core.settings import get_settings
+        from stealth_recovery.notifications.dispatch import ProviderNotifier
 
         with session_scope() as session:
             engine.prepare_steps(

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Integer, Update, bindparam, case, literal_column, select, update
+from sqlalchemy import Integer, Table, Update, bindparam, case, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -247,11 +247,13 @@ def _context(
 
 # Core statements run with one parameter set per row (executemany). The bound names differ from
 # the column names, which SQLAlchemy reserves for the SET clause.
-_logs = NotificationLog.__table__.c
-_attempts = RecoveryAttempt.__table__.c
+_log_table = cast(Table, NotificationLog.__table__)
+_attempt_table = cast(Table, RecoveryAttempt.__table__)
+_logs = _log_table.c
+_attempts = _attempt_table.c
 
 _LOG_OUTCOME = (
-    update(NotificationLog.__table__)
+    update(_log_table)
     .where(_logs.id == bindparam("b_log_id"), _logs.status == NotificationStatus.pending)
     .values(
         status=bindparam("b_status"),
@@ -279,7 +281,7 @@ def _advance(any_sent: bool) -> Update:
             else_=_attempts.status,
         )
     return (
-        update(RecoveryAttempt.__table__)
+        update(_attempt_table)
         .where(
             _attempts.id == bindparam("b_attempt_id"),
             _attempts.retry_count == step,
