@@ -85,7 +85,7 @@ def schedule_retry(*, schedule: Schedule, steps_done: int, last_retry_at: dateti
     return last_retry_at + delay_before(steps_done, schedule)
 
 
-_CONTACT_NAME = {
+_CONTACT_NAME: dict[str, str] = {
     Channel.email: "email address",
     Channel.sms: "phone number",
     Channel.whatsapp: "phone number",
