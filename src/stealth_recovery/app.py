@@ -150,4 +150,5 @@ ROUTER_MODULES: list[str] = [
     "stealth_recovery.dashboard.metrics",
     "stealth_recovery.dashboard.endpoints",
     "stealth_recovery.integrations.stripe.endpoints",
+    "stealth_recovery.notifications.endpoints",
 ]

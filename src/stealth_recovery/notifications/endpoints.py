@@ -1,0 +1,83 @@
+"""Delivery-status webhooks from Twilio and the WhatsApp Cloud API (thin: see service.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.notifications import service
+from stealth_recovery.notifications.schemas import CallbackAck
+
+router = APIRouter(prefix="/v1/webhooks", tags=["delivery status"])
+
+_REFUSED: dict[int | str, dict[str, Any]] = {403: {"description": "signature does not verify"}}
+
+
+async def _form_pairs(request: Request) -> list[tuple[str, str]]:
+    form = await request.form()
+    return [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/twilio/status", responses=_REFUSED)
+def twilio_status(
+    request: Request,
+    session: SessionDep,
+    params: Annotated[list[tuple[str, str]], Depends(_form_pairs)],
+    signature: Annotated[str | None, Header(alias="X-Twilio-Signature")] = None,
+) -> CallbackAck:
+    """Twilio's message status callback (the StatusCallback we give with every SMS).
+
+    Verified with X-Twilio-Signature over BASE_URL + this path and the form; moves the log row
+    to delivered / failed / bounced, never backwards. Unknown messages are acknowledged.
+    """
+    settings = get_settings()
+    url = settings.base_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    service.verify_twilio(settings=settings, url=url, params=params, signature=signature)
+    event = service.twilio_event(dict(params))
+    results = service.apply_events(session, events=[event] if event else [])
+    return CallbackAck(results=[r.value for r in results])
+
+
+@router.get("/whatsapp", response_class=PlainTextResponse, responses=_REFUSED)
+def whatsapp_verify(
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    verify_token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> str:
+    """Meta's subscription check: echoes hub.challenge when hub.verify_token matches."""
+    return service.whatsapp_challenge(
+        settings=get_settings(), mode=mode, verify_token=verify_token, challenge=challenge
+    )
+
+
+@router.post("/whatsapp", responses=_REFUSED)
+def whatsapp_events(
+    session: SessionDep,
+    body: Annotated[bytes, Depends(_raw_body)],
+    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
+) -> CallbackAck:
+    """WhatsApp Business Account webhook: message statuses (sent, delivered, read, failed).
+
+    Verified with X-Hub-Signature-256 over the raw body; each status moves its log row forward.
+    """
+    service.verify_whatsapp(settings=get_settings(), body=body, signature=signature)
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput("body", "must be JSON") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("body", "must be a JSON object")
+    results = service.apply_events(session, events=service.whatsapp_events(payload))
+    return CallbackAck(results=[r.value for r in results])

@@ -1,0 +1,229 @@
+"""Delivery-status callbacks: verify the sender, map its status, move the log row forward."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.errors import Forbidden
+from stealth_recovery.core.settings import Settings
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications import repository
+from stealth_recovery.notifications.models import NotificationStatus
+from stealth_recovery.notifications.signatures import meta_signature_valid, twilio_signature_valid
+
+log = structlog.get_logger(__name__)
+
+FINAL_STATUSES = frozenset(
+    {NotificationStatus.delivered, NotificationStatus.failed, NotificationStatus.bounced}
+)
+
+# Twilio error codes that mean the number itself cannot receive our SMS: a bounce, not bad luck.
+TWILIO_BOUNCE_CODES: dict[str, str] = {
+    "21211": "invalid 'To' number",
+    "21610": "recipient unsubscribed (replied STOP)",
+    "21614": "'To' number is not a mobile number",
+    "30005": "unknown destination handset",
+    "30006": "landline or unreachable carrier",
+}
+TWILIO_FAILURE_CODES: dict[str, str] = {
+    "30001": "queue overflow",
+    "30002": "account suspended",
+    "30003": "unreachable destination handset",
+    "30004": "message blocked",
+    "30007": "message filtered by the carrier",
+    "30008": "unknown error",
+    "30034": "sender not registered (A2P 10DLC)",
+}
+# WhatsApp: the number is not on WhatsApp or cannot receive business messages.
+WHATSAPP_BOUNCE_CODES = frozenset({131026})
+
+
+class CallbackResult(StrEnum):
+    updated = "updated"  # the log row moved forward
+    unchanged = "unchanged"  # known message, but the status was not newer (late or repeated)
+    ignored = "ignored"  # unknown message id, or an intermediate status we do not record
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    provider: str
+    provider_message_id: str
+    status: NotificationStatus | None  # None: an intermediate status (queued, sent, ...)
+    occurred_at: datetime | None = None
+    error_message: str | None = None
+
+
+def apply_delivery_status(
+    session: Session,
+    *,
+    provider: str,
+    provider_message_id: str,
+    status: NotificationStatus | None,
+    occurred_at: datetime | None = None,
+    error_message: str | None = None,
+) -> CallbackResult:
+    """Move the matching log row to a delivery outcome; never backwards, unknown ids ignored."""
+    if status is None:
+        return CallbackResult.ignored
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"a callback can only report {sorted(FINAL_STATUSES)}, not {status}")
+    row = repository.find_by_provider_message(
+        session, provider=provider, provider_message_id=provider_message_id
+    )
+    if row is None:
+        log.info("delivery_status_unknown_message", provider=provider, status=status.value)
+        return CallbackResult.ignored
+    moved = repository.advance_status(
+        session,
+        log_id=row.id,
+        status=status,
+        at=occurred_at or utc_now(),
+        error_message=error_message,
+    )
+    log.info(
+        "delivery_status",
+        provider=provider,
+        log_id=row.id,
+        attempt_id=row.attempt_id,
+        status=status.value,
+        moved=moved,
+    )
+    return CallbackResult.updated if moved else CallbackResult.unchanged
+
+
+def apply_events(session: Session, *, events: Iterable[StatusEvent]) -> list[CallbackResult]:
+    """Apply each event of one callback in order."""
+    return [
+        apply_delivery_status(
+            session,
+            provider=event.provider,
+            provider_message_id=event.provider_message_id,
+            status=event.status,
+            occurred_at=event.occurred_at,
+            error_message=event.error_message,
+        )
+        for event in events
+    ]
+
+
+# --- Twilio ------------------------------------------------------------------------------------
+def verify_twilio(
+    *, settings: Settings, url: str, params: Iterable[tuple[str, str]], signature: str | None
+) -> None:
+    """403 unless X-Twilio-Signature matches the URL and form with TWILIO_AUTH_TOKEN."""
+    if not settings.twilio_auth_token:
+        raise Forbidden("cannot verify Twilio callbacks: TWILIO_AUTH_TOKEN is not set")
+    if not twilio_signature_valid(
+        auth_token=settings.twilio_auth_token, url=url, params=params, signature=signature
+    ):
+        log.warning("twilio_callback_bad_signature")
+        raise Forbidden("invalid X-Twilio-Signature")
+
+
+def twilio_event(form: Mapping[str, str]) -> StatusEvent | None:
+    """The status a Twilio message status callback reports (None without a MessageSid)."""
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    if not sid:
+        return None
+    reported = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+    code = form.get("ErrorCode") or ""
+    status: NotificationStatus | None = None
+    error: str | None = None
+    if reported in {"delivered", "read"}:
+        status = NotificationStatus.delivered
+    elif reported in {"undelivered", "failed", "canceled"}:
+        if code in TWILIO_BOUNCE_CODES:
+            status = NotificationStatus.bounced
+            error = f"Twilio {reported}: error {code} ({TWILIO_BOUNCE_CODES[code]})"
+        else:
+            status = NotificationStatus.failed
+            reason = TWILIO_FAILURE_CODES.get(code)
+            error = f"Twilio {reported}" + (f": error {code}" if code else "")
+            error += f" ({reason})" if reason else ""
+    return StatusEvent(
+        provider="twilio", provider_message_id=sid, status=status, error_message=error
+    )
+
+
+# --- WhatsApp ----------------------------------------------------------------------------------
+def verify_whatsapp(*, settings: Settings, body: bytes, signature: str | None) -> None:
+    """403 unless X-Hub-Signature-256 is the HMAC-SHA256 of the body with WHATSAPP_APP_SECRET."""
+    if not settings.whatsapp_app_secret:
+        raise Forbidden("cannot verify WhatsApp webhooks: WHATSAPP_APP_SECRET is not set")
+    if not meta_signature_valid(
+        app_secret=settings.whatsapp_app_secret, body=body, signature=signature
+    ):
+        log.warning("whatsapp_webhook_bad_signature")
+        raise Forbidden("invalid X-Hub-Signature-256")
+
+
+def whatsapp_challenge(
+    *, settings: Settings, mode: str | None, verify_token: str | None, challenge: str | None
+) -> str:
+    """The challenge to echo when Meta verifies the webhook subscription; 403 otherwise."""
+    expected = settings.whatsapp_verify_token
+    if mode != "subscribe" or not expected or verify_token != expected or challenge is None:
+        raise Forbidden("webhook verification failed")
+    return challenge
+
+
+def whatsapp_events(payload: Mapping[str, Any]) -> list[StatusEvent]:
+    """Every message status in a WhatsApp Business Account webhook payload."""
+    events: list[StatusEvent] = []
+    for entry in _dicts(payload.get("entry")):
+        for change in _dicts(entry.get("changes")):
+            value = change.get("value")
+            if not isinstance(value, dict):
+                continue
+            for item in _dicts(value.get("statuses")):
+                message_id = item.get("id")
+                if isinstance(message_id, str) and message_id:
+                    events.append(_whatsapp_event(message_id, item))
+    return events
+
+
+def _whatsapp_event(message_id: str, item: Mapping[str, Any]) -> StatusEvent:
+    reported = str(item.get("status") or "").lower()
+    status: NotificationStatus | None = None
+    error: str | None = None
+    if reported in {"delivered", "read"}:
+        status = NotificationStatus.delivered
+    elif reported == "failed":
+        errors = list(_dicts(item.get("errors")))
+        first = errors[0] if errors else {}
+        code = first.get("code")
+        status = (
+            NotificationStatus.bounced
+            if code in WHATSAPP_BOUNCE_CODES
+            else NotificationStatus.failed
+        )
+        title = first.get("title") or first.get("message") or "failed"
+        data = first.get("error_data")
+        details = data.get("details") if isinstance(data, dict) else None
+        error = f"WhatsApp error {code}: {title}" if code is not None else f"WhatsApp {title}"
+        error += f" ({details})" if details else ""
+    return StatusEvent(
+        provider="whatsapp",
+        provider_message_id=message_id,
+        status=status,
+        occurred_at=_epoch(item.get("timestamp")),
+        error_message=error,
+    )
+
+
+def _dicts(value: Any) -> Iterable[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _epoch(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
