@@ -106,6 +106,34 @@ def flower(
     _celery(["flower", f"--port={port}", f"--address={address}"])
 
 
+@app.command()
+def demo(
+    attempts: int = typer.Option(300, min=1, max=20000, help="failed payments to create"),
+    days: int = typer.Option(28, min=1, max=365, help="how far back the history goes"),
+    reset: bool = typer.Option(False, "--reset", help="delete and recreate the demo organization"),
+    seed: int | None = typer.Option(None, help="random seed, for the same data every time"),
+) -> None:
+    """Create a demo organization with weeks of attempts and messages (migrates first)."""
+    from stealth_recovery.core.logging import configure_logging
+    from stealth_recovery.demo import DemoError, run_demo
+
+    settings = _settings_or_exit()
+    # One line per created row would drown the progress bar.
+    configure_logging("WARNING", settings.log_json)
+    try:
+        result = run_demo(attempts=attempts, days=days, reset=reset, seed=seed)
+    except DemoError as exc:
+        typer.secho(str(exc), err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"Demo ready: {result.attempts} attempts, {result.messages} messages.\n"
+        f"Dashboard: {settings.base_url.rstrip('/')}/dashboard\n"
+        f"  admin:    {result.email}\n"
+        f"  analyst:  {result.analyst_email}\n"
+        f"  password: {result.password}"
+    )
+
+
 def main() -> None:
     try:
         app()
