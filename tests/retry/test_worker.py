@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -23,6 +25,12 @@ from tests.factories import make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
 
 pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -105,7 +113,10 @@ class TestBeatAndWorker:
         account = make_account(db)
         make_policy(db, account.organization, initial_delay_minutes=60, backoff_multiplier=2)
         attempt = make_attempt(db, account.organization, email="e2e@example.com")
-        # When Beat and a worker run
+        # When Beat, a worker and Flower run
+        flower_port = _free_port()
+        processes.env["FLOWER_UNAUTHENTICATED_API"] = "true"
+        processes.start("flower", f"--port={flower_port}", name="flower")
         processes.start("worker", "--concurrency=1", name="worker")
         processes.start(
             "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
@@ -123,6 +134,18 @@ class TestBeatAndWorker:
         fresh = db.get(RecoveryAttempt, attempt.id)
         assert fresh is not None and fresh.last_retry_at and fresh.next_retry_at
         assert (fresh.next_retry_at - fresh.last_retry_at).total_seconds() == 120 * 60
+        # And Flower shows the tasks that did it
+        seen: set[str] = set()
+
+        def flower_saw_tasks() -> bool:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{flower_port}/api/tasks", timeout=2)
+            except httpx.HTTPError:
+                return False
+            seen.update(task.get("name") or "" for task in reply.json().values())
+            return {"retry.process_retry_queue", "retry.send_recovery_batch"} <= seen
+
+        _wait_until(flower_saw_tasks, 30, "Flower to list the tasks")
 
 
 class TestWorkerKilled:
