@@ -1,0 +1,116 @@
+"""docker-compose.yml and the Dockerfile: the production layout on one machine.
+
+`docker compose config` validates the file with the client alone (no engine needed). Without a
+docker client the check is skipped, except in CI where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stealth_recovery.core.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = ("migrate", "api", "worker", "beat", "flower")
+ALL_SERVICES = {*APP_SERVICES, "postgres", "redis", "mailpit"}
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _compose_client() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict[str, Any]:
+    """The file as `docker compose config` resolves it (anchors, defaults, interpolation)."""
+    client = _compose_client()
+    if client is None:
+        message = "no docker client (`docker compose` or `docker-compose`) to validate the file"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}")
+        pytest.skip(message)
+    # A clean environment, so the defaults written in the file are what gets checked.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    result = subprocess.run(
+        [*client, "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert isinstance(config, dict)
+    return config
+
+
+def _env(service: dict[str, Any]) -> dict[str, Any]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in environment)
+    return dict(environment)
+
+
+class TestComposeConfig:
+    def test_the_client_accepts_the_file_with_every_service(self, resolved: dict[str, Any]) -> None:
+        assert set(resolved["services"]) >= ALL_SERVICES
+
+    def test_each_process_runs_its_cli_command(self, resolved: dict[str, Any]) -> None:
+        services = resolved["services"]
+        assert services["api"]["command"][:4] == ["stealth-recovery", "serve", "--host", "0.0.0.0"]
+        assert services["worker"]["command"][:2] == ["stealth-recovery", "worker"]
+        assert services["beat"]["command"][:2] == ["stealth-recovery", "beat"]
+        flower = services["flower"]["command"]
+        assert flower[:2] == ["stealth-recovery", "flower"]
+        assert flower[flower.index("--address") + 1] == "0.0.0.0"
+        assert services["migrate"]["command"] == ["stealth-recovery", "migrate"]
+
+    def test_the_app_is_wired_to_postgres_redis_and_the_mail_catcher(
+        self, resolved: dict[str, Any]
+    ) -> None:
+        for name in ("api", "worker", "beat"):
+            env = _env(resolved["services"][name])
+            assert env["DATABASE_URL"].startswith("postgresql://")
+            assert "@postgres:5432/" in env["DATABASE_URL"]
+            assert env["REDIS_URL"] == "redis://redis:6379/0"
+            assert env["SMTP_HOST"] == "mailpit"
+            assert str(env["SMTP_PORT"]) == "1025"
+            assert env["BASE_URL"] == "http://localhost:8000"
+            assert env["SECRET_KEY"]
+        api = resolved["services"]["api"]
+        assert any(str(p.get("target", p)).startswith("8000") for p in api["ports"])
+        assert resolved["services"]["api"]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+class TestComposeFileAgainstTheSettings:
+    """Checks that need no docker client: names that must match the code."""
+
+    def test_every_variable_given_to_the_app_is_a_setting(self) -> None:
+        raw = yaml.safe_load(COMPOSE_FILE.read_text())
+        fields = {name.upper() for name in Settings.model_fields}
+        for name in APP_SERVICES:
+            unknown = set(_env(raw["services"][name])) - fields
+            assert not unknown, f"{name}: not settings: {sorted(unknown)}"
+
+    def test_the_image_is_python_311_slim_installed_with_the_constraints(self) -> None:
+        dockerfile = (ROOT / "Dockerfile").read_text()
+        assert "\nFROM python:3.11-slim\n" in dockerfile
+        assert "pip install -c constraints.txt ." in dockerfile
+        assert 'CMD ["stealth-recovery", "serve", "--host", "0.0.0.0"' in dockerfile
