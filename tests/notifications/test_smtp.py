@@ -88,6 +88,21 @@ class TestEmailContent:
         assert "<b>Bad</b>" not in received.body("html")
         assert "<b>Bad</b> & Co" in received.body("plain")
 
+    async def test_non_ascii_merchant_and_subject_survive_the_headers(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        notifier = _notifier(smtp_sink)
+        await notifier.send(
+            message_context(merchant_name="Café Olé Niño", locale="es", retry_number=2)
+        )
+        await notifier.aclose()
+
+        [received] = smtp_sink.messages
+        assert received.message["From"] == "Café Olé Niño <reminders@shop.test>"
+        assert received.subject == (
+            "Último aviso: tu pago de 49,99 € a Café Olé Niño no se ha completado"
+        )
+
 
 class TestConnectionReuse:
     async def test_sequential_messages_share_one_session(self, smtp_sink: SmtpSink) -> None:

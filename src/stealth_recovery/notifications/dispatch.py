@@ -128,7 +128,9 @@ class ProviderNotifier:
                 )
         MESSAGES.labels(channel=message.channel, status=outcome.status).inc()
         SEND_SECONDS.labels(channel=message.channel).observe(time.perf_counter() - started)
-        log.info(
+        # Success is the hot path (thousands a second): debug; anything else is worth a line.
+        emit = log.debug if outcome.status == NotificationStatus.sent else log.info
+        emit(
             "notification_sent" if outcome.status == "sent" else "notification_not_sent",
             log_id=message.log_id,
             attempt_id=message.attempt_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import socket
 import ssl
 import time
@@ -114,7 +115,7 @@ class SmtpPool:
         if self._loop is not loop or self._slots is None:
             # Sessions belong to the loop that opened them (e.g. one asyncio.run per tick).
             for connection in self._idle:
-                connection.client.close()
+                self._discard(connection)
             self._idle = []
             self._loop = loop
             self._slots = asyncio.Semaphore(self.size)
@@ -162,7 +163,9 @@ class SmtpPool:
 
     @staticmethod
     def _discard(connection: _Connection) -> None:
-        connection.client.close()
+        # RuntimeError: its event loop is already closed, and the socket with it.
+        with contextlib.suppress(RuntimeError):
+            connection.client.close()
 
     @staticmethod
     async def _quit(connection: _Connection) -> None:
@@ -207,7 +210,7 @@ class SmtpEmailSender:
         boundary = f"=_sr_{uuid.uuid4().hex}"
         headers = [
             f"From: {formataddr((_one_line(message.merchant_name), self.sender), 'utf-8')}",
-            f"To: {message.recipient}",
+            f"To: {_one_line(message.recipient)}",
             f"Subject: {_header_text(rendered.subject)}",
             f"Date: {format_datetime(utc_now(), usegmt=True)}",
             f"Message-ID: {message_id}",
