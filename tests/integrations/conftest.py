@@ -20,6 +20,7 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.factories import Account, make_account
+from tests.support.smtp import smtp_sink  # noqa: F401
 from tests.support.stripe_server import FakeStripe, stripe_server  # noqa: F401
 
 _ids = itertools.count(1)
@@ -27,6 +28,15 @@ _ids = itertools.count(1)
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{next(_ids):04d}{secrets.token_hex(6)}"
+
+
+def see_committed(db: Session) -> None:
+    """Let the test's session see what requests and workers committed since its last read.
+
+    Ends its transaction first: on SQLite a read transaction keeps the snapshot it started with.
+    """
+    db.commit()
+    db.expire_all()
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:

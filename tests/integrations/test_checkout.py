@@ -13,12 +13,12 @@ from stealth_recovery.integrations.stripe.service import PaymentProviderError, c
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.factories import make_account
-from tests.integrations.conftest import StripeOrg, connect, open_attempt
+from tests.integrations.conftest import StripeOrg, connect, open_attempt, see_committed
 from tests.support.stripe_server import FakeStripe
 
 
 def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    db.expire_all()
+    see_committed(db)
     fresh = db.get(RecoveryAttempt, attempt.id)
     assert fresh is not None
     return fresh

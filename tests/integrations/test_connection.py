@@ -11,6 +11,7 @@ from stealth_recovery.core.security import decrypt_secret
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.integrations.stripe.service import has_connection
 from tests.factories import make_account
+from tests.integrations.conftest import see_committed
 
 SECRET_KEY = "sk_test_51AbCdEfGhIjKlMnOpQrStUv1234"
 WEBHOOK_SECRET = "whsec_Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hWXYZ"
@@ -134,7 +135,7 @@ class TestDeleteConnection:
         _put(client, admin.headers)
         response = client.delete("/v1/integrations/stripe", headers=admin.headers)
         assert response.status_code == 204
-        db.expire_all()
+        see_committed(db)
         assert db.scalar(select(StripeConnection)) is None
         assert client.delete("/v1/integrations/stripe", headers=admin.headers).status_code == 404
 

@@ -25,24 +25,25 @@ from tests.integrations.conftest import (
     invoice,
     new_id,
     payment_intent,
+    see_committed,
     sign,
 )
 from tests.support.stripe_server import FakeStripe
 
 
 def _count(db: Session, model: type) -> int:
-    db.expire_all()
+    see_committed(db)
     return int(db.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def _only_attempt(db: Session) -> RecoveryAttempt:
-    db.expire_all()
+    see_committed(db)
     [attempt] = db.scalars(select(RecoveryAttempt)).all()
     return attempt
 
 
 def _only_transaction(db: Session) -> Transaction:
-    db.expire_all()
+    see_committed(db)
     [transaction] = db.scalars(select(Transaction)).all()
     return transaction
 
