@@ -348,6 +348,7 @@ class TestFailureEvents:
         attempt = _only_attempt(db)
         assert attempt.status == "cancelled"
         assert attempt.cancel_reason == "hard decline: stolen_card"
+        assert (attempt.decline_code, attempt.decline_category) == ("stolen_card", "hard")
         assert attempt.next_retry_at is None
 
     def test_a_charge_blocked_by_radar_as_highest_risk_is_hard(

@@ -14,7 +14,7 @@ import stripe
 import structlog
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.errors import DomainError, InvalidInput, NotFound
+from stealth_recovery.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.stripe import repository
 from stealth_recovery.integrations.stripe.events import (
@@ -154,7 +154,13 @@ def _refine_open_attempt(
     if not attempt.is_open:
         return Outcome.already_final
     if category == DeclineCategory.hard:
-        recovery.cancel_attempt(session, attempt=attempt, reason=f"hard decline: {code}")
+        try:
+            recovery.cancel_attempt(session, attempt=attempt, reason=f"hard decline: {code}")
+        except Conflict:
+            return Outcome.already_final  # paid or cancelled since we read it
+        attempt.decline_code = code
+        attempt.decline_category = category
+        session.flush()
         return Outcome.attempt_cancelled
     if code and attempt.decline_code is None:
         attempt.decline_code = code
