@@ -17,6 +17,44 @@ from stealth_recovery.notifications.schemas import CallbackAck
 router = APIRouter(prefix="/v1/webhooks", tags=["delivery status"])
 
 _REFUSED: dict[int | str, dict[str, Any]] = {403: {"description": "signature does not verify"}}
+# The handlers read the raw form / body themselves (signatures cover them byte for byte), so the
+# request bodies are described here for the OpenAPI document.
+_TWILIO_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "MessageSid": {"type": "string", "example": "SM" + "0" * 32},
+                        "MessageStatus": {
+                            "type": "string",
+                            "enum": ["queued", "sent", "delivered", "undelivered", "failed"],
+                        },
+                        "ErrorCode": {"type": "string", "example": "30005"},
+                    },
+                    "required": ["MessageSid", "MessageStatus"],
+                }
+            }
+        },
+    }
+}
+_WHATSAPP_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "WhatsApp Business Account webhook (entry[].changes[].value"
+                    ".statuses[] with id, status, timestamp, errors)",
+                    "properties": {"object": {"type": "string"}, "entry": {"type": "array"}},
+                }
+            }
+        },
+    }
+}
 
 
 async def _form_pairs(request: Request) -> list[tuple[str, str]]:
@@ -28,7 +66,7 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post("/twilio/status", responses=_REFUSED)
+@router.post("/twilio/status", responses=_REFUSED, openapi_extra=_TWILIO_BODY)
 def twilio_status(
     request: Request,
     session: SessionDep,
@@ -62,7 +100,7 @@ def whatsapp_verify(
     )
 
 
-@router.post("/whatsapp", responses=_REFUSED)
+@router.post("/whatsapp", responses=_REFUSED, openapi_extra=_WHATSAPP_BODY)
 def whatsapp_events(
     session: SessionDep,
     body: Annotated[bytes, Depends(_raw_body)],
