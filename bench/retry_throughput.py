@@ -1,0 +1,311 @@
+"""Retry engine benchmark: deliveries per second end to end, and the cost of a queue claim.
+
+    .venv/bin/python -m bench.retry_throughput            # the full run (~5 minutes)
+    .venv/bin/python -m bench.retry_throughput --quick    # a smoke run (~30 seconds)
+
+See bench/README.md for what is measured and how to read the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bench import fill as filling
+from bench.claim import measure
+from bench.machine import describe
+from bench.smtp_process import SinkProcess
+from bench.throughput import run_celery, run_embedded
+from stealth_recovery.core import database
+from stealth_recovery.core.database import make_engine
+from stealth_recovery.core.logging import configure_logging
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "results" / "retry_throughput.json"
+QUICK_OUTPUT = HERE / "results" / "retry_throughput.quick.json"
+README = HERE / "README.md"
+RESULTS_START = "<!-- results:start -->"
+RESULTS_END = "<!-- results:end -->"
+
+TARGET_DELIVERIES_PER_S = 1000.0
+TARGET_CLAIM_RATIO = 2.0
+
+app = typer.Typer(add_completion=False)
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--env")
+        result[name.upper()] = value
+    return result
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            "comma-separated row counts", param_hint="--claim-tables"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter("at least one positive row count", param_hint="--claim-tables")
+    return sorted(sizes)
+
+
+def _log(message: str) -> None:
+    typer.echo(f"[{datetime.now(UTC):%H:%M:%S}] {message}", err=True)
+
+
+def measure_throughput(
+    *,
+    admin_url: str,
+    attempts: int,
+    latency: float,
+    embedded: bool,
+    celery: bool,
+    redis_url: str,
+    workers: int,
+    concurrency: int,
+    overrides: dict[str, str],
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    url = filling.create_database(admin_url, "throughput")
+    engine = make_engine(url)
+    try:
+        filling.migrate(engine)
+        with SinkProcess(latency=latency) as sink:
+            _log(f"SMTP sink on 127.0.0.1:{sink.port}, {latency * 1000:.0f} ms per message")
+            if embedded:
+                report = filling.fill(engine, rows=attempts, due=attempts)
+                _log(f"embedded: {attempts} due attempts filled in {report.seconds:.1f}s")
+                results["embedded"] = run_embedded(
+                    url=url, engine=engine, sink=sink, attempts=attempts, overrides=overrides
+                )
+                _log(f"embedded: {results['embedded']['deliveries_per_s']} deliveries/s")
+                filling.empty(engine)
+            if celery:
+                report = filling.fill(engine, rows=attempts, due=attempts)
+                _log(f"celery: {attempts} due attempts filled in {report.seconds:.1f}s")
+                results["celery"] = run_celery(
+                    url=url,
+                    engine=engine,
+                    sink=sink,
+                    attempts=attempts,
+                    redis_url=redis_url,
+                    workers=workers,
+                    concurrency=concurrency,
+                    overrides=overrides,
+                    timeout=max(120.0, attempts / 20),
+                )
+                _log(f"celery: {results['celery']['deliveries_per_s']} deliveries/s")
+    finally:
+        database.reset_engine()
+        engine.dispose()
+        filling.drop_database(admin_url, url)
+    return results
+
+
+def measure_claims(
+    *, admin_url: str, sizes: list[int], due_fraction: float, batch: int, repeats: int
+) -> dict[str, Any]:
+    # Each size at the given due fraction; a size whose due rows would not fill one batch is
+    # measured again with exactly one batch due, so the sizes are compared claiming as many rows.
+    cases: list[tuple[int, int]] = []
+    for size in sizes:
+        due = max(1, math.ceil(size * due_fraction))
+        cases.append((size, due))
+        if due < batch <= size:
+            cases.append((size, batch))
+    tables: list[dict[str, Any]] = []
+    for size, due in cases:
+        url = filling.create_database(admin_url, f"claim{size}")
+        engine = make_engine(url)
+        try:
+            filling.migrate(engine)
+            report = filling.fill(engine, rows=size, due=due)
+            _log(f"claim: {size} attempts ({due} due) filled in {report.seconds:.1f}s")
+            timing = measure(engine, limit=batch, repeats=repeats)
+            tables.append({"rows": size, "due": due, "fill_s": round(report.seconds, 1), **timing})
+            _log(f"claim: {size} rows: median {timing['claim_due_steps']['median_ms']} ms")
+        finally:
+            engine.dispose()
+            filling.drop_database(admin_url, url)
+    full = [t for t in tables if t["claim_due_steps"]["claimed"] == batch]
+    ratio = None
+    if len(full) >= 2 and full[0]["rows"] != full[-1]["rows"]:
+        ratio = round(
+            full[-1]["claim_due_steps"]["median_ms"] / full[0]["claim_due_steps"]["median_ms"], 2
+        )
+    return {"batch": batch, "repeats": repeats, "tables": tables, "ratio_largest_smallest": ratio}
+
+
+def render_table(data: dict[str, Any]) -> str:
+    """The Markdown results block for bench/README.md."""
+    p = data["parameters"]
+    m = data["machine"]
+    lines = [
+        f"Run of {data['generated_at']} on {m['cores']} cores ({m['cpu_model']}), "
+        f"Python {m['python']}, PostgreSQL {m['postgresql']}; load average at start "
+        f"{', '.join(str(x) for x in m['load_average_at_start'])}.",
+        "",
+    ]
+    throughput = data.get("throughput", {})
+    if throughput:
+        lines += [
+            f"**Deliveries** ({p['attempts']:,} due attempts, SMTP latency "
+            f"{p['latency_ms']:.0f} ms; target ≥ {TARGET_DELIVERIES_PER_S:,.0f}/s)",
+            "",
+            "| path | deliveries/s | elapsed | all advanced | messages | duplicates | "
+            "machine busy | CPU s (worker / PostgreSQL / sink / other) |",
+            "| --- | ---: | ---: | :---: | ---: | ---: | ---: | --- |",
+        ]
+        for name, r in throughput.items():
+            cpu = r["cpu"]
+            worker = sum(v for k, v in cpu.items() if k.startswith(("bench_", "celery_")))
+            lines.append(
+                f"| {name} | **{r['deliveries_per_s']:,.0f}** | {r['elapsed_s']:.1f} s | "
+                f"{'yes' if r['complete'] else 'NO'} | {r['messages_received']:,} | "
+                f"{r['messages_received'] - r['distinct_recipients']} | "
+                f"{cpu['machine_busy_pct']:.0f} % | {worker:.1f} / {cpu['postgresql_cpu_s']:.1f}"
+                f" / {cpu['smtp_sink_cpu_s']:.1f} / {cpu['other_cpu_s']:.1f} |"
+            )
+        lines.append("")
+    claims = data.get("claims")
+    if claims:
+        lines += [
+            f"**Claim of a batch of {claims['batch']}** (`claim_due_steps`, median of "
+            f"{claims['repeats']}, rolled back; a queue pass adds `expire_due` and "
+            f"`cancel_exhausted_due`)",
+            "",
+            "| attempts | due | claimed | claim median | p90 | queue pass median |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for t in claims["tables"]:
+            c = t["claim_due_steps"]
+            lines.append(
+                f"| {t['rows']:,} | {t['due']:,} | {c['claimed']:,} | {c['median_ms']:.2f} ms | "
+                f"{c['p90_ms']:.2f} ms | {t['queue_pass']['median_ms']:.2f} ms |"
+            )
+        ratio = claims["ratio_largest_smallest"]
+        if ratio is not None:
+            lines += [
+                "",
+                f"Largest / smallest table, both claiming a full batch: **{ratio}×** "
+                f"(target ≤ {TARGET_CLAIM_RATIO:g}×).",
+            ]
+    return "\n".join(lines)
+
+
+def update_readme(block: str) -> None:
+    text = README.read_text()
+    start, end = text.index(RESULTS_START), text.index(RESULTS_END)
+    README.write_text(text[: start + len(RESULTS_START)] + "\n" + block + "\n" + text[end:])
+
+
+@app.command()
+def main(
+    attempts: int = typer.Option(10_000, min=1, help="due attempts delivered per path"),
+    latency_ms: float = typer.Option(100.0, min=0, help="SMTP sink hold per message (ms)"),
+    claim_tables: str = typer.Option("10000,1000000", help="table sizes for the claim timing"),
+    due_fraction: float = typer.Option(0.01, min=0, max=1, help="share of the table due"),
+    claim_batch: int = typer.Option(500, min=1, help="rows per claim"),
+    claim_repeats: int = typer.Option(20, min=1, help="claims timed per table"),
+    embedded: bool = typer.Option(True, help="measure engine.run_due_now() in this process"),
+    celery: bool = typer.Option(True, help="measure `stealth-recovery worker` over Redis"),
+    claims: bool = typer.Option(True, help="measure the claim on each table size"),
+    celery_workers: int = typer.Option(1, min=1, help="`stealth-recovery worker` commands"),
+    celery_concurrency: int = typer.Option(0, min=0, help="processes per worker (0: per CPU)"),
+    env: list[str] = typer.Option(
+        [], "--env", help="NAME=VALUE setting for the engine, e.g. SMTP_POOL_SIZE=200"
+    ),
+    postgres_url: str = typer.Option(
+        os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a database on the server where the benchmark makes (and drops) its own",
+    ),
+    redis_url: str = typer.Option("redis://127.0.0.1:6379/14", help="broker (flushed!)"),
+    quick: bool = typer.Option(False, help="smoke run: 300 attempts, tables of 2k and 20k"),
+    output: Path | None = typer.Option(None, help="results JSON (default bench/results/)"),
+    readme: bool | None = typer.Option(
+        None, help="write the table into bench/README.md (default: yes, unless --quick)"
+    ),
+) -> None:
+    """Fill PostgreSQL, deliver through a loopback SMTP sink, time the claims; write results."""
+    if quick:
+        attempts, claim_tables, claim_repeats = min(attempts, 300), "2000,20000", 5
+    overrides = _overrides(env)
+    sizes = _sizes(claim_tables)
+    os.environ.setdefault("ENVIRONMENT", "local")
+    os.environ["LOG_LEVEL"] = "WARNING"
+
+    configure_logging("WARNING")
+    admin = make_engine(postgres_url)
+    try:
+        machine = describe(admin)
+    finally:
+        admin.dispose()
+    started = time.perf_counter()
+    data: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "parameters": {
+            "attempts": attempts,
+            "latency_ms": latency_ms,
+            "claim_tables": sizes,
+            "due_fraction": due_fraction,
+            "claim_batch": claim_batch,
+            "claim_repeats": claim_repeats,
+            "celery_workers": celery_workers,
+            "celery_concurrency": celery_concurrency or os.cpu_count(),
+            "overrides": overrides,
+            "quick": quick,
+        },
+        "targets": {
+            "deliveries_per_s": TARGET_DELIVERIES_PER_S,
+            "claim_ratio_largest_smallest": TARGET_CLAIM_RATIO,
+        },
+    }
+    if embedded or celery:
+        data["throughput"] = measure_throughput(
+            admin_url=postgres_url,
+            attempts=attempts,
+            latency=latency_ms / 1000,
+            embedded=embedded,
+            celery=celery,
+            redis_url=redis_url,
+            workers=celery_workers,
+            concurrency=celery_concurrency,
+            overrides=overrides,
+        )
+    if claims:
+        data["claims"] = measure_claims(
+            admin_url=postgres_url,
+            sizes=sizes,
+            due_fraction=due_fraction,
+            batch=claim_batch,
+            repeats=claim_repeats,
+        )
+    data["total_s"] = round(time.perf_counter() - started, 1)
+    path = output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    block = render_table(data)
+    if readme if readme is not None else not quick:
+        update_readme(block)
+    typer.echo(block)
+    typer.echo(f"\nresults: {path} ({data['total_s']} s)")
+
+
+if __name__ == "__main__":
+    app()

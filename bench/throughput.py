@@ -1,0 +1,304 @@
+"""End-to-end deliveries per second: claimed → sent → logged → rescheduled.
+
+Two ways to run the same engine: embedded (`engine.run_due_now()` in this process, what
+`serve` does without Redis) and Celery (`stealth-recovery worker` processes fed by
+`engine.process_retry_queue` dispatching `send_recovery_batch` tasks over Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from bench.machine import CpuMeter
+from bench.smtp_process import SinkProcess
+
+
+def point_settings_at(env: dict[str, str]) -> None:
+    """Set the environment this process reads its settings from, and drop what it cached."""
+    from stealth_recovery.core import database
+    from stealth_recovery.core.settings import get_settings
+    from stealth_recovery.retry.runtime import reset_runtime
+
+    for name in ("SMTP_USER", "SMTP_PASSWORD", "REDIS_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    reset_runtime()
+    get_settings.cache_clear()
+    database.reset_engine()
+
+
+def engine_settings() -> dict[str, Any]:
+    """The settings that bound how much is in flight, as this process reads them."""
+    from stealth_recovery.core.settings import get_settings
+
+    settings = get_settings()
+    names = (
+        "smtp_pool_size",
+        "send_concurrency",
+        "queue_batch_size",
+        "dispatch_chunk_size",
+        "queue_lease_seconds",
+    )
+    return {name: getattr(settings, name) for name in names}
+
+
+def outcome(engine: Engine) -> dict[str, int]:
+    """What the database says was done: advanced, rescheduled as the policy says, logged."""
+    with engine.connect() as connection:
+        attempts = connection.execute(
+            text(
+                """
+                SELECT count(*) FILTER (WHERE retry_count = 1),
+                       count(*) FILTER (WHERE status = 'sent'),
+                       count(*) FILTER (WHERE retry_count = 1
+                                        AND next_retry_at = last_retry_at + interval '120 minutes')
+                FROM recovery_attempts
+                """
+            )
+        ).one()
+        logs: dict[str, int] = {
+            str(status): int(count)
+            for status, count in connection.execute(
+                text("SELECT status, count(*) FROM notification_logs GROUP BY status")
+            )
+        }
+    return {
+        "advanced": int(attempts[0]),
+        "status_sent": int(attempts[1]),
+        "rescheduled_per_policy": int(attempts[2]),
+        "logs_sent": logs.get("sent", 0),
+        "logs_pending": logs.get("pending", 0),
+        "logs_failed": logs.get("failed", 0) + logs.get("bounced", 0),
+    }
+
+
+def _advanced(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM recovery_attempts WHERE retry_count = 1")
+            ).scalar_one()
+        )
+
+
+def _result(
+    *,
+    attempts: int,
+    elapsed: float,
+    engine: Engine,
+    sink: SinkProcess,
+    sink_before: int,
+    cpu: dict[str, float],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    stats = sink.stats(since=sink_before)
+    done = outcome(engine)
+    return {
+        "attempts": attempts,
+        "elapsed_s": round(elapsed, 3),
+        "deliveries_per_s": round(done["advanced"] / elapsed, 1) if elapsed else 0.0,
+        "complete": done["advanced"] == attempts,
+        **done,
+        "messages_received": stats.messages - sink_before,
+        "distinct_recipients": stats.recipients,
+        "smtp_connections_total": stats.connections,
+        "cpu": cpu,
+        **extra,
+    }
+
+
+def run_embedded(
+    *, url: str, engine: Engine, sink: SinkProcess, attempts: int, overrides: dict[str, str]
+) -> dict[str, Any]:
+    """`engine.run_due_now()` in this process until every due step is done."""
+    point_settings_at(
+        {
+            "DATABASE_URL": url,
+            "SMTP_HOST": sink.host,
+            "SMTP_PORT": str(sink.port),
+            "SMTP_SECURITY": "none",
+            **overrides,
+        }
+    )
+    from stealth_recovery.retry import engine as retry_engine
+    from stealth_recovery.retry.runtime import reset_runtime
+
+    sink_before = sink.stats().messages
+    meter = CpuMeter({"bench_worker": os.getpid(), "smtp_sink": sink.pid}).start()
+    started = time.perf_counter()
+    retry_engine.run_due_now()
+    elapsed = time.perf_counter() - started
+    cpu = meter.stop()
+    reset_runtime()
+    return _result(
+        attempts=attempts,
+        elapsed=elapsed,
+        engine=engine,
+        sink=sink,
+        sink_before=sink_before,
+        cpu=cpu,
+        extra={"settings": engine_settings()},
+    )
+
+
+class Workers:
+    """`stealth-recovery worker` processes, each in its own process group (stopped by its id)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, count: int, concurrency: int) -> None:
+        for i in range(count):
+            log = open(self.logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed by the OS
+            argv = [sys.executable, "-m", "stealth_recovery.cli", "worker", "--loglevel=warning"]
+            if concurrency:
+                argv.append(f"--concurrency={concurrency}")
+            self.processes.append(
+                subprocess.Popen(
+                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+
+    def wait_ready(self, ping: Callable[[], int], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a worker exited early:\n{self.log_tail()}")
+            if ping() >= len(self.processes):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"workers not ready after {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = []
+        for path in sorted(self.logs.glob("worker-*.log")):
+            out.append(f"--- {path.name}")
+            out.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=10)
+                except ProcessLookupError:
+                    pass
+        self.processes = []
+
+
+@contextmanager
+def celery_workers(
+    env: dict[str, str], *, count: int, concurrency: int, ping: Callable[[], int]
+) -> Iterator[Workers]:
+    with tempfile.TemporaryDirectory(prefix="sr-bench-") as folder:
+        workers = Workers(env, Path(folder))
+        try:
+            workers.start(count=count, concurrency=concurrency)
+            workers.wait_ready(ping)
+            yield workers
+        finally:
+            workers.stop()
+
+
+def run_celery(
+    *,
+    url: str,
+    engine: Engine,
+    sink: SinkProcess,
+    attempts: int,
+    redis_url: str,
+    workers: int,
+    concurrency: int,
+    overrides: dict[str, str],
+    timeout: float,
+) -> dict[str, Any]:
+    """Worker processes over Redis; this process claims and dispatches, then polls the table."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": sink.host,
+        "SMTP_PORT": str(sink.port),
+        "SMTP_SECURITY": "none",
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    point_settings_at(env)
+    from stealth_recovery.core.settings import get_settings
+    from stealth_recovery.retry import engine as retry_engine
+    from stealth_recovery.retry.repository import ClaimedStep
+    from stealth_recovery.retry.tasks import send_recovery_batch
+    from stealth_recovery.worker import celery_app
+
+    settings = get_settings()
+    # The app reads its broker at import; an earlier import in this process saw no REDIS_URL.
+    celery_app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    chunk = settings.dispatch_chunk_size
+    tasks = 0
+
+    def dispatch(steps: list[ClaimedStep]) -> None:
+        nonlocal tasks
+        for i in range(0, len(steps), chunk):
+            send_recovery_batch.delay(
+                [[s.attempt_id, s.retry_number] for s in steps[i : i + chunk]]
+            )
+            tasks += 1
+
+    def ping() -> int:
+        return len(celery_app.control.ping(timeout=0.5) or [])
+
+    worker_env = {**os.environ, **env}
+    with celery_workers(worker_env, count=workers, concurrency=concurrency, ping=ping) as running:
+        sink_before = sink.stats().messages
+        trees = {f"celery_worker_{i}": p.pid for i, p in enumerate(running.processes)}
+        meter = CpuMeter({**trees, "bench_dispatcher": os.getpid(), "smtp_sink": sink.pid}).start()
+        started = time.perf_counter()
+        retry_engine.process_retry_queue(dispatch=dispatch)
+        dispatched = time.perf_counter() - started
+        deadline = started + timeout
+        while _advanced(engine) < attempts and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        cpu = meter.stop()
+        # Let the last records land before counting them (the poll saw retry_count only).
+        time.sleep(0.5)
+        result = _result(
+            attempts=attempts,
+            elapsed=elapsed,
+            engine=engine,
+            sink=sink,
+            sink_before=sink_before,
+            cpu=cpu,
+            extra={
+                "dispatch_s": round(dispatched, 3),
+                "tasks": tasks,
+                "steps_per_task": chunk,
+                "worker_commands": workers,
+                "concurrency": concurrency or os.cpu_count(),
+                "settings": engine_settings(),
+            },
+        )
+        if not result["complete"]:
+            result["worker_log_tail"] = running.log_tail()
+    redis.Redis.from_url(redis_url).flushdb()
+    return result
