@@ -462,6 +462,37 @@ class TestSuccessEvents:
         _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
         assert _count(db, PspEvent) == 1
 
+    def test_a_failure_delivered_after_its_payments_success_opens_nothing(
+        self, stripe_org: StripeOrg, db: Session
+    ) -> None:
+        # Given Stripe delivered the success first (the failure's delivery was retried)
+        pi = payment_intent()
+        succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
+        _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
+        # When the failure arrives
+        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "already_paid")
+        # Then nobody is chased for it
+        assert _count(db, RecoveryAttempt) == 0
+        assert _count(db, Transaction) == 0
+
+    def test_an_invoice_failure_after_invoice_paid_opens_nothing(
+        self, stripe_org: StripeOrg, db: Session
+    ) -> None:
+        inv = invoice()
+        _ack(stripe_org.post(event("invoice.paid", {**inv, "paid": True})), "no_matching_attempt")
+        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "already_paid")
+        assert _count(db, RecoveryAttempt) == 0
+
+    def test_another_organizations_success_does_not_hide_a_failure(
+        self, client: TestClient, db: Session, stripe_server: FakeStripe
+    ) -> None:
+        pi = payment_intent()
+        other = connect(client, db, stripe_server.secret_key)
+        succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
+        _ack(other.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
+        ours = connect(client, db, stripe_server.secret_key)
+        _ack(ours.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
+
     def test_metadata_naming_another_organizations_attempt_completes_nothing(
         self, client: TestClient, db: Session, stripe_server: FakeStripe
     ) -> None:

@@ -65,6 +65,37 @@ def get_event(session: Session, *, event_id: str) -> PspEvent | None:
     )
 
 
+def success_recorded(
+    session: Session,
+    *,
+    organization_id: int,
+    object_ids: Sequence[str],
+    event_types: Sequence[str],
+    since: datetime,
+) -> bool:
+    """Whether a success event about one of these Stripe objects arrived since `since`.
+
+    Stripe does not promise delivery order: a failure retried after its payment's success must
+    not open an attempt. Bounded by time (Stripe stops retrying after three days) and scoped by
+    the organization's index, so it reads recent events only.
+    """
+    if not object_ids:
+        return False
+    object_id = PspEvent.payload[("data", "object", "id")].as_string()
+    stmt = (
+        select(PspEvent.id)
+        .where(
+            PspEvent.organization_id == organization_id,
+            PspEvent.provider == PROVIDER,
+            PspEvent.event_type.in_(event_types),
+            PspEvent.received_at >= since,
+            object_id.in_(object_ids),
+        )
+        .limit(1)
+    )
+    return session.scalar(stmt) is not None
+
+
 def find_transaction(
     session: Session, *, organization_id: int, refs: Sequence[str]
 ) -> Transaction | None:

@@ -51,5 +51,6 @@ class WebhookAck(BaseModel):
     event_id: str
     outcome: str = Field(
         description="what the event did: attempt_opened, attempt_exists, attempt_cancelled, "
-        "attempt_completed, already_final, no_matching_attempt, unusable, ignored, duplicate"
+        "attempt_completed, already_final, already_paid, no_matching_attempt, awaiting_payment, "
+        "own_checkout_failure, unusable, ignored, duplicate"
     )

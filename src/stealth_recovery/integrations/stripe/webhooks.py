@@ -8,6 +8,7 @@ The work is a few indexed reads and writes; sending reminders is the retry queue
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from enum import StrEnum
 
 import stripe
@@ -36,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 # Stripe's documented default: a signature older than five minutes is refused (replay defence).
 SIGNATURE_TOLERANCE_SECONDS = 300
+# Stripe retries a delivery for up to three days: how late a failure can arrive after a success.
+STRIPE_RETRY_WINDOW = timedelta(days=3)
 
 
 class InvalidWebhook(DomainError):
@@ -52,6 +55,7 @@ class Outcome(StrEnum):
     already_final = "already_final"
     no_matching_attempt = "no_matching_attempt"
     awaiting_payment = "awaiting_payment"  # Checkout completed, asynchronous payment pending
+    already_paid = "already_paid"  # a failure delivered after its payment's success
     own_checkout_failure = "own_checkout_failure"  # a decline on our Checkout: not a new debt
     unusable = "unusable"  # signed and recorded, but not a payment we can recover
     ignored = "ignored"
@@ -116,6 +120,14 @@ def _on_failure(session: Session, *, organization_id: int, event: StripeEvent) -
         # The customer's card was declined on the Checkout page of a recovery we already run;
         # Checkout lets them try again, and the attempt's reminders continue.
         return Outcome.own_checkout_failure
+    if repository.success_recorded(
+        session,
+        organization_id=organization_id,
+        object_ids=refs.candidates,
+        event_types=SUCCESS_EVENTS,
+        since=utc_now() - STRIPE_RETRY_WINDOW,
+    ):
+        return Outcome.already_paid
     known = repository.find_transaction(
         session, organization_id=organization_id, refs=refs.candidates
     )
