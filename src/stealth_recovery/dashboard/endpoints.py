@@ -19,23 +19,22 @@ from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service as auth_service
 from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.auth.models import Role
-from stealth_recovery.core.errors import DomainError, InvalidInput, Unauthorized
+from stealth_recovery.core.errors import DomainError, Unauthorized
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.dashboard import charts, formatting, repository
+from stealth_recovery.dashboard import charts, formatting, forms, repository
 from stealth_recovery.dashboard import session as web
 from stealth_recovery.dashboard.overview import CHANNEL_LABELS, PERIODS, build_overview
 from stealth_recovery.dashboard.timeline import build_timeline
 from stealth_recovery.notifications.models import Channel
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory
-from stealth_recovery.retry import backoff
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry import repository as retry_repository
-from stealth_recovery.retry.backoff import Schedule
 
 log = structlog.get_logger(__name__)
 
@@ -357,70 +356,9 @@ def attempt_retry_now(
 # --- retry policies --------------------------------------------------------------------------
 
 
-POLICY_FIELDS = (
-    "name",
-    "max_retries",
-    "initial_delay_minutes",
-    "backoff_multiplier",
-    "max_delay_minutes",
-)
-
-
-def _default_form() -> dict[str, Any]:
-    d = policy_service.DEFAULT_SCHEDULE
-    return {
-        "name": "",
-        "max_retries": str(d.max_retries),
-        "initial_delay_minutes": str(d.initial_delay_minutes),
-        "backoff_multiplier": f"{d.backoff_multiplier:g}",
-        "max_delay_minutes": str(d.max_delay_minutes),
-        "enabled_channels": [Channel.email.value],
-    }
-
-
-def _parse_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Numbers from the form's text, with a message per field that is not a number."""
-    values: dict[str, Any] = {"name": form["name"], "enabled_channels": form["enabled_channels"]}
-    errors: dict[str, str] = {}
-    for field in ("max_retries", "initial_delay_minutes", "max_delay_minutes"):
-        try:
-            values[field] = int(str(form[field]).strip())
-        except ValueError:
-            errors[field] = "must be a whole number"
-    try:
-        multiplier = float(str(form["backoff_multiplier"]).strip())
-        if not math.isfinite(multiplier):
-            raise ValueError
-        values["backoff_multiplier"] = multiplier
-    except ValueError:
-        errors["backoff_multiplier"] = "must be a number, such as 2 or 1.5"
-    return values, errors
-
-
-def _validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    values, errors = _parse_policy_form(form)
-    if errors:
-        return values, errors
-    try:
-        values["enabled_channels"] = policy_service.validate(**values)
-    except InvalidInput as exc:
-        errors[exc.field] = exc.rule
-    return values, errors
-
-
-def _preview_rows(schedule: Schedule) -> list[dict[str, Any]]:
-    start = utc_now()
-    rows = []
-    previous = start
-    for n, at in enumerate(backoff.preview(schedule, start), start=1):
-        rows.append({"number": n, "wait": at - previous, "after_open": at - start})
-        previous = at
-    return rows
-
-
 def _policies_page(
     request: Request,
-    session: SessionDep,
+    session: Session,
     viewer: web.Viewer,
     *,
     form: dict[str, Any],
@@ -430,7 +368,7 @@ def _policies_page(
 ) -> HTMLResponse:
     policies = retry_repository.list_for_org(session, organization_id=viewer.organization_id)
     effective = policy_service.effective_policy(session, organization_id=viewer.organization_id)
-    schedules = {p.id: _preview_rows(policy_service.schedule_of(p)) for p in policies}
+    schedules = {p.id: forms.schedule_rows(policy_service.schedule_of(p)) for p in policies}
     return render(
         request,
         viewer,
@@ -440,7 +378,7 @@ def _policies_page(
             "policies": policies,
             "schedules": schedules,
             "effective": effective,
-            "default_schedule": _preview_rows(policy_service.DEFAULT_SCHEDULE),
+            "default_schedule": forms.schedule_rows(policy_service.DEFAULT_SCHEDULE),
             "form": form,
             "errors": errors,
             "preview": preview,
@@ -453,7 +391,9 @@ def _policies_page(
 @router.get("/policies", response_class=HTMLResponse)
 def policies(request: Request, session: SessionDep) -> HTMLResponse:
     viewer = web.current_viewer(request, session)
-    return _policies_page(request, session, viewer, form=_default_form(), errors={}, preview=None)
+    return _policies_page(
+        request, session, viewer, form=forms.default_policy_form(), errors={}, preview=None
+    )
 
 
 PolicyText = Annotated[str, Form()]
@@ -483,17 +423,10 @@ def preview_policy(
         "enabled_channels": enabled_channels or [],
     }
     # A preview needs the numbers only: a missing name is not an error yet.
-    values, errors = _validate_policy_form({**form, "name": name or "preview"})
+    values, errors = forms.validate_policy_form({**form, "name": name or "preview"})
     rows = None
     if not errors:
-        rows = _preview_rows(
-            Schedule(
-                max_retries=values["max_retries"],
-                initial_delay_minutes=values["initial_delay_minutes"],
-                backoff_multiplier=values["backoff_multiplier"],
-                max_delay_minutes=values["max_delay_minutes"],
-            )
-        )
+        rows = forms.schedule_rows(forms.schedule_of_values(values))
     return _policies_page(
         request,
         session,
@@ -528,7 +461,7 @@ def create_policy(
         "max_delay_minutes": max_delay_minutes,
         "enabled_channels": enabled_channels or [],
     }
-    values, errors = _validate_policy_form(form)
+    values, errors = forms.validate_policy_form(form)
     if errors:
         return _policies_page(
             request, session, viewer, form=form, errors=errors, preview=None, status_code=422
@@ -575,7 +508,7 @@ def deactivate_policy(
 
 def _team_page(
     request: Request,
-    session: SessionDep,
+    session: Session,
     viewer: web.Viewer,
     *,
     user_form: dict[str, str] | None = None,
@@ -624,18 +557,8 @@ def create_user(
     web.check_csrf(request, csrf)
     web.require_admin(viewer)
     form = {"email": email, "full_name": full_name, "role": role}
-    error = None
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        address = validate_email(email.strip(), check_deliverability=False).normalized
-    except EmailNotValidError:
-        error = "Enter a valid email address."
-    if error is None and role not in {r.value for r in Role}:
-        error = "Choose a role."
-    if error is None and not 10 <= len(password) <= 256:
-        error = "The password must be at least 10 characters."
-    if error is None:
+    address, error = forms.check_new_user(email=email, role=role, password=password)
+    if address is not None:
         try:
             user = auth_service.create_user(
                 session,

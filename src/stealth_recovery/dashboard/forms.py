@@ -1,0 +1,92 @@
+"""Reading the dashboard's forms: text in, typed values or a message per field out."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from stealth_recovery.auth.models import Role
+from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications.models import Channel
+from stealth_recovery.retry import backoff
+from stealth_recovery.retry import policy as policy_service
+from stealth_recovery.retry.backoff import Schedule
+
+
+def default_policy_form() -> dict[str, Any]:
+    """The new-policy form, filled with the default schedule."""
+    d = policy_service.DEFAULT_SCHEDULE
+    return {
+        "name": "",
+        "max_retries": str(d.max_retries),
+        "initial_delay_minutes": str(d.initial_delay_minutes),
+        "backoff_multiplier": f"{d.backoff_multiplier:g}",
+        "max_delay_minutes": str(d.max_delay_minutes),
+        "enabled_channels": [Channel.email.value],
+    }
+
+
+def _numbers(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {"name": form["name"], "enabled_channels": form["enabled_channels"]}
+    errors: dict[str, str] = {}
+    for field in ("max_retries", "initial_delay_minutes", "max_delay_minutes"):
+        try:
+            values[field] = int(str(form[field]).strip())
+        except ValueError:
+            errors[field] = "must be a whole number"
+    try:
+        multiplier = float(str(form["backoff_multiplier"]).strip())
+        if not math.isfinite(multiplier):
+            raise ValueError
+        values["backoff_multiplier"] = multiplier
+    except ValueError:
+        errors["backoff_multiplier"] = "must be a number, such as 2 or 1.5"
+    return values, errors
+
+
+def validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The policy's values, and a message per field that breaks a rule of `policy.validate`."""
+    values, errors = _numbers(form)
+    if errors:
+        return values, errors
+    try:
+        values["enabled_channels"] = policy_service.validate(**values)
+    except InvalidInput as exc:
+        errors[exc.field] = exc.rule
+    return values, errors
+
+
+def schedule_of_values(values: dict[str, Any]) -> Schedule:
+    return Schedule(
+        max_retries=values["max_retries"],
+        initial_delay_minutes=values["initial_delay_minutes"],
+        backoff_multiplier=values["backoff_multiplier"],
+        max_delay_minutes=values["max_delay_minutes"],
+    )
+
+
+def schedule_rows(schedule: Schedule) -> list[dict[str, Any]]:
+    """Each reminder: how long it waits after the previous step, and after the failure."""
+    start = utc_now()
+    rows = []
+    previous = start
+    for n, at in enumerate(backoff.preview(schedule, start), start=1):
+        rows.append({"number": n, "wait": at - previous, "after_open": at - start})
+        previous = at
+    return rows
+
+
+def check_new_user(*, email: str, role: str, password: str) -> tuple[str | None, str | None]:
+    """The normalised address, or the message to show next to the add-user form."""
+    try:
+        address = validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None, "Enter a valid email address."
+    if role not in {r.value for r in Role}:
+        return None, "Choose a role."
+    if not 10 <= len(password) <= 256:
+        return None, "The password must be at least 10 characters."
+    return address, None
