@@ -34,7 +34,11 @@ def due_now_count() -> int:
         return int(session.scalar(stmt) or 0)
 
 
-@router.get("/metrics", response_class=Response, include_in_schema=True)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+)
 def prometheus_metrics() -> Response:
     """Prometheus text format: messages, reminder steps, queue depth, latencies, HTTP."""
     metrics.QUEUE_DEPTH.set(due_now_count())
