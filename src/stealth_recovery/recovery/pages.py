@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import structlog
@@ -17,6 +16,7 @@ from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.errors import DomainError, Gone, NotFound
 from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.core.settings import get_settings
+from stealth_recovery.integrations.stripe import service as stripe_service
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.recovery import repository, service
 from stealth_recovery.recovery.models import RecoveryAttempt
@@ -102,17 +102,6 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
         )
 
 
-def _stripe_service() -> ModuleType | None:
-    """The Stripe integration, when this build has it."""
-    try:
-        from stealth_recovery.integrations.stripe import service as stripe_service
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("stealth_recovery.integrations"):
-            return None
-        raise
-    return stripe_service
-
-
 @router.get(
     "/pay/{token}",
     response_class=HTMLResponse,
@@ -165,10 +154,7 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
         "merchant_name": view.merchant_name,
         "lang": view.locale.replace("_", "-"),
     }
-    stripe_service = _stripe_service()
-    if stripe_service is not None and stripe_service.has_connection(
-        session, organization_id=attempt.organization_id
-    ):
+    if stripe_service.has_connection(session, organization_id=attempt.organization_id):
         try:
             url = stripe_service.checkout_url_for(session, attempt=attempt)
         except DomainError as exc:

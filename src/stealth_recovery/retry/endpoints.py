@@ -12,6 +12,7 @@ from stealth_recovery.recovery.service import get_attempt
 from stealth_recovery.recovery.views import notifications_of
 from stealth_recovery.retry import policy as policies
 from stealth_recovery.retry import repository
+from stealth_recovery.retry import service as retry_service
 from stealth_recovery.retry.models import RetryPolicy
 from stealth_recovery.retry.schemas import (
     ActivePolicyOut,
@@ -163,8 +164,6 @@ def retry_now(attempt_id: AttemptId, principal: AdminPrincipal, session: Session
     The step is queued after this request commits; it counts as the next reminder, and the
     following one is scheduled from it by the policy.
     """
-    from stealth_recovery.retry import service as retry_service
-
     attempt = get_attempt(session, organization_id=principal.organization_id, attempt_id=attempt_id)
     number = retry_service.retry_now(session, attempt=attempt)
     return RetryNowOut(attempt_id=attempt.id, retry_number=number)
