@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         "none"  # transport security towards the SMTP server
     )
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)  # per SMTP command
-    smtp_pool_size: int = Field(default=200, ge=1)  # SMTP sessions per worker process (≈ SEND_CONCURRENCY)
+    smtp_pool_size: int = Field(default=200, ge=1)  # SMTP sessions per worker process
     provider_retry_attempts: int = Field(
         default=3, ge=1, le=10
     )  # calls per message on transient provider errors (429/5xx, timeouts, SMTP 4xx)
