@@ -152,6 +152,7 @@ class TestPaymentFailed:
             ({"customer_timezone": "Mars/Olympus"}, "customer_timezone"),
             ({"occurred_at": "2026-11-01T12:00:00"}, "occurred_at"),
             ({"transaction_ref": ""}, "transaction_ref"),
+            ({"transaction_ref": "   "}, "transaction_ref"),
             ({"transaction_ref": "a\u0000b"}, "transaction_ref"),
             ({"metadata": {"note": "a\u0000b"}}, "metadata"),
         ],

@@ -70,7 +70,7 @@ def payment_failed(
         session,
         organization_id=principal.organization_id,
         data=FailureInput(
-            external_ref=body.transaction_ref.strip(),
+            external_ref=body.transaction_ref,
             amount_minor=body.amount_minor,
             currency=body.currency,
             customer_email=body.customer_email,

@@ -41,7 +41,6 @@ class PaymentFailedIn(BaseModel):
     transaction_ref: Text = Field(
         min_length=1,
         max_length=255,
-        pattern=r"\S",
         description="your own reference of the payment; one transaction per reference",
     )
     amount_minor: int = Field(
@@ -81,6 +80,13 @@ class PaymentFailedIn(BaseModel):
     psp_customer_id: Text | None = Field(default=None, max_length=255)
     psp_payment_id: Text | None = Field(default=None, max_length=255)
     metadata: JsonObject = Field(default_factory=dict, description="stored as given")
+
+    @field_validator("transaction_ref")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
 
     @field_validator("currency")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from stealth_recovery.core.api import Text
 from stealth_recovery.notifications.models import Channel, NotificationStatus
 
 _POLICY_EXAMPLE: dict[str, Any] = {
@@ -42,7 +43,7 @@ class PolicyCreate(BaseModel):
         }
     )
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]*\S[^\x00]*$")
+    name: Text = Field(min_length=1, max_length=128)
     max_retries: int = Field(ge=1, le=10, description="reminders at most, 1 to 10")
     initial_delay_minutes: int = Field(
         ge=1, le=525_600, description="delay before the first reminder, after the failure"
@@ -56,6 +57,13 @@ class PolicyCreate(BaseModel):
     enabled_channels: list[Channel] = Field(
         min_length=1, max_length=3, description="email, sms and/or whatsapp"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
     @field_validator("max_delay_minutes")
     @classmethod
