@@ -214,3 +214,24 @@ class TestConcurrentRecordFailure:
         assert len(set(ids)) == 1
         assert _count(db, RecoveryAttempt) == 1
         assert _count(db, FailureEvent) == 20
+
+
+class TestDefaultIdempotencyKey:
+    def test_readable_for_ordinary_references(self) -> None:
+        at = datetime(2026, 11, 1, 13, 0, tzinfo=UTC)
+        key = default_idempotency_key(gateway="stripe", external_ref="inv_1", occurred_at=at)
+        assert key == "stripe:inv_1:2026-11-01T13:00:00+00:00"
+
+    def test_long_reference_is_hashed_to_fit_and_stays_stable(self, db: Session) -> None:
+        # Given a reference of the longest allowed length
+        ref = "r" * 255
+        at = datetime(2026, 11, 1, 13, 0, tzinfo=UTC)
+        key = default_idempotency_key(gateway="g" * 64, external_ref=ref, occurred_at=at)
+        assert len(key) <= 255
+        assert key == default_idempotency_key(gateway="g" * 64, external_ref=ref, occurred_at=at)
+        # Then such a failure is stored and a replay finds it
+        org = make_account(db).organization
+        first = record_failure(db, organization_id=org.id, data=failure_input(external_ref=ref))
+        again = record_failure(db, organization_id=org.id, data=failure_input(external_ref=ref))
+        db.commit()
+        assert again.attempt.id == first.attempt.id and not again.created

@@ -5,6 +5,7 @@ Functions flush; callers commit.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from stealth_recovery.recovery.service import OpenedAttempt
 log = structlog.get_logger(__name__)
 
 _CURRENCIES = frozenset(list_currencies())
+_KEY_MAX = FailureEvent.idempotency_key.type.length or 255
 _LOCALE_MAX = Transaction.customer_locale.type.length or 16
 
 
@@ -58,7 +60,11 @@ class FailureInput:
 
 
 def default_idempotency_key(*, gateway: str, external_ref: str, occurred_at: datetime) -> str:
-    return f"{gateway}:{external_ref}:{ensure_utc(occurred_at).isoformat()}"
+    """`gateway:ref:time`, readable; hashed when a long reference would overflow the column."""
+    key = f"{gateway}:{external_ref}:{ensure_utc(occurred_at).isoformat()}"
+    if len(key) <= _KEY_MAX:
+        return key
+    return f"{gateway}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def normalise_currency(value: str) -> str:
