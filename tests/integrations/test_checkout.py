@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import get_session_factory
 from stealth_recovery.core.errors import Conflict
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service
@@ -71,6 +72,24 @@ class TestCheckoutUrlFor:
         assert second == first
         assert len(stripe_server.created_sessions()) == 1
         assert [r.method for r in stripe_server.requests] == ["POST", "GET"]
+
+    def test_a_retry_after_our_commit_failed_gets_the_same_session(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given a request that created a session at Stripe but whose transaction rolled back
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        with get_session_factory()() as failed:
+            loaded = failed.get(RecoveryAttempt, attempt.id)
+            assert loaded is not None
+            first = checkout_url_for(failed, attempt=loaded)
+            failed.rollback()
+        assert _reload(db, attempt).checkout_session_id is None
+        # When the customer clicks again
+        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        # Then Stripe replays the first creation: one session, the same URL
+        assert second == first
+        assert len(stripe_server.created_sessions()) == 2
+        assert len(stripe_server.sessions) == 1
 
     def test_opens_a_new_session_when_the_old_one_expired(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
