@@ -190,6 +190,18 @@ class TestReplay:
         _ack(stripe_org.post(paid), "duplicate")
         assert _only_attempt(db).completed_at == completed_at
 
+    def test_an_event_id_is_handled_once_even_across_organizations(
+        self, client: TestClient, db: Session, stripe_server: FakeStripe
+    ) -> None:
+        # Stripe event ids are global: one Stripe account feeding two organizations' endpoints
+        # delivers the same event to both, and only the first acts on it (documented limit).
+        first = connect(client, db, stripe_server.secret_key)
+        second = connect(client, db, stripe_server.secret_key)
+        body = event("payment_intent.payment_failed", payment_intent())
+        _ack(first.post(body), "attempt_opened")
+        _ack(second.post(body), "duplicate")
+        assert _only_attempt(db).organization_id == first.organization_id
+
     def test_concurrent_deliveries_of_one_event_act_once(
         self, stripe_org: StripeOrg, db: Session, postgres_only: None
     ) -> None:

@@ -167,7 +167,7 @@ def client_for(connection: StripeConnection) -> stripe.StripeClient:
     )
 
 
-def _provider_error(exc: stripe.StripeError, *, attempt_id: int) -> PaymentProviderError:
+def _log_stripe_error(exc: stripe.StripeError, *, attempt_id: int) -> None:
     log.warning(
         "stripe_request_failed",
         attempt_id=attempt_id,
@@ -176,6 +176,10 @@ def _provider_error(exc: stripe.StripeError, *, attempt_id: int) -> PaymentProvi
         code=exc.code,
         request_id=exc.request_id,
     )
+
+
+def _provider_error(exc: stripe.StripeError, *, attempt_id: int) -> PaymentProviderError:
+    _log_stripe_error(exc, attempt_id=attempt_id)
     if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         return PaymentProviderError("Stripe refused the merchant's API key")
     if isinstance(exc, stripe.APIConnectionError):
@@ -284,7 +288,8 @@ def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutS
     try:
         checkout = client_for(connection).v1.checkout.sessions.retrieve(attempt.checkout_session_id)
     except stripe.StripeError as exc:
-        _provider_error(exc, attempt_id=attempt.id)
+        # The customer sees "being confirmed"; the webhook completes the attempt meanwhile.
+        _log_stripe_error(exc, attempt_id=attempt.id)
         return CheckoutState.pending
     metadata: dict[str, Any] = checkout.to_dict().get("metadata") or {}
     if metadata.get(METADATA_ATTEMPT_ID) != str(attempt.id):

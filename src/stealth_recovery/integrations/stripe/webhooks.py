@@ -93,6 +93,15 @@ def receive(
         payload=raw,
     )
     if recorded is None:
+        first = repository.get_event(session, event_id=event.id)
+        if first is not None and first.organization_id != organization.id:
+            # Event ids are global at Stripe: one account feeding two organizations' endpoints.
+            log.warning(
+                "stripe_event_seen_by_another_organization",
+                organization_id=organization.id,
+                first_organization_id=first.organization_id,
+                event_id=event.id,
+            )
         log.info("stripe_event_replayed", organization_id=organization.id, event_id=event.id)
         return event.id, Outcome.duplicate
 
