@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, status
 
 from stealth_recovery.auth import service
@@ -22,8 +24,9 @@ from stealth_recovery.organizations.models import Organization
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
-_ERR_401 = {401: {"description": "missing, invalid or expired credentials"}}
-_ERR_403 = {403: {"description": "the caller's role may not do this"}}
+Responses = dict[int | str, dict[str, Any]]
+_ERR_401: Responses = {401: {"description": "missing, invalid or expired credentials"}}
+_ERR_403: Responses = {403: {"description": "the caller's role may not do this"}}
 
 
 def _api_key_out(api_key: ApiKey) -> ApiKeyOut:
