@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 import typer
 
@@ -80,6 +82,10 @@ def worker(
     queues: str = typer.Option("celery", help="comma-separated queues to consume"),
 ) -> None:
     """Run a Celery worker: sends reminder steps, many messages in flight per process."""
+    settings = _settings_or_exit()
+    if settings.worker_metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Must be set before prometheus_client is imported by the worker code.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sr-worker-metrics-")
     argv = ["worker", f"--loglevel={loglevel}", f"--queues={queues}"]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")

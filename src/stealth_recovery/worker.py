@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from stealth_recovery.core.settings import get_settings
 
@@ -58,6 +59,20 @@ def create_celery() -> Celery:
 celery_app = create_celery()
 
 
+@worker_init.connect
+def _serve_worker_metrics(**_: Any) -> None:
+    # Sends happen in the worker processes, so their counters and latency histograms are
+    # served here, summed over the prefork children (prometheus_client multiprocess mode).
+    port = get_settings().worker_metrics_port
+    if not port or "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
+
+
 @worker_process_init.connect
 def _fresh_connections_after_fork(**_: Any) -> None:
     # Sockets inherited from the parent must not be shared with the child.
@@ -72,3 +87,7 @@ def _close_runtime(**_: Any) -> None:
     from stealth_recovery.retry.runtime import reset_runtime
 
     reset_runtime()
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())

@@ -117,6 +117,8 @@ class TestBeatAndWorker:
         flower_port = _free_port()
         processes.env["FLOWER_UNAUTHENTICATED_API"] = "true"
         processes.start("flower", f"--port={flower_port}", name="flower")
+        metrics_port = _free_port()
+        processes.env["WORKER_METRICS_PORT"] = str(metrics_port)
         processes.start("worker", "--concurrency=1", name="worker")
         processes.start(
             "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
@@ -146,6 +148,10 @@ class TestBeatAndWorker:
             return {"retry.process_retry_queue", "retry.send_recovery_batch"} <= seen
 
         _wait_until(flower_saw_tasks, 30, "Flower to list the tasks")
+        # And the worker's own /metrics counts the message
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'stealth_recovery_messages_total{channel="email",status="sent"} 1.0' in metrics
+        assert "stealth_recovery_send_seconds_bucket" in metrics
 
 
 class TestWorkerKilled:

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(default=200, ge=1)  # messages in flight per worker process
     dispatch_chunk_size: int = Field(default=250, ge=1)  # steps per Celery send task
     beat_queue_interval_seconds: float = Field(default=60.0, gt=0)  # Beat: retry queue period
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)  # worker /metrics port; 0: off
     scheduler_interval_seconds: float = Field(default=60.0, gt=0)  # embedded scheduler tick
     embedded_scheduler: bool = True  # run the queue in-process when there is no Redis
     token_rate_limit_per_minute: int = Field(
