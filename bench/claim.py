@@ -44,6 +44,14 @@ def _claim_only(session: Session, limit: int) -> int:
     return len(repository.claim_due_steps(session, now=utc_now(), limit=limit, lease=LEASE))
 
 
+def _expire_only(session: Session, limit: int) -> int:
+    return repository.expire_due(session, now=utc_now(), limit=limit)
+
+
+def _cancel_only(session: Session, limit: int) -> int:
+    return repository.cancel_exhausted_due(session, now=utc_now(), limit=limit)
+
+
 def _queue_pass(session: Session, limit: int) -> int:
     # What `engine.claim_batch` runs in one transaction on every queue pass.
     now = utc_now()
@@ -99,11 +107,18 @@ def explain_claim(engine: Engine, *, limit: int) -> str:
 
 
 def measure(engine: Engine, *, limit: int, repeats: int, warmup: int = 2) -> dict[str, Any]:
-    """Median and spread of the claim alone, and of a whole queue pass (expire, cancel, claim)."""
-    claim = _time(engine, _claim_only, limit=limit, repeats=repeats, warmup=warmup)
-    queue_pass = _time(engine, _queue_pass, limit=limit, repeats=repeats, warmup=warmup)
-    return {
-        "claim_due_steps": vars(claim),
-        "queue_pass": vars(queue_pass),
-        "plan": explain_claim(engine, limit=limit),
+    """Median and spread of the claim, of the two statements a queue pass runs before it
+    (`expire_due`, `cancel_exhausted_due`; `claimed` is then the rows they changed), and of the
+    whole pass."""
+    parts = {
+        "claim_due_steps": _claim_only,
+        "expire_due": _expire_only,
+        "cancel_exhausted_due": _cancel_only,
+        "queue_pass": _queue_pass,
     }
+    result: dict[str, Any] = {
+        name: vars(_time(engine, work, limit=limit, repeats=repeats, warmup=warmup))
+        for name, work in parts.items()
+    }
+    result["plan"] = explain_claim(engine, limit=limit)
+    return result

@@ -1,7 +1,7 @@
 """Retry engine benchmark: deliveries per second end to end, and the cost of a queue claim.
 
-    .venv/bin/python -m bench.retry_throughput            # the full run (~5 minutes)
-    .venv/bin/python -m bench.retry_throughput --quick    # a smoke run (~30 seconds)
+    .venv/bin/python -m bench.retry_throughput            # the full run (1–3 minutes)
+    .venv/bin/python -m bench.retry_throughput --quick    # a smoke run (~20 seconds)
 
 See bench/README.md for what is measured and how to read the figures.
 """
@@ -183,18 +183,21 @@ def render_table(data: dict[str, Any]) -> str:
     claims = data.get("claims")
     if claims:
         lines += [
-            f"**Claim of a batch of {claims['batch']}** (`claim_due_steps`, median of "
-            f"{claims['repeats']}, rolled back; a queue pass adds `expire_due` and "
-            f"`cancel_exhausted_due`)",
+            f"**Claim of a batch of {claims['batch']}** (medians of {claims['repeats']} "
+            "rounds, each rolled back; a queue pass is `expire_due` + `cancel_exhausted_due` + "
+            "`claim_due_steps` in one transaction)",
             "",
-            "| attempts | due | claimed | claim median | p90 | queue pass median |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| attempts | due | claimed | claim median | claim p90 | expire_due | "
+            "cancel_exhausted_due | queue pass |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for t in claims["tables"]:
             c = t["claim_due_steps"]
             lines.append(
-                f"| {t['rows']:,} | {t['due']:,} | {c['claimed']:,} | {c['median_ms']:.2f} ms | "
-                f"{c['p90_ms']:.2f} ms | {t['queue_pass']['median_ms']:.2f} ms |"
+                f"| {t['rows']:,} | {t['due']:,} | {c['claimed']:,} | **{c['median_ms']:.2f} ms** "
+                f"| {c['p90_ms']:.2f} ms | {t['expire_due']['median_ms']:.2f} ms | "
+                f"{t['cancel_exhausted_due']['median_ms']:.2f} ms | "
+                f"{t['queue_pass']['median_ms']:.2f} ms |"
             )
         ratio = claims["ratio_largest_smallest"]
         if ratio is not None:

@@ -23,6 +23,9 @@ from sqlalchemy import Engine, text
 from bench.machine import CpuMeter
 from bench.smtp_process import SinkProcess
 
+# The Celery run is given up (and reported incomplete) after this long without progress.
+STALL_SECONDS = 60.0
+
 
 def point_settings_at(env: dict[str, str]) -> None:
     """Set the environment this process reads its settings from, and drop what it cached."""
@@ -267,6 +270,10 @@ def run_celery(
     def ping() -> int:
         return len(celery_app.control.ping(timeout=0.5) or [])
 
+    if ping():
+        # A worker of another run on this Redis database would take our tasks and look their
+        # attempt ids up in its own database.
+        raise RuntimeError(f"another Celery worker consumes {redis_url}; pick another --redis-url")
     worker_env = {**os.environ, **env}
     with celery_workers(worker_env, count=workers, concurrency=concurrency, ping=ping) as running:
         sink_before = sink.stats().messages
@@ -276,7 +283,15 @@ def run_celery(
         retry_engine.process_retry_queue(dispatch=dispatch)
         dispatched = time.perf_counter() - started
         deadline = started + timeout
-        while _advanced(engine) < attempts and time.perf_counter() < deadline:
+        last, last_change = -1, time.perf_counter()
+        while time.perf_counter() < deadline:
+            done = _advanced(engine)
+            if done >= attempts:
+                break
+            if done != last:
+                last, last_change = done, time.perf_counter()
+            elif time.perf_counter() - last_change > STALL_SECONDS:
+                break  # reported as incomplete, with the workers' log
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         cpu = meter.stop()
