@@ -137,6 +137,38 @@ class TestRecordFailure:
         assert opened.attempt.decline_category == DeclineCategory.hard
         assert opened.attempt.next_retry_at is None
 
+    def test_later_hard_decline_stops_the_open_attempt(self, db: Session) -> None:
+        # Given an attempt opened for a soft decline
+        org = make_account(db).organization
+        first = record_failure(db, organization_id=org.id, data=failure_input())
+        db.commit()
+        assert first.attempt.status == AttemptStatus.created
+        # When the next charge of the same payment comes back as a stolen card
+        later = failure_input(
+            occurred_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), decline_code="stolen_card"
+        )
+        second = record_failure(db, organization_id=org.id, data=later)
+        db.commit()
+        # Then the same attempt is cancelled and no reminder is scheduled
+        assert second.attempt.id == first.attempt.id
+        db.refresh(first.attempt)
+        assert first.attempt.status == AttemptStatus.cancelled
+        assert first.attempt.cancel_reason == "hard decline: stolen_card"
+        assert (first.attempt.decline_category, first.attempt.next_retry_at) == ("hard", None)
+
+    def test_later_decline_code_sets_the_wording_of_an_open_attempt(self, db: Session) -> None:
+        org = make_account(db).organization
+        first = record_failure(db, organization_id=org.id, data=failure_input(decline_code=None))
+        db.commit()
+        later = failure_input(
+            occurred_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), decline_code="expired_card"
+        )
+        record_failure(db, organization_id=org.id, data=later)
+        db.commit()
+        db.refresh(first.attempt)
+        assert first.attempt.status == AttemptStatus.created
+        assert first.attempt.decline_category == DeclineCategory.customer_action
+
     def test_explicit_category_overrides_the_table(self, db: Session) -> None:
         org = make_account(db).organization
         opened = record_failure(

@@ -197,6 +197,11 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
         decline_code=data.decline_code,
         decline_category=category,
     )
+    if not opened.created:
+        # A new failure of a payment already being recovered: a hard decline stops the chase.
+        recovery_service.apply_later_decline(
+            session, attempt=opened.attempt, code=data.decline_code, category=category
+        )
     log.info(
         "failure_recorded",
         organization_id=organization_id,

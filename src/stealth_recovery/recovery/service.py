@@ -132,6 +132,38 @@ def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -
     return attempt
 
 
+def apply_later_decline(
+    session: Session, *, attempt: RecoveryAttempt, code: str | None, category: DeclineCategory
+) -> bool:
+    """Apply what a later failure of the same payment says; True when it stopped the attempt.
+
+    A hard decline cancels an open attempt (no reminder will go out again); a first decline
+    code sets the category the reminders are worded for. A final attempt is left as it is.
+    """
+    if not attempt.is_open:
+        return False
+    if category == DeclineCategory.hard:
+        if not repository.finish(
+            session,
+            attempt_id=attempt.id,
+            status=AttemptStatus.cancelled,
+            at=utc_now(),
+            reason=f"hard decline: {code}",
+        ):
+            session.refresh(attempt)
+            return False  # paid or cancelled since it was read
+        session.refresh(attempt)
+        attempt.decline_code = code
+        attempt.decline_category = category
+        session.flush()
+        return True
+    if code and attempt.decline_code is None:
+        attempt.decline_code = code
+        attempt.decline_category = category
+        session.flush()
+    return False
+
+
 def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:
     """The attempt behind a pay link: 404 unknown, 410 expired or final."""
     attempt = repository.get_by_token(session, token)

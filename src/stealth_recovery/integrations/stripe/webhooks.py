@@ -15,7 +15,7 @@ import stripe
 import structlog
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from stealth_recovery.core.errors import DomainError, InvalidInput, NotFound
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.stripe import repository
 from stealth_recovery.integrations.stripe.events import (
@@ -170,24 +170,14 @@ def _refine_open_attempt(
     session: Session, *, attempt: RecoveryAttempt, code: str | None, category: DeclineCategory
 ) -> Outcome:
     """A later event about the same payment may say more than the first one (an invoice event
-    carries no decline code; its payment intent's does): a hard decline stops the attempt, and
-    a first decline code sets the category the reminders are worded for."""
-    if not attempt.is_open:
-        return Outcome.already_final
-    if category == DeclineCategory.hard:
-        try:
-            recovery.cancel_attempt(session, attempt=attempt, reason=f"hard decline: {code}")
-        except Conflict:
-            return Outcome.already_final  # paid or cancelled since we read it
-        attempt.decline_code = code
-        attempt.decline_category = category
-        session.flush()
+    carries no decline code; its payment intent's does)."""
+    if recovery.apply_later_decline(session, attempt=attempt, code=code, category=category):
         return Outcome.attempt_cancelled
-    if code and attempt.decline_code is None:
-        attempt.decline_code = code
-        attempt.decline_category = category
-        session.flush()
-    return Outcome.attempt_exists
+    if attempt.is_open:
+        return Outcome.attempt_exists
+    if category == DeclineCategory.hard and attempt.cancel_reason == f"hard decline: {code}":
+        return Outcome.attempt_cancelled  # `record_failure` stopped it for this very decline
+    return Outcome.already_final
 
 
 def _attempt_for_success(
