@@ -62,6 +62,20 @@ def _sizes(value: str) -> list[int]:
     return sorted(sizes)
 
 
+def _concurrencies(value: str) -> list[int]:
+    try:
+        given = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            "comma-separated counts", param_hint="--celery-concurrency"
+        ) from None
+    if not given or min(given) < 0:
+        raise typer.BadParameter("counts of 0 or more", param_hint="--celery-concurrency")
+    cpus = os.cpu_count() or 1
+    # 0 is the worker's own default (one process per CPU): name it by the count it means.
+    return list(dict.fromkeys(n or cpus for n in given))
+
+
 def _log(message: str) -> None:
     typer.echo(f"[{datetime.now(UTC):%H:%M:%S}] {message}", err=True)
 
@@ -72,10 +86,8 @@ def measure_throughput(
     attempts: int,
     latency: float,
     embedded: bool,
-    celery: bool,
+    concurrencies: list[int],
     redis_url: str,
-    workers: int,
-    concurrency: int,
     overrides: dict[str, str],
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
@@ -92,22 +104,22 @@ def measure_throughput(
                     url=url, engine=engine, sink=sink, attempts=attempts, overrides=overrides
                 )
                 _log(f"embedded: {results['embedded']['deliveries_per_s']} deliveries/s")
+            for processes in concurrencies:
                 filling.empty(engine)
-            if celery:
                 report = filling.fill(engine, rows=attempts, due=attempts)
-                _log(f"celery: {attempts} due attempts filled in {report.seconds:.1f}s")
-                results["celery"] = run_celery(
+                name = f"celery, {processes} processes"
+                _log(f"{name}: {attempts} due attempts filled in {report.seconds:.1f}s")
+                results[name] = run_celery(
                     url=url,
                     engine=engine,
                     sink=sink,
                     attempts=attempts,
                     redis_url=redis_url,
-                    workers=workers,
-                    concurrency=concurrency,
+                    concurrency=processes,
                     overrides=overrides,
                     timeout=max(120.0, attempts / 20),
                 )
-                _log(f"celery: {results['celery']['deliveries_per_s']} deliveries/s")
+                _log(f"{name}: {results[name]['deliveries_per_s']} deliveries/s")
     finally:
         database.reset_engine()
         engine.dispose()
@@ -226,8 +238,9 @@ def main(
     embedded: bool = typer.Option(True, help="measure engine.run_due_now() in this process"),
     celery: bool = typer.Option(True, help="measure `stealth-recovery worker` over Redis"),
     claims: bool = typer.Option(True, help="measure the claim on each table size"),
-    celery_workers: int = typer.Option(1, min=1, help="`stealth-recovery worker` commands"),
-    celery_concurrency: int = typer.Option(0, min=0, help="processes per worker (0: per CPU)"),
+    celery_concurrency: str = typer.Option(
+        "0,4", help="worker processes, one Celery run per value (0: one per CPU, the default)"
+    ),
     env: list[str] = typer.Option(
         [], "--env", help="NAME=VALUE setting for the engine, e.g. SMTP_POOL_SIZE=200"
     ),
@@ -249,6 +262,7 @@ def main(
         attempts, claim_tables, claim_repeats = min(attempts, 300), "2000,20000", 5
     overrides = _overrides(env)
     sizes = _sizes(claim_tables)
+    concurrencies = _concurrencies(celery_concurrency)
     os.environ.setdefault("ENVIRONMENT", "local")
     os.environ["LOG_LEVEL"] = "WARNING"
 
@@ -269,8 +283,7 @@ def main(
             "due_fraction": due_fraction,
             "claim_batch": claim_batch,
             "claim_repeats": claim_repeats,
-            "celery_workers": celery_workers,
-            "celery_concurrency": celery_concurrency or os.cpu_count(),
+            "celery_concurrency": concurrencies,
             "overrides": overrides,
             "quick": quick,
         },
@@ -279,16 +292,14 @@ def main(
             "claim_ratio_largest_smallest": TARGET_CLAIM_RATIO,
         },
     }
-    if embedded or celery:
+    if embedded or (celery and concurrencies):
         data["throughput"] = measure_throughput(
             admin_url=postgres_url,
             attempts=attempts,
             latency=latency_ms / 1000,
             embedded=embedded,
-            celery=celery,
+            concurrencies=concurrencies if celery else [],
             redis_url=redis_url,
-            workers=celery_workers,
-            concurrency=celery_concurrency,
             overrides=overrides,
         )
     if claims:

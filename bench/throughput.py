@@ -140,7 +140,9 @@ def run_embedded(
     sink_before = sink.stats().messages
     meter = CpuMeter({"bench_worker": os.getpid(), "smtp_sink": sink.pid}).start()
     started = time.perf_counter()
-    retry_engine.run_due_now()
+    # One call is one scheduler tick, which stops after `max_batches` claims: tick until done.
+    while retry_engine.run_due_now():
+        pass
     elapsed = time.perf_counter() - started
     cpu = meter.stop()
     reset_runtime()
@@ -155,70 +157,56 @@ def run_embedded(
     )
 
 
-class Workers:
-    """`stealth-recovery worker` processes, each in its own process group (stopped by its id)."""
+class Worker:
+    """One `stealth-recovery worker` command in its own process group (stopped by its id)."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *, count: int, concurrency: int) -> None:
-        for i in range(count):
-            log = open(self.logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed by the OS
-            argv = [sys.executable, "-m", "stealth_recovery.cli", "worker", "--loglevel=warning"]
-            if concurrency:
-                argv.append(f"--concurrency={concurrency}")
-            self.processes.append(
-                subprocess.Popen(
-                    argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int) -> None:
+        self.log_path = log_path
+        argv = [sys.executable, "-m", "stealth_recovery.cli", "worker", "--loglevel=warning"]
+        if concurrency:
+            argv.append(f"--concurrency={concurrency}")
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
     def wait_ready(self, ping: Callable[[], int], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for process in self.processes:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a worker exited early:\n{self.log_tail()}")
-            if ping() >= len(self.processes):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited early:\n{self.log_tail()}")
+            if ping():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"workers not ready after {timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(f"the worker was not ready after {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
-        out = []
-        for path in sorted(self.logs.glob("worker-*.log")):
-            out.append(f"--- {path.name}")
-            out.extend(path.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(out)
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
-                except ProcessLookupError:
-                    pass
-        self.processes = []
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager
-def celery_workers(
-    env: dict[str, str], *, count: int, concurrency: int, ping: Callable[[], int]
-) -> Iterator[Workers]:
+def celery_worker(
+    env: dict[str, str], *, concurrency: int, ping: Callable[[], int]
+) -> Iterator[Worker]:
     with tempfile.TemporaryDirectory(prefix="sr-bench-") as folder:
-        workers = Workers(env, Path(folder))
+        worker = Worker(env, Path(folder) / "worker.log", concurrency=concurrency)
         try:
-            workers.start(count=count, concurrency=concurrency)
-            workers.wait_ready(ping)
-            yield workers
+            worker.wait_ready(ping)
+            yield worker
         finally:
-            workers.stop()
+            worker.stop()
 
 
 def run_celery(
@@ -228,12 +216,11 @@ def run_celery(
     sink: SinkProcess,
     attempts: int,
     redis_url: str,
-    workers: int,
     concurrency: int,
     overrides: dict[str, str],
     timeout: float,
 ) -> dict[str, Any]:
-    """Worker processes over Redis; this process claims and dispatches, then polls the table."""
+    """A worker command over Redis; this process claims and dispatches, then polls the table."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -275,10 +262,14 @@ def run_celery(
         # attempt ids up in its own database.
         raise RuntimeError(f"another Celery worker consumes {redis_url}; pick another --redis-url")
     worker_env = {**os.environ, **env}
-    with celery_workers(worker_env, count=workers, concurrency=concurrency, ping=ping) as running:
+    with celery_worker(worker_env, concurrency=concurrency, ping=ping) as running:
         sink_before = sink.stats().messages
-        trees = {f"celery_worker_{i}": p.pid for i, p in enumerate(running.processes)}
-        meter = CpuMeter({**trees, "bench_dispatcher": os.getpid(), "smtp_sink": sink.pid}).start()
+        trees = {
+            "celery_worker": running.process.pid,
+            "bench_dispatcher": os.getpid(),
+            "smtp_sink": sink.pid,
+        }
+        meter = CpuMeter(trees).start()
         started = time.perf_counter()
         retry_engine.process_retry_queue(dispatch=dispatch)
         dispatched = time.perf_counter() - started
@@ -308,7 +299,6 @@ def run_celery(
                 "dispatch_s": round(dispatched, 3),
                 "tasks": tasks,
                 "steps_per_task": chunk,
-                "worker_commands": workers,
                 "concurrency": concurrency or os.cpu_count(),
                 "settings": engine_settings(),
             },
