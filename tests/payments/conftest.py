@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from stealth_recovery.auth.models import Role
 from stealth_recovery.auth.service import create_api_key
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.service import FailureInput
@@ -42,3 +43,15 @@ def api_key_headers(session: Session, organization: Organization) -> dict[str, s
     )
     session.commit()
     return {"X-API-Key": plain}
+
+
+ROLES = ("admin", "analyst", "operator", "api_key")
+
+
+def headers_for(session: Session, organization: Organization, role: str) -> dict[str, str]:
+    """Credentials of the given role (or an API key) in an existing organization."""
+    if role == "api_key":
+        return api_key_headers(session, organization)
+    from tests.factories import make_account
+
+    return make_account(session, role=Role(role), organization=organization).headers

@@ -13,7 +13,7 @@ from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
 from tests.factories import make_account, make_attempt
-from tests.payments.conftest import api_key_headers
+from tests.payments.conftest import ROLES, api_key_headers, headers_for
 
 
 def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
@@ -344,3 +344,36 @@ class TestCompleteRecovery:
 
     def test_anonymous_is_401(self, client: TestClient) -> None:
         assert client.post("/v1/recoveries/1/complete").status_code == 401
+
+
+class TestRoleMatrix:
+    """Every role (and an API key) against every attempt route: allowed, or 403."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_each_route_by_role(self, client: TestClient, db: Session, role: str) -> None:
+        owner = make_account(db)
+        to_cancel = make_attempt(db, owner.organization)
+        to_complete = make_attempt(db, owner.organization)
+        headers = headers_for(db, owner.organization, role)
+        codes = {
+            "list": client.get("/v1/attempts", headers=headers).status_code,
+            "get": client.get(f"/v1/attempts/{to_cancel.id}", headers=headers).status_code,
+            "cancel": client.post(
+                f"/v1/attempts/{to_cancel.id}/cancel", headers=headers
+            ).status_code,
+            "complete": client.post(
+                f"/v1/recoveries/{to_complete.id}/complete", headers=headers
+            ).status_code,
+        }
+        allowed = {
+            "admin": {"cancel", "complete"},
+            "operator": {"cancel"},
+            "api_key": {"complete"},
+            "analyst": set(),
+        }[role]
+        assert codes == {
+            "list": 200,
+            "get": 200,
+            "cancel": 200 if "cancel" in allowed else 403,
+            "complete": 200 if "complete" in allowed else 403,
+        }

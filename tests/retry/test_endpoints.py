@@ -16,7 +16,7 @@ from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt
 from stealth_recovery.retry.models import RetryPolicy
 from tests.factories import make_account, make_attempt, make_policy
-from tests.payments.conftest import api_key_headers
+from tests.payments.conftest import ROLES, api_key_headers, headers_for
 
 SEED_POLICY = {
     "name": "Aggressive Recovery",
@@ -403,3 +403,34 @@ class TestRetryNow:
 
     def test_anonymous_is_401(self, client: TestClient) -> None:
         assert client.post("/v1/retry/attempts/1/retry-now").status_code == 401
+
+
+class TestRoleMatrix:
+    """Every role (and an API key) against every retry route: allowed, or 403."""
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_reads_are_open_to_every_role(self, client: TestClient, db: Session, role: str) -> None:
+        owner = make_account(db)
+        attempt = make_attempt(db, owner.organization)
+        headers = headers_for(db, owner.organization, role)
+        for path in (
+            "/v1/retry/policies",
+            "/v1/retry/policies/active",
+            "/v1/retry/stats",
+            f"/v1/retry/attempts/{attempt.id}/notifications",
+        ):
+            assert client.get(path, headers=headers).status_code == 200, path
+
+    @pytest.mark.parametrize("role", ROLES)
+    def test_writes_are_for_admins_only(self, client: TestClient, db: Session, role: str) -> None:
+        owner = make_account(db)
+        policy = make_policy(db, owner.organization)
+        attempt = make_attempt(db, owner.organization, due=False)
+        headers = headers_for(db, owner.organization, role)
+        expected = {"admin": (201, 200, 202)}.get(role, (403, 403, 403))
+        codes = (
+            client.post("/v1/retry/policies", json=SEED_POLICY, headers=headers).status_code,
+            client.delete(f"/v1/retry/policies/{policy.id}", headers=headers).status_code,
+            client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=headers).status_code,
+        )
+        assert codes == expected
