@@ -20,7 +20,9 @@ SESSION_COOKIE = "sr_session"
 _bearer = HTTPBearer(auto_error=False, description="JWT from /v1/auth/login, or an API key sk_…")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the unit of work commits before the response is sent, so a client never
+# reads ahead of its own write and a failed commit is an error response, not a false success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)

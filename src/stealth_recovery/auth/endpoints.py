@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, status
 
 from stealth_recovery.auth import service
@@ -20,13 +18,13 @@ from stealth_recovery.auth.schemas import (
     UserCreate,
     UserOut,
 )
+from stealth_recovery.core.api import DbId, error_responses
 from stealth_recovery.organizations.models import Organization
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
-Responses = dict[int | str, dict[str, Any]]
-_ERR_401: Responses = {401: {"description": "missing, invalid or expired credentials"}}
-_ERR_403: Responses = {403: {"description": "the caller's role may not do this"}}
+_ERR_401 = error_responses(401)
+_ERR_403 = error_responses(403)
 
 
 def _api_key_out(api_key: ApiKey) -> ApiKeyOut:
@@ -44,7 +42,7 @@ def _api_key_out(api_key: ApiKey) -> ApiKeyOut:
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisterResponse,
-    responses={409: {"description": "email or slug already taken"}},
+    responses=error_responses(409, 422, e409="email or slug already taken"),
 )
 def register(body: RegisterRequest, session: SessionDep) -> RegisterResponse:
     """Create an organization and its first admin, and log the admin in."""
@@ -65,7 +63,7 @@ def register(body: RegisterRequest, session: SessionDep) -> RegisterResponse:
     )
 
 
-@router.post("/auth/login", response_model=TokenResponse, responses=_ERR_401)
+@router.post("/auth/login", response_model=TokenResponse, responses=error_responses(401, 422))
 def login(body: LoginRequest, session: SessionDep) -> TokenResponse:
     """Exchange email and password for a bearer JWT (`sub`, `org_id`, `role`, `exp`)."""
     user = service.authenticate(session, email=body.email, password=body.password)
@@ -97,7 +95,7 @@ def list_users(principal: AdminPrincipal, session: SessionDep) -> list[User]:
     "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses={**_ERR_401, **_ERR_403, 409: {"description": "email already registered"}},
+    responses=error_responses(401, 403, 409, 422, e409="email already registered"),
 )
 def create_user(body: UserCreate, principal: AdminPrincipal, session: SessionDep) -> User:
     """Add a user with a role (admin)."""
@@ -114,14 +112,11 @@ def create_user(body: UserCreate, principal: AdminPrincipal, session: SessionDep
 @router.post(
     "/users/{user_id}/deactivate",
     response_model=UserOut,
-    responses={
-        **_ERR_401,
-        **_ERR_403,
-        404: {"description": "no such user"},
-        409: {"description": "self"},
-    },
+    responses=error_responses(
+        401, 403, 404, 409, 422, e404="no such user", e409="an admin cannot deactivate themselves"
+    ),
 )
-def deactivate_user(user_id: int, principal: AdminPrincipal, session: SessionDep) -> User:
+def deactivate_user(user_id: DbId, principal: AdminPrincipal, session: SessionDep) -> User:
     """Deactivate a user: their tokens stop working at once (admin)."""
     return service.deactivate_user(
         session,
@@ -135,7 +130,7 @@ def deactivate_user(user_id: int, principal: AdminPrincipal, session: SessionDep
     "/api-keys",
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
-    responses={**_ERR_401, **_ERR_403},
+    responses=error_responses(401, 403, 422),
 )
 def create_api_key(
     body: ApiKeyCreate, principal: AdminPrincipal, session: SessionDep
@@ -160,9 +155,9 @@ def list_api_keys(principal: AdminPrincipal, session: SessionDep) -> list[ApiKey
 @router.delete(
     "/api-keys/{api_key_id}",
     response_model=ApiKeyOut,
-    responses={**_ERR_401, **_ERR_403, 404: {"description": "no such key"}},
+    responses=error_responses(401, 403, 404, 422, e404="no such API key"),
 )
-def revoke_api_key(api_key_id: int, principal: AdminPrincipal, session: SessionDep) -> ApiKeyOut:
+def revoke_api_key(api_key_id: DbId, principal: AdminPrincipal, session: SessionDep) -> ApiKeyOut:
     """Revoke an API key at once (admin). The row is kept for the audit trail."""
     api_key = service.revoke_api_key(
         session, organization_id=principal.organization_id, api_key_id=api_key_id

@@ -3,38 +3,71 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic.config import JsonDict
 
 from stealth_recovery.auth.models import Role
+from stealth_recovery.core.api import Text
+
+_ORG: JsonDict = {
+    "id": 1,
+    "name": "Acme Subscriptions",
+    "slug": "acme",
+    "created_at": "2026-11-28T09:00:00Z",
+}
+_USER: JsonDict = {
+    "id": 1,
+    "email": "owner@acme.example.com",
+    "full_name": "Ada Owner",
+    "role": "admin",
+    "is_active": True,
+    "organization_id": 1,
+    "created_at": "2026-11-28T09:00:00Z",
+}
+_TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+_API_KEY: JsonDict = {
+    "id": 1,
+    "name": "billing-server",
+    "masked_key": "sk_AbC1…x9Yz",
+    "created_at": "2026-11-28T09:00:00Z",
+    "last_used_at": None,
+    "revoked_at": None,
+}
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 
 
 class RegisterRequest(BaseModel):
-    organization_name: str = Field(min_length=1, max_length=200, examples=["Acme Subscriptions"])
-    organization_slug: str | None = Field(
+    organization_name: Text = Field(min_length=1, max_length=200, examples=["Acme Subscriptions"])
+    organization_slug: Text | None = Field(
         default=None,
         pattern=SLUG_PATTERN,
         description="lowercase letters, digits and dashes; derived from the name when omitted",
         examples=["acme"],
     )
     email: EmailStr = Field(examples=["owner@acme.example.com"])
-    password: str = Field(min_length=10, max_length=256, examples=["correct horse battery"])
-    full_name: str | None = Field(default=None, max_length=200)
+    password: Text = Field(min_length=10, max_length=256, examples=["correct horse battery"])
+    full_name: Text | None = Field(default=None, max_length=200, examples=["Ada Owner"])
 
 
 class LoginRequest(BaseModel):
     email: EmailStr = Field(examples=["owner@acme.example.com"])
-    password: str = Field(min_length=1, max_length=256)
+    password: Text = Field(min_length=1, max_length=256, examples=["correct horse battery"])
 
 
 class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"access_token": _TOKEN, "token_type": "bearer", "expires_in": 3600}]
+        }
+    )
+
     access_token: str
     token_type: str = "bearer"
     expires_in: int
 
 
 class OrganizationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ORG]})
 
     id: int
     name: str
@@ -43,7 +76,7 @@ class OrganizationOut(BaseModel):
 
 
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_USER]})
 
     id: int
     email: str
@@ -55,6 +88,20 @@ class UserOut(BaseModel):
 
 
 class RegisterResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization": _ORG,
+                    "user": _USER,
+                    "access_token": _TOKEN,
+                    "token_type": "bearer",
+                    "expires_in": 3600,
+                }
+            ]
+        }
+    )
+
     organization: OrganizationOut
     user: UserOut
     access_token: str
@@ -63,6 +110,12 @@ class RegisterResponse(BaseModel):
 
 
 class MeResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user": _USER, "organization": _ORG, "role": "admin", "auth": "jwt"}]
+        }
+    )
+
     user: UserOut | None
     organization: OrganizationOut
     role: str
@@ -70,18 +123,18 @@ class MeResponse(BaseModel):
 
 
 class UserCreate(BaseModel):
-    email: EmailStr
-    password: str = Field(min_length=10, max_length=256)
-    role: Role
-    full_name: str | None = Field(default=None, max_length=200)
+    email: EmailStr = Field(examples=["analyst@acme.example.com"])
+    password: Text = Field(min_length=10, max_length=256, examples=["another long passphrase"])
+    role: Role = Field(examples=["analyst"])
+    full_name: Text | None = Field(default=None, max_length=200, examples=["Alan Analyst"])
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128, examples=["billing-server"])
+    name: Text = Field(min_length=1, max_length=128, examples=["billing-server"])
 
 
 class ApiKeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_API_KEY]})
 
     id: int
     name: str
@@ -92,4 +145,10 @@ class ApiKeyOut(BaseModel):
 
 
 class ApiKeyCreated(ApiKeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_API_KEY, "key": "sk_AbC1dEf2gHi3jKl4mNo5pQr6sTu7vWx8yZ9x9Yz"}]
+        }
+    )
+
     key: str = Field(description="the full key; shown only in this response")
