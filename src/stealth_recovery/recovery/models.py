@@ -26,6 +26,7 @@ FINAL_STATUSES: tuple[str, ...] = (
     AttemptStatus.cancelled,
 )
 _OPEN_SQL = "status IN ('created', 'sent', 'opened')"
+_EXHAUSTED_SQL = _OPEN_SQL + " AND retry_count >= max_retries"
 
 
 class DeclineCategory(StrEnum):
@@ -48,12 +49,21 @@ class RecoveryAttempt(TimestampMixin, Base):
             name="status",
         ),
         CheckConstraint("retry_count >= 0 AND retry_count <= max_retries", name="retry_count"),
-        # The retry queue's only access path: due open attempts, oldest first.
+        # The retry queue's access path: due open attempts, oldest first; `expires_at` rides
+        # along so expiring due rows is answered from the index.
         Index(
             "ix_recovery_attempts_due",
             "next_retry_at",
+            "expires_at",
             postgresql_where=text(_OPEN_SQL),
             sqlite_where=text(_OPEN_SQL),
+        ),
+        # Open attempts whose last reminder is out: the queue cancels them when the grace ends.
+        Index(
+            "ix_recovery_attempts_exhausted",
+            "next_retry_at",
+            postgresql_where=text(_EXHAUSTED_SQL),
+            sqlite_where=text(_EXHAUSTED_SQL),
         ),
         # At most one open attempt per transaction: ingestion races resolve here.
         Index(

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Integer, Table, Update, bindparam, case, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Integer, Table, Update, bindparam, case, literal_column, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core import metrics
@@ -46,6 +48,8 @@ log = structlog.get_logger(__name__)
 # Steps prepared per send-claim transaction, and how many such chunks are in flight at once.
 PREPARE_CHUNK = 250
 CHUNKS_IN_FLIGHT = 3
+# Claimed batches the embedded path runs at once.
+BATCHES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -98,19 +102,58 @@ def _recipient(channel: str, transaction: Transaction) -> str | None:
     return transaction.customer_phone
 
 
-def _insert_logs(session: Session, rows: list[dict[str, object]]) -> list[tuple[int, int, str]]:
+_LOG_COLUMNS = (
+    "organization_id",
+    "attempt_id",
+    "retry_number",
+    "channel",
+    "recipient",
+    "provider",
+    "status",
+    "error_message",
+    "failed_at",
+    "send_attempts",
+)
+_PG_ARRAY_TYPES = {
+    "organization_id": "integer[]",
+    "attempt_id": "integer[]",
+    "retry_number": "integer[]",
+    "send_attempts": "integer[]",
+    "failed_at": "timestamptz[]",
+}
+# One statement for a whole chunk on PostgreSQL: the rows travel as one array per column, so
+# the statement text is the same for every chunk (prepared once, no per-row SQL to build).
+_PG_INSERT_LOGS = text(
+    "INSERT INTO notification_logs ("
+    + ", ".join(_LOG_COLUMNS)
+    + ", created_at, updated_at) SELECT "
+    + ", ".join(f"t.{c}" for c in _LOG_COLUMNS)
+    + ", :now, :now FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {_PG_ARRAY_TYPES.get(c, 'text[]')})" for c in _LOG_COLUMNS)
+    + ") AS t("
+    + ", ".join(_LOG_COLUMNS)
+    + ") ON CONFLICT (attempt_id, retry_number, channel) DO NOTHING"
+    " RETURNING id, attempt_id, channel"
+)
+
+
+def _insert_logs(
+    session: Session, rows: list[dict[str, Any]], now: datetime
+) -> list[tuple[int, int, str]]:
     """Insert log rows; a row whose key exists already is skipped (a repeat is a no-op)."""
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(NotificationLog)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["attempt_id", "retry_number", "channel"])
-        .returning(NotificationLog.id, NotificationLog.attempt_id, NotificationLog.channel)
-    )
-    return [(r[0], r[1], r[2]) for r in session.execute(stmt)]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = {c: [row[c] for row in rows] for c in _LOG_COLUMNS}
+        result = session.execute(_PG_INSERT_LOGS, {**arrays, "now": now})
+    else:
+        result = session.execute(
+            sqlite.insert(NotificationLog)
+            .values([{**row, "created_at": now, "updated_at": now} for row in rows])
+            .on_conflict_do_nothing(index_elements=["attempt_id", "retry_number", "channel"])
+            .returning(NotificationLog.id, NotificationLog.attempt_id, NotificationLog.channel)
+        )
+    return [(r[0], r[1], r[2]) for r in result]
 
 
 def prepare_steps(
@@ -146,7 +189,7 @@ def prepare_steps(
         existing.setdefault((log_row.attempt_id, log_row.retry_number), []).append(log_row)
 
     prepared: list[PreparedStep] = []
-    new_rows: list[dict[str, object]] = []
+    new_rows: list[dict[str, Any]] = []
     pending_for: dict[tuple[int, str], tuple[RecoveryAttempt, Transaction, str]] = {}
     taken_over: list[tuple[NotificationLog, RecoveryAttempt, Transaction, str]] = []
     stale_before = now - lease
@@ -192,8 +235,6 @@ def prepare_steps(
                     "error_message": reason,
                     "failed_at": now if reason else None,
                     "send_attempts": 0 if reason else 1,
-                    "created_at": now,
-                    "updated_at": now,
                 }
             )
             if reason:
@@ -202,7 +243,7 @@ def prepare_steps(
                 pending_for[(attempt.id, channel)] = (attempt, transaction, merchant_name)
 
     by_attempt = {step.attempt_id: step for step in prepared}
-    for log_id, attempt_id, channel in _insert_logs(session, new_rows):
+    for log_id, attempt_id, channel in _insert_logs(session, new_rows, now):
         if (attempt_id, channel) in pending_for:
             attempt, transaction, merchant_name = pending_for[(attempt_id, channel)]
             by_attempt[attempt_id].messages.append(
@@ -421,7 +462,13 @@ async def run_steps(
     return report
 
 
-def claim_batch(*, now: datetime, limit: int, lease: timedelta) -> list[ClaimedStep]:
+@dataclass(frozen=True)
+class QueuePass:
+    steps: list[ClaimedStep]
+    settled: int  # attempts expired or cancelled as exhausted in this pass
+
+
+def claim_batch(*, now: datetime, limit: int, lease: timedelta) -> QueuePass:
     """One queue pass in its own transaction: expire, cancel exhausted, claim due steps."""
     started = time.perf_counter()
     with session_scope() as session:
@@ -431,7 +478,7 @@ def claim_batch(*, now: datetime, limit: int, lease: timedelta) -> list[ClaimedS
     metrics.CLAIM_SECONDS.observe(time.perf_counter() - started)
     if expired or exhausted or steps:
         log.info("queue_claimed", steps=len(steps), expired=expired, exhausted=exhausted)
-    return steps
+    return QueuePass(steps=steps, settled=expired + exhausted)
 
 
 def process_retry_queue(
@@ -445,26 +492,39 @@ def process_retry_queue(
     lease = timedelta(seconds=settings.queue_lease_seconds)
     total = 0
     for _ in range(max_batches):
-        steps = claim_batch(now=now or utc_now(), limit=settings.queue_batch_size, lease=lease)
-        if steps:
-            dispatch(steps)
-            total += len(steps)
-        if len(steps) < settings.queue_batch_size:
+        queue_pass = claim_batch(now=now or utc_now(), limit=settings.queue_batch_size, lease=lease)
+        if queue_pass.steps:
+            dispatch(queue_pass.steps)
+            total += len(queue_pass.steps)
+        # A short batch means the due rows have run out, unless the pass was busy settling
+        # expired or exhausted attempts: then there may be more behind them.
+        if len(queue_pass.steps) < settings.queue_batch_size and not queue_pass.settled:
             break
     return total
 
 
 def run_due_now(*, now: datetime | None = None) -> int:
-    """Claim every due step and run it in this process (the embedded scheduler's tick)."""
+    """Claim every due step and run it in this process (the embedded scheduler's tick).
+
+    Two claimed batches are in flight at once, so the next claim and its sends overlap the
+    recording of the previous batch instead of waiting for it.
+    """
     from stealth_recovery.retry.runtime import get_runtime
 
     runtime = get_runtime()
     report = StepReport()
+    in_flight: deque[Future[StepReport]] = deque()
 
     def run_here(steps: list[ClaimedStep]) -> None:
-        report.add(runtime.run_steps(steps))
+        if len(in_flight) >= BATCHES_IN_FLIGHT:
+            report.add(in_flight.popleft().result())
+        in_flight.append(runtime.submit_steps(steps))
 
-    process_retry_queue(dispatch=run_here, now=now)
+    try:
+        process_retry_queue(dispatch=run_here, now=now)
+    finally:
+        while in_flight:
+            report.add(in_flight.popleft().result())
     return report.advanced
 
 

@@ -116,21 +116,26 @@ def claim_due_steps(
     are skipped (`FOR UPDATE SKIP LOCKED`; SQLite has a single writer), and a claimed row's
     `next_retry_at` moves to the end of the lease, so it is not due again unless the worker
     that took it dies before finishing the step.
+
+    The locking subquery only walks the due index and stops after `limit` rows; the expiry and
+    retries-left checks sit on the outer UPDATE, so the planner never reads every due row to
+    estimate them. (`expire_due` and `cancel_exhausted_due` run first in the same pass, so a
+    locked row that fails them is rare and is handled on the next pass.)
     """
     ids = (
         select(RecoveryAttempt.id)
-        .where(
-            *_due(now),
-            RecoveryAttempt.expires_at > now,
-            RecoveryAttempt.retry_count < RecoveryAttempt.max_retries,
-        )
+        .where(*_due(now))
         .order_by(RecoveryAttempt.next_retry_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     result = session.execute(
         update(RecoveryAttempt)
-        .where(RecoveryAttempt.id.in_(ids.scalar_subquery()))
+        .where(
+            RecoveryAttempt.id.in_(ids.scalar_subquery()),
+            RecoveryAttempt.expires_at > now,
+            RecoveryAttempt.retry_count < RecoveryAttempt.max_retries,
+        )
         .values(next_retry_at=now + lease)
         .returning(RecoveryAttempt.id, RecoveryAttempt.retry_count)
         .execution_options(synchronize_session=False)

@@ -10,6 +10,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from stealth_recovery.notifications.types import Notifier
@@ -29,7 +30,10 @@ class Runtime:
         self._notifier: Notifier | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _get_notifier(self) -> Notifier:
         if self._notifier is None:
@@ -40,10 +44,13 @@ class Runtime:
         return self._notifier
 
     def run_steps(self, steps: Sequence[ClaimedStep]) -> StepReport:
+        return self.submit_steps(steps).result()
+
+    def submit_steps(self, steps: Sequence[ClaimedStep]) -> Future[StepReport]:
         async def go() -> StepReport:
             return await run_steps(steps, notifier=await self._get_notifier())
 
-        return self.run(go())
+        return self.submit(go())
 
     def close(self) -> None:
         async def shutdown() -> None:
