@@ -72,8 +72,8 @@ def _concurrencies(value: str) -> list[int]:
     if not given or min(given) < 0:
         raise typer.BadParameter("counts of 0 or more", param_hint="--celery-concurrency")
     cpus = os.cpu_count() or 1
-    # 0 is the worker's own default (one process per CPU): name it by the count it means.
-    return list(dict.fromkeys(n or cpus for n in given))
+    # 0 is the worker's own default (two processes per CPU): name it by the count it means.
+    return list(dict.fromkeys(n or 2 * cpus for n in given))
 
 
 def _log(message: str) -> None:
@@ -239,7 +239,7 @@ def main(
     celery: bool = typer.Option(True, help="measure `stealth-recovery worker` over Redis"),
     claims: bool = typer.Option(True, help="measure the claim on each table size"),
     celery_concurrency: str = typer.Option(
-        "0,4", help="worker processes, one Celery run per value (0: one per CPU, the default)"
+        "2,0", help="worker processes, one Celery run per value (0: the default, two per CPU)"
     ),
     env: list[str] = typer.Option(
         [], "--env", help="NAME=VALUE setting for the engine, e.g. SMTP_POOL_SIZE=200"
