@@ -185,7 +185,7 @@ class TestPaidWhileAReminderIsClaimed:
         # And the queue has claimed its first reminder (the lease is taken, nothing sent yet)
         lease = timedelta(seconds=get_settings().queue_lease_seconds)
         with shifted_clock(timedelta(seconds=61)):
-            steps = engine.claim_batch(now=utc_now(), limit=100, lease=lease)
+            steps = engine.claim_batch(now=utc_now(), limit=100, lease=lease).steps
         assert [s.attempt_id for s in steps] == [_attempt_for(db, pi).id]
         # When Stripe reports the payment succeeded, within the same minute as the failure
         succeeded = payment_intent(pi_id=str(pi["id"]), status="succeeded")
