@@ -19,7 +19,15 @@ from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.database import get_engine
 from stealth_recovery.core.errors import DomainError, InvalidInput
 from stealth_recovery.core.settings import get_settings
+from stealth_recovery.dashboard.endpoints import router as dashboard_router
 from stealth_recovery.dashboard.metrics import HttpMetricsMiddleware
+from stealth_recovery.dashboard.metrics import router as metrics_router
+from stealth_recovery.integrations.stripe.endpoints import router as stripe_router
+from stealth_recovery.notifications.endpoints import router as provider_callbacks_router
+from stealth_recovery.payments.endpoints import router as payments_router
+from stealth_recovery.recovery.endpoints import router as attempts_router
+from stealth_recovery.recovery.pages import router as pay_pages_router
+from stealth_recovery.retry.endpoints import router as retry_router
 
 log = structlog.get_logger(__name__)
 
@@ -124,31 +132,17 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         body = health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    app.include_router(auth_router)
-    for router in _domain_routers():
+    # In the order they appear in the OpenAPI document.
+    for router in (
+        auth_router,
+        payments_router,
+        attempts_router,
+        retry_router,
+        pay_pages_router,
+        metrics_router,
+        dashboard_router,
+        stripe_router,
+        provider_callbacks_router,
+    ):
         app.include_router(router)
     return app
-
-
-def _domain_routers() -> list[Any]:
-    """Routers of the other domains; each module registers one `router`."""
-    import importlib
-
-    routers = []
-    for module_name in ROUTER_MODULES:
-        module = importlib.import_module(module_name)
-        routers.append(module.router)
-    return routers
-
-
-# Domain routers, in the order they appear in the OpenAPI document.
-ROUTER_MODULES: list[str] = [
-    "stealth_recovery.payments.endpoints",
-    "stealth_recovery.recovery.endpoints",
-    "stealth_recovery.retry.endpoints",
-    "stealth_recovery.recovery.pages",
-    "stealth_recovery.dashboard.metrics",
-    "stealth_recovery.dashboard.endpoints",
-    "stealth_recovery.integrations.stripe.endpoints",
-    "stealth_recovery.notifications.endpoints",
-]
