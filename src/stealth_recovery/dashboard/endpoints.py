@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode
 
 import structlog
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -399,22 +399,16 @@ def policies(request: Request, session: SessionDep) -> HTMLResponse:
 PolicyText = Annotated[str, Form()]
 
 
-@router.post("/policies/preview", response_class=HTMLResponse)
-def preview_policy(
-    request: Request,
-    session: SessionDep,
-    csrf: CsrfField = None,
+def _policy_form(
     name: PolicyText = "",
     max_retries: PolicyText = "",
     initial_delay_minutes: PolicyText = "",
     backoff_multiplier: PolicyText = "",
     max_delay_minutes: PolicyText = "",
     enabled_channels: Annotated[list[str] | None, Form()] = None,
-) -> HTMLResponse:
-    """The schedule some numbers would produce; saves nothing (any role)."""
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    form = {
+) -> dict[str, Any]:
+    """The policy form as typed: strings kept as they are, so errors can show them again."""
+    return {
         "name": name,
         "max_retries": max_retries,
         "initial_delay_minutes": initial_delay_minutes,
@@ -422,8 +416,23 @@ def preview_policy(
         "max_delay_minutes": max_delay_minutes,
         "enabled_channels": enabled_channels or [],
     }
+
+
+PolicyForm = Annotated[dict[str, Any], Depends(_policy_form)]
+
+
+@router.post("/policies/preview", response_class=HTMLResponse)
+def preview_policy(
+    request: Request,
+    session: SessionDep,
+    form: PolicyForm,
+    csrf: CsrfField = None,
+) -> HTMLResponse:
+    """The schedule some numbers would produce; saves nothing (any role)."""
+    viewer = web.current_viewer(request, session)
+    web.check_csrf(request, csrf)
     # A preview needs the numbers only: a missing name is not an error yet.
-    values, errors = forms.validate_policy_form({**form, "name": name or "preview"})
+    values, errors = forms.validate_policy_form({**form, "name": form["name"] or "preview"})
     rows = None
     if not errors:
         rows = forms.schedule_rows(forms.schedule_of_values(values))
@@ -442,25 +451,12 @@ def preview_policy(
 def create_policy(
     request: Request,
     session: SessionDep,
+    form: PolicyForm,
     csrf: CsrfField = None,
-    name: PolicyText = "",
-    max_retries: PolicyText = "",
-    initial_delay_minutes: PolicyText = "",
-    backoff_multiplier: PolicyText = "",
-    max_delay_minutes: PolicyText = "",
-    enabled_channels: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     viewer = web.current_viewer(request, session)
     web.check_csrf(request, csrf)
     web.require_admin(viewer)
-    form = {
-        "name": name,
-        "max_retries": max_retries,
-        "initial_delay_minutes": initial_delay_minutes,
-        "backoff_multiplier": backoff_multiplier,
-        "max_delay_minutes": max_delay_minutes,
-        "enabled_channels": enabled_channels or [],
-    }
     values, errors = forms.validate_policy_form(form)
     if errors:
         return _policies_page(
