@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -47,12 +46,15 @@ negative_schema.config.generation.update(modes=[GenerationMode.NEGATIVE])
 
 class TestOpenApi:
     def test_document_has_examples_for_every_operation(self, app: Any) -> None:
+        # Every operation in the document, not only the fuzzed ones.
         document = app.openapi()
         missing = []
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
-                if not re.match(PUBLIC_API, path):
-                    continue
+                if set(operation["responses"]) & {"204"} and not any(
+                    status.startswith("2") and status != "204" for status in operation["responses"]
+                ):
+                    continue  # nothing to give an example of
                 ok = [
                     status
                     for status, response in operation["responses"].items()

@@ -126,7 +126,33 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(HttpMetricsMiddleware)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        responses={
+            200: {
+                "description": "everything answers",
+                "content": {
+                    "application/json": {
+                        "example": {"status": "ok", "version": __version__, "database": "ok"}
+                    }
+                },
+            },
+            503: {
+                "description": "the database (or Redis) does not answer",
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "degraded",
+                            "version": __version__,
+                            "database": "ok",
+                            "redis": "error: ConnectionError",
+                        }
+                    }
+                },
+            },
+        },
+    )
     def healthz() -> JSONResponse:
         """Database (and Redis when configured) reachability."""
         body = health()

@@ -34,10 +34,18 @@ def due_now_count() -> int:
         return int(session.scalar(stmt) or 0)
 
 
+_EXAMPLE_SCRAPE = 'stealth_recovery_messages_total{channel="email",status="sent"} 42.0\n'
+
+
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"example": _EXAMPLE_SCRAPE}},
+        }
+    },
 )
 def prometheus_metrics() -> Response:
     """Prometheus text format: messages, reminder steps, queue depth, latencies, HTTP."""

@@ -88,7 +88,17 @@ def twilio_status(
     return CallbackAck(results=[r.value for r in results])
 
 
-@router.get("/whatsapp", response_class=PlainTextResponse, responses=_REFUSED)
+@router.get(
+    "/whatsapp",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "the hub.challenge, echoed",
+            "content": {"text/plain": {"example": "1158201444"}},
+        },
+        **_REFUSED,
+    },
+)
 def whatsapp_verify(
     mode: Annotated[str | None, Query(alias="hub.mode")] = None,
     verify_token: Annotated[str | None, Query(alias="hub.verify_token")] = None,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class CallbackAck(BaseModel):
     """What a status callback did: one result per status it carried."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": ["updated"]}]})
 
     results: list[str]  # "updated", "unchanged" or "ignored", in the order received

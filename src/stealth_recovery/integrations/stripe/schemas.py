@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # Events the webhook endpoint acts on; the dashboard's endpoint should subscribe to these.
 FAILURE_EVENTS: tuple[str, ...] = (
@@ -37,6 +37,22 @@ class StripeConnectionIn(BaseModel):
 
 
 class StripeConnectionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mode": "test",
+                    "secret_key": "sk_test_…4242",
+                    "webhook_secret": "whsec_…WXYZ",
+                    "webhook_url": "https://recovery.example.com/v1/webhooks/stripe/acme",
+                    "enabled_events": list(HANDLED_EVENTS),
+                    "created_at": "2026-11-28T09:00:00Z",
+                    "updated_at": "2026-11-28T09:00:00Z",
+                }
+            ]
+        }
+    )
+
     mode: Literal["test", "live"]
     secret_key: str = Field(description="masked: the key's prefix and its last four characters")
     webhook_secret: str = Field(description="masked: the secret's prefix and its last four")
@@ -47,6 +63,14 @@ class StripeConnectionOut(BaseModel):
 
 
 class WebhookAck(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"received": True, "event_id": "evt_1QxYz2AbCdEf", "outcome": "attempt_opened"}
+            ]
+        }
+    )
+
     received: bool = True
     event_id: str
     outcome: str = Field(
