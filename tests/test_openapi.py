@@ -30,8 +30,12 @@ def admin_headers(db: Session) -> dict[str, str]:
     return account.headers
 
 
-# The public API: auth, users and keys, ingestion, attempts, recoveries, retry, the pay page.
-PUBLIC_API = r"^/(v1/(auth|users|api-keys|retry|attempts|recoveries|events)|pay)(/|$)"
+# The public API: auth, users and keys, ingestion, attempts, recoveries, retry, the pay page,
+# and the providers' status callbacks (Stripe's routes have their own suite).
+PUBLIC_API = (
+    r"^/(v1/(auth|users|api-keys|retry|attempts|recoveries|events|webhooks/(twilio|whatsapp))"
+    r"|pay)(/|$)"
+)
 # Building the app touches no database; requests reach the test database through `db`.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(
     path_regex=PUBLIC_API
