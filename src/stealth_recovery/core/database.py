@@ -157,3 +157,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_write_session() -> Iterator[Session]:
+    """FastAPI dependency for a GET that writes (the pay page records its first opening)."""
+    with session_scope(write=True) as session:
+        yield session

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
 from stealth_recovery.core.errors import DomainError, Gone, NotFound
 from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.core.settings import get_settings
@@ -107,7 +107,7 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
     response_class=HTMLResponse,
     responses={200: {"description": "the pay page", **_HTML}, **_PAGE_RESPONSES},
 )
-def pay(token: Token, request: Request, session: SessionDep) -> Response:
+def pay(token: Token, request: Request, session: WriteSessionDep) -> Response:
     """The customer's pay page: merchant, amount, what happened, and a pay button.
 
     The first opening marks the attempt `opened`. Limited per client address.

@@ -1,0 +1,66 @@
+"""SQLite's single-writer path: a unit of work that writes takes the lock when it begins."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.database import open_session
+from stealth_recovery.organizations.models import Organization
+from tests.factories import make_account
+
+
+@pytest.fixture
+def sqlite_only(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("about SQLite's locking")
+
+
+def _rename(name: str) -> None:
+    with open_session(write=True) as other:
+        other.execute(update(Organization).values(name=name))
+        other.commit()
+
+
+class TestSqliteWriters:
+    def test_a_reader_that_turns_writer_fails_after_another_commit(
+        self, db: Session, sqlite_only: None
+    ) -> None:
+        # Given a deferred (read) unit of work that has read a row
+        org_id = make_account(db).organization.id
+        reader = open_session(write=False)
+        try:
+            reader.scalar(select(Organization.name).where(Organization.id == org_id))
+            # When another unit of work commits a write, and the reader then writes
+            _rename("changed elsewhere")
+            # Then SQLite refuses the upgrade: why a GET that writes needs a writer session
+            with pytest.raises(OperationalError):
+                reader.execute(update(Organization).values(name="too late"))
+                reader.flush()
+        finally:
+            reader.rollback()
+            reader.close()
+
+    def test_a_writer_session_makes_the_other_writer_wait(
+        self, db: Session, sqlite_only: None
+    ) -> None:
+        # Given a writer unit of work that read a row first
+        org_id = make_account(db).organization.id
+        writer = open_session(write=True)
+        writer.scalar(select(Organization.name).where(Organization.id == org_id))
+        # When another writer starts meanwhile
+        other = threading.Thread(target=_rename, args=("second",))
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive(), "the second writer should wait for the first"
+        # Then the first writes and commits, and the second goes through after it
+        writer.execute(update(Organization).values(name="first"))
+        writer.commit()
+        writer.close()
+        other.join(timeout=10)
+        db.expire_all()
+        assert db.scalar(select(Organization.name).where(Organization.id == org_id)) == "second"
