@@ -101,6 +101,16 @@ def _empty_tables(engine: Engine) -> None:
                 connection.execute(text(f"DELETE FROM {table}"))
 
 
+@pytest.fixture(autouse=True)
+def _settings_follow_the_environment() -> Iterator[None]:
+    """Settings are cached per process; a test that changes the environment gets fresh ones,
+    and the next test does not inherit them."""
+    from stealth_recovery.core.settings import get_settings
+
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
     """A session on the test database; every table is emptied after the test."""
