@@ -9,17 +9,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_datetime
-from babel.numbers import format_currency, get_currency_precision
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel, NotificationLog
+from stealth_recovery.notifications.rendering import format_amount, format_expiry
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import DeclineCategory, RecoveryAttempt
@@ -191,20 +188,6 @@ def _locale_of(transaction: Transaction) -> Locale:
         return Locale.parse("en")
 
 
-def format_amount(amount_minor: int, currency: str, locale: Locale) -> str:
-    """`4999 EUR` → `49,99 €` in de_DE, `€49.99` in en: the minor unit comes from ISO 4217."""
-    digits = get_currency_precision(currency)
-    return format_currency(Decimal(amount_minor).scaleb(-digits), currency, locale=locale)
-
-
-def format_expiry(at: datetime, transaction: Transaction, locale: Locale) -> str:
-    try:
-        zone = ZoneInfo(transaction.customer_timezone)
-    except (ValueError, KeyError, OSError):
-        zone = ZoneInfo("UTC")
-    return format_datetime(at, "medium", tzinfo=zone, locale=locale)
-
-
 def what_happened(category: str, amount: str, merchant: str) -> str:
     if category == DeclineCategory.customer_action:
         return (
@@ -246,5 +229,6 @@ def pay_page(session: Session, attempt: RecoveryAttempt) -> PayPage:
         pay_action=pay_url(attempt) + "/pay",
     )
     return PayPage(
-        view=view, expires_display=format_expiry(attempt.expires_at, transaction, locale)
+        view=view,
+        expires_display=format_expiry(attempt.expires_at, transaction.customer_timezone, locale),
     )
