@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
 
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications.rendering import format_amount
+
+# Operators read every amount the same way, whatever each customer's locale.
+_OPERATOR_LOCALE = Locale.parse("en_US")
 
 
 def money(amount_minor: int | None, currency: str) -> str:
     """12345, "EUR" → "€123.45" (JPY has no minor unit: 1200 → "¥1,200")."""
     if amount_minor is None:
         return "—"
-    code = currency.upper()
-    try:
-        precision = get_currency_precision(code)
-    except Exception:
-        precision = 2
-    value = Decimal(amount_minor).scaleb(-precision)
-    return str(format_currency(value, code, locale="en_US"))
+    return format_amount(amount_minor, currency, _OPERATOR_LOCALE)
 
 
 def when(value: datetime | None) -> str:
