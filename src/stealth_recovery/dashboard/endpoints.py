@@ -145,6 +145,34 @@ def redirect(path: str, *, flash: tuple[str, str] | None = None) -> RedirectResp
 CsrfField = Annotated[str | None, Form(alias=web.CSRF_FIELD)]
 
 
+def _viewer(request: Request, session: SessionDep) -> web.Viewer:
+    return web.current_viewer(request, session)
+
+
+def _form_viewer(
+    viewer: Annotated[web.Viewer, Depends(_viewer)], request: Request, csrf: CsrfField = None
+) -> web.Viewer:
+    web.check_csrf(request, csrf)
+    return viewer
+
+
+def _admin(viewer: Annotated[web.Viewer, Depends(_viewer)]) -> web.Viewer:
+    web.require_admin(viewer)
+    return viewer
+
+
+def _admin_form(viewer: Annotated[web.Viewer, Depends(_form_viewer)]) -> web.Viewer:
+    web.require_admin(viewer)
+    return viewer
+
+
+# Who is looking: a signed-in person; one who submitted a valid form; an admin; both.
+Viewer = Annotated[web.Viewer, Depends(_viewer)]
+FormViewer = Annotated[web.Viewer, Depends(_form_viewer)]
+AdminViewer = Annotated[web.Viewer, Depends(_admin)]
+AdminFormViewer = Annotated[web.Viewer, Depends(_admin_form)]
+
+
 # --- static ----------------------------------------------------------------------------------
 
 
@@ -211,8 +239,7 @@ def logout(request: Request, csrf: CsrfField = None) -> Response:
 
 
 @router.get("", response_class=HTMLResponse)
-def overview(request: Request, session: SessionDep, days: int = 30) -> HTMLResponse:
-    viewer = web.current_viewer(request, session)
+def overview(request: Request, session: SessionDep, viewer: Viewer, days: int = 30) -> HTMLResponse:
     period = days if days in PERIODS else 30
     data = build_overview(session, organization_id=viewer.organization_id, period_days=period)
     active = policy_service.effective_policy(session, organization_id=viewer.organization_id)
@@ -240,6 +267,7 @@ def _parse_day(value: str | None) -> date | None:
 def attempts(
     request: Request,
     session: SessionDep,
+    viewer: Viewer,
     status: str | None = None,
     decline_category: str | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
@@ -247,7 +275,6 @@ def attempts(
     created_to: str | None = None,
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
-    viewer = web.current_viewer(request, session)
     statuses = ["open", *(s.value for s in AttemptStatus)]
     categories = [c.value for c in DeclineCategory]
     filters = repository.AttemptFilters(
@@ -303,8 +330,9 @@ def attempts(
 
 
 @router.get("/attempts/{attempt_id}", response_class=HTMLResponse)
-def attempt_detail(request: Request, session: SessionDep, attempt_id: int) -> HTMLResponse:
-    viewer = web.current_viewer(request, session)
+def attempt_detail(
+    request: Request, session: SessionDep, viewer: Viewer, attempt_id: int
+) -> HTMLResponse:
     attempt = recovery_service.get_attempt(
         session, organization_id=viewer.organization_id, attempt_id=attempt_id
     )
@@ -333,12 +361,7 @@ def attempt_detail(request: Request, session: SessionDep, attempt_id: int) -> HT
 
 
 @router.post("/attempts/{attempt_id}/retry-now")
-def attempt_retry_now(
-    request: Request, session: SessionDep, attempt_id: int, csrf: CsrfField = None
-) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
+def attempt_retry_now(session: SessionDep, attempt_id: int, viewer: AdminFormViewer) -> Response:
     from stealth_recovery.retry.service import retry_now
 
     attempt = recovery_service.get_attempt(
@@ -389,8 +412,7 @@ def _policies_page(
 
 
 @router.get("/policies", response_class=HTMLResponse)
-def policies(request: Request, session: SessionDep) -> HTMLResponse:
-    viewer = web.current_viewer(request, session)
+def policies(request: Request, session: SessionDep, viewer: Viewer) -> HTMLResponse:
     return _policies_page(
         request, session, viewer, form=forms.default_policy_form(), errors={}, preview=None
     )
@@ -426,11 +448,9 @@ def preview_policy(
     request: Request,
     session: SessionDep,
     form: PolicyForm,
-    csrf: CsrfField = None,
+    viewer: FormViewer,
 ) -> HTMLResponse:
     """The schedule some numbers would produce; saves nothing (any role)."""
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
     # A preview needs the numbers only: a missing name is not an error yet.
     values, errors = forms.validate_policy_form({**form, "name": form["name"] or "preview"})
     rows = None
@@ -452,11 +472,8 @@ def create_policy(
     request: Request,
     session: SessionDep,
     form: PolicyForm,
-    csrf: CsrfField = None,
+    viewer: AdminFormViewer,
 ) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
     values, errors = forms.validate_policy_form(form)
     if errors:
         return _policies_page(
@@ -471,12 +488,7 @@ def create_policy(
 
 
 @router.post("/policies/{policy_id}/activate")
-def activate_policy(
-    request: Request, session: SessionDep, policy_id: int, csrf: CsrfField = None
-) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
+def activate_policy(session: SessionDep, policy_id: int, viewer: AdminFormViewer) -> Response:
     policy = policy_service.activate_policy(
         session, organization_id=viewer.organization_id, policy_id=policy_id
     )
@@ -484,12 +496,7 @@ def activate_policy(
 
 
 @router.post("/policies/{policy_id}/deactivate")
-def deactivate_policy(
-    request: Request, session: SessionDep, policy_id: int, csrf: CsrfField = None
-) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
+def deactivate_policy(session: SessionDep, policy_id: int, viewer: AdminFormViewer) -> Response:
     policy = policy_service.deactivate_policy(
         session, organization_id=viewer.organization_id, policy_id=policy_id
     )
@@ -533,9 +540,7 @@ def _team_page(
 
 
 @router.get("/team", response_class=HTMLResponse)
-def team(request: Request, session: SessionDep) -> HTMLResponse:
-    viewer = web.current_viewer(request, session)
-    web.require_admin(viewer)
+def team(request: Request, session: SessionDep, viewer: AdminViewer) -> HTMLResponse:
     return _team_page(request, session, viewer)
 
 
@@ -543,15 +548,12 @@ def team(request: Request, session: SessionDep) -> HTMLResponse:
 def create_user(
     request: Request,
     session: SessionDep,
-    csrf: CsrfField = None,
+    viewer: AdminFormViewer,
     email: Annotated[str, Form()] = "",
     full_name: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
 ) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
     form = {"email": email, "full_name": full_name, "role": role}
     address, error = forms.check_new_user(email=email, role=role, password=password)
     if address is not None:
@@ -574,12 +576,7 @@ def create_user(
 
 
 @router.post("/users/{user_id}/deactivate")
-def deactivate_user(
-    request: Request, session: SessionDep, user_id: int, csrf: CsrfField = None
-) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
+def deactivate_user(session: SessionDep, user_id: int, viewer: AdminFormViewer) -> Response:
     try:
         user = auth_service.deactivate_user(
             session,
@@ -598,12 +595,9 @@ def deactivate_user(
 def create_api_key(
     request: Request,
     session: SessionDep,
-    csrf: CsrfField = None,
+    viewer: AdminFormViewer,
     name: Annotated[str, Form()] = "",
 ) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
     if not 1 <= len(name.strip()) <= 128:
         return _team_page(
             request,
@@ -623,12 +617,7 @@ def create_api_key(
 
 
 @router.post("/api-keys/{api_key_id}/revoke")
-def revoke_api_key(
-    request: Request, session: SessionDep, api_key_id: int, csrf: CsrfField = None
-) -> Response:
-    viewer = web.current_viewer(request, session)
-    web.check_csrf(request, csrf)
-    web.require_admin(viewer)
+def revoke_api_key(session: SessionDep, api_key_id: int, viewer: AdminFormViewer) -> Response:
     api_key = auth_service.revoke_api_key(
         session, organization_id=viewer.organization_id, api_key_id=api_key_id
     )
