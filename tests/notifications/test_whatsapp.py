@@ -75,6 +75,23 @@ class TestSend:
         amount = request.json["template"]["components"][0]["parameters"][0]["text"]
         assert amount == "€49.99"
 
+    async def test_language_codes_follow_the_approved_templates(
+        self, fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given templates approved as en_US and es_ES
+        monkeypatch.setenv("WHATSAPP_TEMPLATE_LANGUAGES", '{"en": "en_US", "es": "es_ES"}')
+        get_settings.cache_clear()
+        notifier = _notifier()
+        # When customers in both languages are reminded
+        await notifier.send(message_context(locale="en-GB", **WHATSAPP))
+        await notifier.send(message_context(locale="es-MX", **WHATSAPP))
+        await notifier.aclose()
+        # Then each message names the approved code
+        codes = [
+            r.json["template"]["language"]["code"] for r in fake_providers.requests_to("whatsapp")
+        ]
+        assert codes == ["en_US", "es_ES"]
+
     async def test_429_then_success_sends_one_message(self, fake_providers: FakeProviders) -> None:
         fake_providers.script(
             "whatsapp",

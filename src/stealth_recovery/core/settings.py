@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     whatsapp_app_secret: str | None = None  # verifies X-Hub-Signature-256 on webhooks
     whatsapp_verify_token: str | None = None  # answers the webhook verification challenge
     whatsapp_template_name: str = "payment_recovery"  # approved template used for reminders
+    # Our language → the code the template was approved under, e.g. {"en": "en_US"} (JSON)
+    whatsapp_template_languages: dict[str, str] = Field(default_factory=dict)
 
     stripe_api_base: str = (
         "https://api.stripe.com"  # Stripe API base URL (tests point it at loopback)

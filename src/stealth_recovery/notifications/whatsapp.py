@@ -8,6 +8,7 @@ body parameters {{1}} amount, {{2}} merchant, {{3}} pay link. The reply's `messa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stealth_recovery.core.settings import Settings
@@ -47,10 +48,12 @@ class WhatsAppSender:
         api_base: str,
         template_name: str,
         client: PooledClient,
+        language_codes: Mapping[str, str] | None = None,
     ) -> None:
         self.api_key = api_key
         self.url = f"{api_base.rstrip('/')}/{phone_number_id}/messages"
         self.template_name = template_name
+        self.language_codes = dict(language_codes or {})
         self.client = client
 
     @classmethod
@@ -61,6 +64,7 @@ class WhatsAppSender:
             phone_number_id=settings.whatsapp_business_number or "",
             api_base=settings.whatsapp_api_base,
             template_name=settings.whatsapp_template_name,
+            language_codes=settings.whatsapp_template_languages,
             client=PooledClient(
                 timeout=settings.provider_http_timeout_seconds,
                 max_connections=settings.send_concurrency,
@@ -77,7 +81,8 @@ class WhatsAppSender:
             "type": "template",
             "template": {
                 "name": self.template_name,
-                "language": {"code": template.language},
+                # Meta matches the code the template was approved under (`en` or `en_US`).
+                "language": {"code": self.language_codes.get(template.language, template.language)},
                 "components": [
                     {
                         "type": "body",
