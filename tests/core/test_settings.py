@@ -54,3 +54,21 @@ class TestSettings:
         )
         assert result.returncode == 2
         assert "SMTP_PORT" in result.stderr
+
+
+class TestEnvExample:
+    ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+    def test_lists_every_setting(self) -> None:
+        listed = {
+            line.split("=", 1)[0].strip()
+            for line in (self.ROOT / ".env.example").read_text().splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        }
+        assert {name.upper() for name in Settings.model_fields} - listed == set()
+
+    def test_copied_as_dot_env_it_loads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in Settings.model_fields:
+            monkeypatch.delenv(name.upper(), raising=False)
+        settings = Settings(_env_file=self.ROOT / ".env.example")  # type: ignore[call-arg]
+        assert settings.is_sqlite and not settings.uses_celery

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"  # structlog level
     log_json: bool = False  # JSON log lines instead of the console renderer
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `REDIS_URL=` in a .env file means "not set", not "an empty URL".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _parsable_database_url(cls, value: str) -> str:
