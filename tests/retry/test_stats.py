@@ -46,7 +46,8 @@ class TestComputeStats:
         exhausted = make_attempt(db, org)
         paid = make_attempt(db, org)
         stopped = make_attempt(db, org)
-        exhausted.retry_count, exhausted.next_retry_at = exhausted.max_retries, None
+        # (all reminders out, in the grace period before it is cancelled as exhausted)
+        exhausted.retry_count = exhausted.max_retries
         paid.retry_count = 1
         pending.retry_count = 1
         db.flush()

@@ -155,7 +155,7 @@ class RetryStats(BaseModel):
 
     total_attempts: int = Field(description="every recovery attempt, in any status")
     pending_retries: int = Field(
-        description="open attempts (created, sent, opened) with a next reminder scheduled"
+        description="open attempts (created, sent, opened) with a reminder still to send"
     )
     sent_count: int = Field(description="messages whose status is sent or delivered")
     completed_count: int = Field(description="attempts completed (paid)")

@@ -25,6 +25,8 @@ def compute_stats(session: Session, *, organization_id: int) -> RetryStats:
             _count_where(
                 RecoveryAttempt.status.in_(OPEN_STATUSES)
                 & RecoveryAttempt.next_retry_at.is_not(None)
+                # After the last reminder `next_retry_at` only marks the end of the grace period.
+                & (RecoveryAttempt.retry_count < RecoveryAttempt.max_retries)
             ),
             _count_where(RecoveryAttempt.status == AttemptStatus.completed),
             func.avg(cast(RecoveryAttempt.retry_count, Float)),
