@@ -5,20 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis import GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from sqlalchemy.orm import Session
 
-from stealth_recovery.app import create_app
 from tests.factories import make_account, make_attempt, make_policy
+from tests.support.contract import CONTRACT_CHECKS, SERVER_ERROR_CHECKS, bounded, schemas_for
 
 
 @pytest.fixture
@@ -36,16 +26,8 @@ PUBLIC_API = (
     r"^/(v1/(auth|users|api-keys|retry|attempts|recoveries|events|webhooks/(twilio|whatsapp))"
     r"|pay)(/|$)"
 )
-# Building the app touches no database; requests reach the test database through `db`.
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(
-    path_regex=PUBLIC_API
-)
-schema.config.generation.update(modes=[GenerationMode.POSITIVE])
 # Malformed input (wrong types, broken JSON, missing fields) must never reach a 5xx either.
-negative_schema = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(
-    path_regex=PUBLIC_API
-)
-negative_schema.config.generation.update(modes=[GenerationMode.NEGATIVE])
+schema, negative_schema = schemas_for(PUBLIC_API)
 
 
 class TestOpenApi:
@@ -83,18 +65,7 @@ def _has_example(document: dict[str, Any], response: dict[str, Any]) -> bool:
     return False
 
 
-_BOUNDED = settings(
-    max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
-# "Schema-valid request rejected" is left out: rules such as a known time zone or currency, or an
-# id that exists, are checked by the service (422 / 404) and are not expressible in the schema.
-_CONTRACT_CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
+_BOUNDED = bounded(10)
 
 
 @schema.parametrize()
@@ -102,7 +73,7 @@ _CONTRACT_CHECKS = [
 def test_valid_requests_get_documented_answers(
     case: Any, db: Session, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=admin_headers, checks=_CONTRACT_CHECKS)
+    case.call_and_validate(headers=admin_headers, checks=CONTRACT_CHECKS)
 
 
 @negative_schema.parametrize()
@@ -110,4 +81,4 @@ def test_valid_requests_get_documented_answers(
 def test_invalid_requests_never_fail_the_server(
     case: Any, db: Session, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=admin_headers, checks=[not_a_server_error])
+    case.call_and_validate(headers=admin_headers, checks=SERVER_ERROR_CHECKS)

@@ -5,42 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis import GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from sqlalchemy.orm import Session
 
-from stealth_recovery.app import create_app
 from tests.factories import make_account
+from tests.support.contract import CONTRACT_CHECKS, SERVER_ERROR_CHECKS, bounded, schemas_for
 
 STRIPE_ROUTES = r"^/v1/(integrations|webhooks)/stripe"
-positive = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(
-    path_regex=STRIPE_ROUTES
-)
-positive.config.generation.update(modes=[GenerationMode.POSITIVE])
-negative = schemathesis.openapi.from_asgi("/openapi.json", create_app()).include(
-    path_regex=STRIPE_ROUTES
-)
-negative.config.generation.update(modes=[GenerationMode.NEGATIVE])
-
-_BOUNDED = settings(
-    max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
-# Key shapes are checked by the service (422 naming the field), not expressible in the schema.
-_CONTRACT_CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
+positive, negative = schemas_for(STRIPE_ROUTES)
+_BOUNDED = bounded(15)
 
 
 @pytest.fixture
@@ -53,7 +25,7 @@ def admin_headers(db: Session) -> dict[str, str]:
 def test_valid_requests_get_documented_answers(
     case: Any, db: Session, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=admin_headers, checks=_CONTRACT_CHECKS)
+    case.call_and_validate(headers=admin_headers, checks=CONTRACT_CHECKS)
 
 
 @negative.parametrize()
@@ -61,4 +33,4 @@ def test_valid_requests_get_documented_answers(
 def test_invalid_requests_never_fail_the_server(
     case: Any, db: Session, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers=admin_headers, checks=[not_a_server_error])
+    case.call_and_validate(headers=admin_headers, checks=SERVER_ERROR_CHECKS)
