@@ -11,13 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.database import session_scope
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock, utc_now
+from stealth_recovery.notifications.dispatch import ProviderNotifier
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.repository import ClaimedStep
-from stealth_recovery.retry.runtime import get_runtime
+from stealth_recovery.retry.runtime import get_runtime, reset_runtime
 from tests.factories import make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
 
@@ -252,8 +254,6 @@ class TestEndings:
     def test_unreachable_smtp_server_fails_the_log_and_the_worker_goes_on(
         self, db: Session, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from stealth_recovery.core.settings import get_settings
-        from stealth_recovery.retry.runtime import reset_runtime
 
         account = make_account(db)
         first = make_attempt(db, account.organization, email="a@example.com")
@@ -297,8 +297,6 @@ class TestLease:
         attempt = make_attempt(db, account.organization)
         steps: list[ClaimedStep] = []
         engine.process_retry_queue(dispatch=steps.extend)
-        from stealth_recovery.core.settings import get_settings
-        from stealth_recovery.notifications.dispatch import ProviderNotifier
 
         with session_scope() as session:
             engine.prepare_steps(
