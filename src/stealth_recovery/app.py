@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -113,7 +114,9 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
             if scheduler is not None:
                 scheduler.stop()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package,
+    # never from a CDN: a self-hosted install often has no route to one.
+    app = FastAPIOffline(
         title="Stealth Recovery",
         version=__version__,
         description="Wins back failed payments: expiring pay links and reminders by email, "

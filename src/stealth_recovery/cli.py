@@ -5,20 +5,39 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from typing import NoReturn
 
 import typer
 
-from stealth_recovery.core.settings import SettingsError, get_settings
+from stealth_recovery.core.settings import Settings, SettingsError, get_settings
 
-app = typer.Typer(help="Stealth Recovery: wins back failed payments.", no_args_is_help=True)
+app = typer.Typer(
+    help="Stealth Recovery: wins back failed payments.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 
-def _settings_or_exit():  # type: ignore[no-untyped-def]
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit code 2: what a person starting the service needs, no trace."""
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2)
+
+
+def _settings_or_exit() -> Settings:
     try:
         return get_settings()
     except SettingsError as exc:
-        typer.secho(str(exc), err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=2) from None
+        _fail(str(exc))
+
+
+def _check_database(settings: Settings) -> None:
+    from stealth_recovery.core.startup import StartupError, check_database
+
+    try:
+        check_database(settings)
+    except StartupError as exc:
+        _fail(str(exc))
 
 
 def _migrate() -> None:
@@ -31,7 +50,8 @@ def _migrate() -> None:
 @app.command()
 def migrate() -> None:
     """Apply every database migration (the only way the schema is made)."""
-    _settings_or_exit()
+    settings = _settings_or_exit()
+    _check_database(settings)
     _migrate()
     typer.echo("database is at the latest migration")
 
@@ -42,32 +62,62 @@ def serve(
     port: int = typer.Option(8000, help="port to listen on"),
     migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="apply migrations"),
 ) -> None:
-    """Run the API. Without REDIS_URL the retry queue runs in-process on a timer."""
+    """Run the API. Without REDIS_URL the retry queue runs in-process on a timer.
+
+    Without an explicit BASE_URL, pay links and provider callbacks use the address served here.
+    """
     import uvicorn
 
-    from stealth_recovery.app import create_app
     from stealth_recovery.core.logging import configure_logging
+    from stealth_recovery.core.startup import (
+        StartupError,
+        bind_listening_socket,
+        check_broker,
+        public_url,
+    )
 
     settings = _settings_or_exit()
+    try:
+        # The port first: a second `serve` on a busy port fails before touching the database.
+        sock = bind_listening_socket(host, port)
+        check_broker(settings)
+    except StartupError as exc:
+        _fail(str(exc))
+    _check_database(settings)
+    if "base_url" not in settings.model_fields_set:
+        os.environ["BASE_URL"] = public_url(host, port)
+        get_settings.cache_clear()
+        settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     if migrate_first:
         _migrate()
+    from stealth_recovery.app import create_app
+
     run_scheduler = not settings.uses_celery and settings.embedded_scheduler
-    mode = "embedded scheduler" if run_scheduler else "Celery workers"
-    typer.echo(f"Stealth Recovery on http://{host}:{port} (queue: {mode}; docs at /docs)")
-    uvicorn.run(create_app(run_scheduler=run_scheduler), host=host, port=port)
+    mode = "embedded scheduler" if run_scheduler else "Celery workers over Redis"
+    base = settings.base_url.rstrip("/")
+    typer.echo(
+        f"Stealth Recovery on {public_url(host, port)} (queue: {mode})\n"
+        f"  dashboard: {base}/dashboard   API docs: {base}/docs   pay links: {base}/pay/…"
+    )
+    config = uvicorn.Config(create_app(run_scheduler=run_scheduler), host=host, port=port)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _celery(argv: list[str]) -> None:
     settings = _settings_or_exit()
     if not settings.uses_celery:
-        typer.secho(
+        _fail(
             "REDIS_URL (or CELERY_BROKER_URL) is not set: Celery needs a broker. Without one, "
-            "`stealth-recovery serve` runs the retry queue in-process.",
-            err=True,
-            fg=typer.colors.RED,
+            "`stealth-recovery serve` runs the retry queue in-process."
         )
-        raise typer.Exit(code=2)
+    from stealth_recovery.core.startup import StartupError, check_broker
+
+    try:
+        check_broker(settings)
+    except StartupError as exc:
+        _fail(str(exc))
+    _check_database(settings)
     from stealth_recovery.core.logging import configure_logging
     from stealth_recovery.worker import celery_app
 
@@ -125,6 +175,7 @@ def demo(
     from stealth_recovery.demo import DemoError, run_demo
 
     settings = _settings_or_exit()
+    _check_database(settings)
     # One line per created row would drown the progress bar.
     configure_logging("WARNING", settings.log_json)
     try:

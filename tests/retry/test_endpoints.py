@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.models import Role
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
@@ -367,6 +369,27 @@ class TestRetryNow:
         stored = db.get(RecoveryAttempt, attempt.id)
         assert stored is not None and stored.next_retry_at is not None
         assert stored.next_retry_at <= utc_now()
+
+    def test_broker_down_is_503_and_changes_nothing(
+        self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given the Celery layout with its Redis down, and an attempt due in an hour
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        get_settings.cache_clear()
+        admin = make_account(db)
+        attempt = make_attempt(db, admin.organization, due=False)
+        due_at = attempt.next_retry_at
+        # When an admin asks to send the next reminder now
+        response = client.post(f"/v1/retry/attempts/{attempt.id}/retry-now", headers=admin.headers)
+        # Then the answer says the queue is down, and the schedule is as it was
+        assert response.status_code == 503, response.text
+        assert "Redis" in response.json()["detail"]
+        db.expire_all()
+        stored = db.get(RecoveryAttempt, attempt.id)
+        assert stored is not None and stored.next_retry_at == due_at
 
     def test_final_attempt_is_409_with_the_reason(self, client: TestClient, db: Session) -> None:
         admin = make_account(db)

@@ -73,6 +73,11 @@ _ERROR_TEXT: dict[int, tuple[str, Any]] = {
         ],
     ),
     429: ("too many lookups from this address", "too many requests; try again in 12 seconds"),
+    503: (
+        "a service the action needs does not answer; nothing was changed",
+        "the retry queue's broker (Redis) does not answer: nothing was sent; try again when "
+        "it is back",
+    ),
 }
 
 

@@ -44,3 +44,9 @@ class InvalidInput(DomainError):
 
 class RateLimited(DomainError):
     status_code = 429
+
+
+class ServiceUnavailable(DomainError):
+    """A service this action needs (the queue's broker) does not answer; nothing was changed."""
+
+    status_code = 503

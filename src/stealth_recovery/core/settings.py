@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -94,7 +96,9 @@ class Settings(BaseSettings):
         default=30, ge=1
     )  # pay-link lookups per client address
 
-    log_level: str = "INFO"  # structlog level
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = (
+        "INFO"  # log level (any case)
+    )
     log_json: bool = False  # JSON log lines instead of the console renderer
 
     @field_validator("*", mode="before")
@@ -104,6 +108,11 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -152,8 +161,18 @@ class SettingsError(RuntimeError):
 
 
 def load_settings() -> Settings:
+    """The settings from the environment and `.env`.
+
+    Raises SettingsError with one line naming each bad variable and its problem.
+    """
     try:
         return Settings()
+    except SourceError as exc:
+        # pydantic-settings parses JSON settings before validation and names only the field.
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = match.group(1).upper() if match else "SETTINGS"
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise SettingsError(f"invalid configuration: {name}: not valid JSON{cause}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

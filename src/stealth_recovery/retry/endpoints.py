@@ -154,6 +154,7 @@ def attempt_notifications(
         403,
         404,
         409,
+        503,
         e404="no such attempt in the organization",
         e409="the attempt is final, expired, or all its reminders have been sent",
     ),

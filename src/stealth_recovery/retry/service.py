@@ -6,16 +6,42 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.errors import Conflict
+from stealth_recovery.core.errors import Conflict, ServiceUnavailable
 from stealth_recovery.core.jobs import run_after_commit
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry.repository import ClaimedStep
 
+BROKER_PING_TIMEOUT_SECONDS = 0.5
+
+
+def _check_broker(url: str) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=BROKER_PING_TIMEOUT_SECONDS,
+            socket_timeout=BROKER_PING_TIMEOUT_SECONDS,
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError) as exc:
+        raise ServiceUnavailable(
+            "the retry queue's broker (Redis) does not answer: nothing was sent; try again "
+            "when it is back"
+        ) from exc
+
 
 def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
-    """Send the attempt's next reminder now, through the queue; returns its retry number."""
+    """Send the attempt's next reminder now, through the queue; returns its retry number.
+
+    Raises Conflict when the attempt cannot get another reminder, and ServiceUnavailable (within
+    about a second, changing nothing) when the Celery broker does not answer.
+    """
     now = utc_now()
     if attempt.status not in OPEN_STATUSES:
         raise Conflict(f"attempt is {attempt.status}: no reminder can be sent")
@@ -25,7 +51,8 @@ def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
         raise Conflict(f"all {attempt.max_retries} reminders have been sent")
     settings = get_settings()
     step = ClaimedStep(attempt_id=attempt.id, retry_number=attempt.retry_count)
-    if settings.uses_celery:
+    if settings.broker_url is not None:
+        _check_broker(settings.broker_url)
         # Claimed for the lease, like a queue claim: if the task is lost, the step comes back.
         attempt.next_retry_at = now + timedelta(seconds=settings.queue_lease_seconds)
         session.flush()
@@ -33,7 +60,12 @@ def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
         def enqueue() -> None:
             from stealth_recovery.retry.tasks import send_recovery_notification
 
-            send_recovery_notification.delay(step.attempt_id, step.retry_number)
+            # Short publish retries: the broker answered a moment ago, and a lost hand-off
+            # comes back with the lease anyway.
+            send_recovery_notification.apply_async(
+                (step.attempt_id, step.retry_number),
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+            )
 
         run_after_commit(session, enqueue)
     else:

@@ -1,0 +1,161 @@
+"""Starting the service: a bad setting or a busy port is one line and exit code 2, no traceback;
+`serve --port/--host` is enough for the links the service builds."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'sr.db'}", "LOG_LEVEL": "WARNING"}
+    for name in ("REDIS_URL", "BASE_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    env.update(overrides)
+    return env
+
+
+def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stealth_recovery.cli", *args],
+        env=_env(tmp_path, **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+class TestStartupErrors:
+    @pytest.mark.parametrize(
+        ("variable", "value", "problem"),
+        [
+            ("LOG_LEVEL", "LOUD", "'DEBUG', 'INFO'"),
+            ("WHATSAPP_TEMPLATE_LANGUAGES", "{bad", "not valid JSON"),
+            ("SMTP_PORT", "abc", "valid integer"),
+            ("DATABASE_URL", "postgresql://sr:pw@127.0.0.1:{port}/sr", "cannot connect"),
+            ("REDIS_URL", "redis://127.0.0.1:{port}/0", "cannot connect"),
+        ],
+    )
+    def test_bad_setting_is_one_line_naming_the_variable(
+        self, tmp_path: Path, variable: str, value: str, problem: str
+    ) -> None:
+        # Given one bad variable (a closed port for the servers)
+        value = value.replace("{port}", str(_free_port()))
+        # When the service starts
+        result = _run(tmp_path, "serve", "--port", str(_free_port()), **{variable: value})
+        # Then it stops with one line naming the variable and the problem, exit code 2
+        line = _one_line(result)
+        assert line.startswith(variable) or f"{variable}:" in line, line
+        assert problem in line
+        assert "pw" not in line  # the password is never printed
+
+    def test_lowercase_log_level_is_accepted(self, tmp_path: Path) -> None:
+        result = _run(tmp_path, "migrate", LOG_LEVEL="debug")
+        assert result.returncode == 0, result.stderr
+
+    def test_unreachable_database_stops_migrate_too(self, tmp_path: Path) -> None:
+        url = f"postgresql://sr@127.0.0.1:{_free_port()}/sr"
+        assert _one_line(_run(tmp_path, "migrate", DATABASE_URL=url)).startswith("DATABASE_URL")
+
+    def test_port_in_use_fails_at_once_before_migrating(self, tmp_path: Path) -> None:
+        # Given a port something already listens on
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            # When serve is asked for it
+            result = _run(tmp_path, "serve", "--port", str(port))
+        # Then one line says so, and the database was not touched
+        line = _one_line(result)
+        assert f"127.0.0.1:{port}" in line and "already in use" in line
+        assert not (tmp_path / "sr.db").exists()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`serve --port P` on a fresh SQLite file, no BASE_URL, until the test ends."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stealth_recovery.cli", "serve", "--port", str(port)],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+class TestServeAddress:
+    def test_pay_links_and_printed_urls_follow_the_port(
+        self, served: tuple[str, subprocess.Popen[bytes]]
+    ) -> None:
+        base, process = served
+        # Given an organization with an API key on a service started with only --port
+        token = httpx.post(
+            f"{base}/v1/auth/register",
+            json={
+                "organization_name": "Port Co",
+                "email": "owner@port.example.com",
+                "password": "correct horse battery",
+            },
+        ).json()["access_token"]
+        key = httpx.post(
+            f"{base}/v1/api-keys",
+            json={"name": "billing"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["key"]
+        # When a failed payment is reported
+        attempt = httpx.post(
+            f"{base}/v1/events/payment_failed",
+            headers={"X-API-Key": key},
+            json={
+                "transaction_ref": "inv_port",
+                "amount_minor": 1200,
+                "currency": "EUR",
+                "customer_email": "jane@example.com",
+                "occurred_at": "2026-11-28T09:00:00Z",
+            },
+        ).json()
+        # Then its pay link is on the address served, and it opens
+        assert attempt["pay_url"].startswith(f"{base}/pay/"), attempt
+        assert httpx.get(attempt["pay_url"]).status_code == 200
+        process.terminate()
+        printed = process.communicate(timeout=20)[0].decode()
+        assert f"{base}/dashboard" in printed and f"{base}/docs" in printed
