@@ -6,8 +6,12 @@ from stealth_recovery.notifications.contacts import normalise_email, normalise_p
 
 
 class TestNormaliseEmail:
-    def test_trims_and_lower_cases(self) -> None:
-        assert normalise_email("  Jane.Doe@Example.COM ") == "jane.doe@example.com"
+    def test_trims_and_lower_cases_the_domain_only(self) -> None:
+        assert normalise_email("  Jane.Doe+billing@Example.COM ") == "Jane.Doe+billing@example.com"
+
+    def test_keeps_an_internationalised_domain_in_unicode(self) -> None:
+        assert normalise_email("kunde@XN--MLLER-SHOP-9DB.example") == "kunde@müller-shop.example"
+        assert normalise_email("jörg@example.de") == "jörg@example.de"
 
     @pytest.mark.parametrize("value", ["", "   ", "jane", "jane@", "@example.com", "a b@c.com"])
     def test_rejects_what_is_not_an_address(self, value: str) -> None:

@@ -12,6 +12,7 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool
 from tests.notifications.conftest import PAY_URL, message_context
+from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name, strict
 from tests.support.smtp import SmtpSink
 
 FAST = TransientRetry(tries=3, backoff_seconds=0.0)
@@ -102,6 +103,140 @@ class TestEmailContent:
         assert received.subject == (
             "Último aviso: tu pago de 49,99 € a Café Olé Niño no se ha completado"
         )
+
+
+# Long names in several scripts: Latin with accents, Cyrillic, Greek, CJK, emoji, and ASCII.
+LONG_NAMES = [
+    "Müller & Söhne Feinkost und Weinhandel GmbH, Hamburg — Niederlassung Altona",
+    "Общество с ограниченной ответственностью «Северный ветер» Санкт-Петербург",
+    "Ελληνικά Προϊόντα Μεσογειακής Διατροφής και Οινοποιίας Αθηνών Α.Ε.",
+    "株式会社ヤマダ電機オンラインストア東京本店・大阪支店・名古屋営業所",
+    "🎉 Party Paradise 🎈 Balloons, Confetti & Everything Fun for Every Party 🥳",
+    "The Extraordinarily Long Named Outdoor Equipment and Camping Supplies Company, Ltd.",
+]
+
+
+class TestHeaderFolding:
+    @pytest.mark.parametrize("name", LONG_NAMES)
+    async def test_long_merchant_names_fold_in_every_script(
+        self, smtp_sink: SmtpSink, name: str
+    ) -> None:
+        # Given a merchant with a long name (in the From display name and in the subject)
+        notifier = _notifier(smtp_sink)
+
+        # When a reminder is sent in English and in Greek
+        for locale in ("en", "el"):
+            outcome = await notifier.send(message_context(merchant_name=name, locale=locale))
+            assert outcome.status == "sent", outcome.error_message
+        await notifier.aclose()
+
+        # Then every header is folded within the limits and reads back exactly
+        for received in smtp_sink.wait_for(2):
+            assert_folded(received.raw)
+            parsed = strict(received.raw)
+            [sender] = parsed["From"].addresses
+            assert sender.addr_spec == "reminders@shop.test"
+            assert display_name(received.raw) == name
+            assert name in str(parsed["Subject"])
+
+    def test_header_helpers_hold_the_limits_for_any_length(self) -> None:
+        # Given names from 1 to 200 characters in every script, ASCII without spaces included
+        sender = SmtpEmailSender(pool=SmtpPool(host="127.0.0.1", port=25), sender="r@shop.test")
+        for base in [*LONG_NAMES, "x" * 40]:
+            for length in (1, 20, 60, 75, 76, 120, 200):
+                name = (base * 5)[:length].strip() or "x"
+                # When the message is composed
+                raw, _ = sender.compose(message_context(merchant_name=name))
+                strict(raw)
+                # Then the name reads back unchanged, and lines fold where they can
+                assert display_name(raw) == " ".join(name.split())
+                header_section = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+                for word in ENCODED_WORD.findall(header_section):
+                    assert len(word) <= 75
+                for line in header_section.split("\r\n"):
+                    # only an unbreakable ASCII word may pass 78 characters, on a line of its own
+                    piece = line.strip() if line.startswith(" ") else line.partition(": ")[2]
+                    assert len(line) <= 78 or " " not in piece, line
+
+    def test_a_line_break_in_the_name_cannot_add_a_header(self) -> None:
+        sender = SmtpEmailSender(pool=SmtpPool(host="127.0.0.1", port=25), sender="r@shop.test")
+        raw, _ = sender.compose(message_context(merchant_name="Shop\r\nBcc: victim@example.test"))
+        parsed = strict(raw)
+        assert parsed["Bcc"] is None
+        assert parsed["From"].addresses[0].display_name == "Shop Bcc: victim@example.test"
+        assert parsed["From"].addresses[0].addr_spec == "r@shop.test"
+
+
+class TestInternationalAddresses:
+    async def test_idn_domain_goes_out_as_its_a_label_without_smtputf8(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a relay without SMTPUTF8
+        smtp_sink.smtputf8 = False
+        notifier = _notifier(smtp_sink)
+
+        # When a reminder goes to an address at an internationalised domain
+        outcome = await notifier.send(message_context(recipient="kunde@müller-shop.example"))
+        await notifier.aclose()
+
+        # Then it is delivered to the A-label, in the envelope and the To header
+        assert outcome.status == "sent", outcome.error_message
+        [received] = smtp_sink.messages
+        assert received.rcpt_tos == ["kunde@xn--mller-shop-9db.example"]
+        assert received.smtputf8 is False
+        assert str(received.message["To"]) == "kunde@xn--mller-shop-9db.example"
+        assert_folded(received.raw)
+
+    async def test_mixed_case_and_plus_tag_go_out_unchanged(self, smtp_sink: SmtpSink) -> None:
+        smtp_sink.smtputf8 = False
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context(recipient="Jane.Doe+billing@Example.COM"))
+        await notifier.aclose()
+
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        assert received.rcpt_tos == ["Jane.Doe+billing@Example.COM"]
+
+    async def test_a_non_ascii_local_part_fails_saying_the_server_lacks_smtputf8(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        smtp_sink.smtputf8 = False
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context(recipient="jörg@example.de"))
+        await notifier.aclose()
+
+        assert outcome.status == "failed"
+        assert outcome.error_message == (
+            "the address jörg@example.de has a non-ASCII local part, which needs SMTPUTF8 "
+            "(RFC 6531), and the SMTP server does not offer SMTPUTF8"
+        )
+        assert smtp_sink.messages == []
+
+    async def test_a_non_ascii_local_part_is_sent_with_smtputf8_where_offered(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context(recipient="jörg@bücher.example"))
+        await notifier.aclose()
+
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        assert received.smtputf8 is True
+        assert received.rcpt_tos == ["jörg@xn--bcher-kva.example"]
+
+    async def test_a_domain_that_is_not_valid_idna_bounces(self, smtp_sink: SmtpSink) -> None:
+        notifier = _notifier(smtp_sink)
+
+        outcome = await notifier.send(message_context(recipient="ana@exa mple\u200d.example"))
+        await notifier.aclose()
+
+        assert outcome.status == "bounced"
+        assert outcome.error_message is not None
+        assert outcome.error_message.startswith("address not deliverable:")
+        assert smtp_sink.messages == []
 
 
 class TestConnectionReuse:

@@ -46,6 +46,7 @@ class ReceivedMessage:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    smtputf8: bool = False  # whether the client asked for SMTPUTF8 in MAIL FROM
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -96,11 +97,15 @@ class _Handler:
         if self.sink.data_reply is not None:
             return self.sink.data_reply
         content = envelope.original_content or b""
+        header_section = content.split(b"\r\n\r\n", 1)[0]
+        if not envelope.smtp_utf8 and not header_section.isascii():
+            return "554 5.6.7 Non-ASCII header without SMTPUTF8"
         self.sink._store(
             ReceivedMessage(
                 mail_from=str(envelope.mail_from),
                 rcpt_tos=list(envelope.rcpt_tos),
                 raw=bytes(content),
+                smtputf8=bool(envelope.smtp_utf8),
             )
         )
         return "250 Message accepted for delivery"
@@ -114,6 +119,7 @@ class SmtpSink:
     security: Security = "none"
     credentials: tuple[str, str] | None = None  # require AUTH with these when set
     data_reply: str | None = None  # answer DATA with this reply (e.g. "554 5.6.0 rejected")
+    smtputf8: bool = True  # announce and accept SMTPUTF8 (RFC 6531)
     host: str = "127.0.0.1"
     port: int = 0
     connections: int = 0  # connections accepted so far (shows connection reuse)
@@ -224,7 +230,7 @@ class SmtpSink:
         options: dict[str, Any] = {
             "hostname": "sink.test",
             "ident": "stealth-recovery test sink",
-            "enable_SMTPUTF8": True,
+            "enable_SMTPUTF8": self.smtputf8,
         }
         if self.security == "starttls" and self._tls is not None:
             options["tls_context"] = self._tls[0]

@@ -1,4 +1,4 @@
-"""Customer contact details in one canonical form: lower-case email, E.164 phone numbers."""
+"""Customer contact details in one canonical form: checked email addresses, E.164 numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from email_validator import EmailNotValidError, validate_email
 
 
 def normalise_email(value: str) -> str:
-    """A syntactically valid address, lower-cased; ValueError naming the rule otherwise."""
+    """A syntactically valid address: the local part as given, the domain lower-cased (and an
+    internationalised one in Unicode form, e.g. `müller-shop.example`); ValueError naming the
+    rule otherwise.
+
+    The local part keeps its case and any `+tag`: only the receiving host may interpret it
+    (RFC 5321 §2.4), and the customer's own spelling is what the log shows.
+    """
     candidate = value.strip()
     if not candidate:
         raise ValueError("must not be empty")
@@ -16,8 +22,7 @@ def normalise_email(value: str) -> str:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address ({exc})") from None
-    # Mail providers treat local parts case-insensitively in practice; one form keeps lookups exact.
-    return result.normalized.lower()
+    return result.normalized
 
 
 def normalise_phone(value: str, default_region: str | None = None) -> str:

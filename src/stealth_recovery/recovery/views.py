@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from babel import Locale
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput, NotFound
@@ -84,7 +84,8 @@ def list_attempts(
     if filters.transaction_ref is not None:
         stmt = stmt.where(Transaction.external_ref == filters.transaction_ref)
     if filters.customer_email is not None:
-        stmt = stmt.where(Transaction.customer_email == filters.customer_email)
+        # Local parts are stored as the customer wrote them; people search without caring.
+        stmt = stmt.where(func.lower(Transaction.customer_email) == filters.customer_email.lower())
     if after is not None:
         at, last_id = after
         # Row-value comparison spelled out: SQLite and PostgreSQL both use the index prefix.
