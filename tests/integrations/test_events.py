@@ -117,7 +117,7 @@ class TestFailureInput:
         pi["shipping"] = {"name": "Ship Name", "phone": "+34 612 34 56 78", "address": {}}
         pi["customer"] = {"id": "cus_x", "object": "customer", "email": "Cust@Example.com"}
         data = _failure("payment_intent.payment_failed", pi)
-        assert data.customer_email == "cust@example.com"
+        assert data.customer_email == "Cust@example.com"
         assert data.customer_name == "Ship Name"
         assert data.customer_phone == "+34612345678"
         assert data.psp_customer_id == "cus_x"

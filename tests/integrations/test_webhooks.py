@@ -299,7 +299,7 @@ class TestFailureEvents:
         transaction = _only_transaction(db)
         assert transaction.external_ref == inv["id"]
         assert (transaction.amount_minor, transaction.currency) == (1999, "GBP")
-        assert transaction.customer_email == "kim@example.com"
+        assert transaction.customer_email == "Kim@example.com"
         assert transaction.customer_name == "Kim Lee"
         assert transaction.psp_customer_id == "cus_test_2"
         attempt = _only_attempt(db)

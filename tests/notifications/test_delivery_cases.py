@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,13 +20,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.retry.engine import run_due_now
 from stealth_recovery.retry.runtime import reset_runtime
 from tests.factories import make_account, make_attempt, make_policy
+from tests.notifications.logs import make_log
 from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name
 from tests.payments.conftest import api_key_headers
+from tests.support.providers import FakeProviders, twilio_signature
 from tests.support.smtp import SmtpSink
 
 CASES = Path(__file__).parent / "cases" / "delivery"
@@ -62,7 +66,7 @@ def _report(client: TestClient, key: dict[str, str], ref: str, email: str) -> in
     return int(response.json()["id"])
 
 
-def _email_log(db: Session, attempt_id: int) -> NotificationLog:
+def _only_log(db: Session, attempt_id: int) -> NotificationLog:
     db.expire_all()
     [row] = db.scalars(select(NotificationLog).where(NotificationLog.attempt_id == attempt_id))
     return row
@@ -87,7 +91,7 @@ def test_idn_email_without_smtputf8(client: TestClient, db: Session, smtp_sink: 
     # Then each customer's log ends as the case expects, keeping the address as given
     outcomes: dict[str, tuple[str, str | None, str | None]] = {}
     for email, attempt_id in attempts.items():
-        row = _email_log(db, attempt_id)
+        row = _only_log(db, attempt_id)
         outcomes[email] = (row.status, row.recipient, row.error_message)
     by_envelope = {tuple(m.rcpt_tos): m for m in smtp_sink.messages}
     for step in case["api"]:
@@ -133,4 +137,53 @@ def test_long_nonascii_from_header(db: Session, smtp_sink: SmtpSink) -> None:
     assert len(words) >= 2 and all(len(w) <= 75 for w in words)
     assert_folded(received.raw)
     assert display_name(received.raw) == case["merchant_name"]
-    assert _email_log(db, attempt.id).status == "sent"
+    assert _only_log(db, attempt.id).status == "sent"
+
+
+def test_twilio_sync_unsubscribed(
+    client: TestClient,
+    db: Session,
+    smtp_sink: SmtpSink,
+    fake_providers: FakeProviders,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    case = load_case("twilio_sync_unsubscribed")
+    monkeypatch.setenv("BASE_URL", "https://recovery.example.test")
+    monkeypatch.setenv("PROVIDER_RETRY_BACKOFF_SECONDS", "0")
+    get_settings.cache_clear()
+    # Given Twilio refuses these numbers at create time, as the case recorded
+    for number, error in case["twilio_errors"].items():
+        fake_providers.refuse("twilio", number, error["status"], error["code"], error["message"])
+    admin = make_account(db)
+    make_policy(db, admin.organization, enabled_channels=["sms"])
+    attempts = {
+        number: make_attempt(db, admin.organization, email=None, phone=number, ref=number).id
+        for number in case["twilio_errors"]
+    }
+
+    # When their reminders are due
+    assert run_due_now() == len(attempts)
+
+    # Then each log is bounced with Twilio's code and words, after a single request each
+    for number, attempt_id in attempts.items():
+        error = case["twilio_errors"][number]
+        row = _only_log(db, attempt_id)
+        assert row.status == "bounced"
+        assert row.error_message == (
+            f"Twilio {error['status']} (error {error['code']}): {error['message']}"
+        )
+    assert len(fake_providers.requests_to("twilio")) == len(attempts)
+
+    # And the same codes arriving by status callback bounce a sent SMS just the same
+    for number, error in case["twilio_errors"].items():
+        sid = "SM" + secrets.token_hex(16)
+        log = make_log(db, provider_message_id=sid, channel="sms", recipient=number)
+        form = {"MessageSid": sid, "MessageStatus": "undelivered", "ErrorCode": str(error["code"])}
+        url = "https://recovery.example.test/v1/webhooks/twilio/status"
+        signature = twilio_signature(url, form, fake_providers.twilio_auth_token)
+        answer = client.post(
+            "/v1/webhooks/twilio/status", data=form, headers={"X-Twilio-Signature": signature}
+        )
+        assert answer.status_code == 200
+        db.refresh(log)
+        assert log.status == "bounced"

@@ -166,7 +166,7 @@ class TestProviderErrorsThroughTheEngine:
         assert len(fake_providers.accepted("twilio")) == 1
         assert _logs(db, attempt_id)["sms"].status == "sent"
 
-    def test_400_fails_the_sms_log_with_the_error_and_the_rest_goes_out(
+    def test_an_unsubscribed_number_bounces_the_sms_log_and_the_rest_goes_out(
         self, db: Session, smtp_sink: SmtpSink, fake_providers: FakeProviders
     ) -> None:
         # Given Twilio refuses the message permanently
@@ -178,9 +178,9 @@ class TestProviderErrorsThroughTheEngine:
         # When the step runs
         engine.run_due_now()
 
-        # Then the SMS log failed with Twilio's words, without a retry; the others were sent
+        # Then the SMS log bounced with Twilio's words, without a retry; the others were sent
         logs = _logs(db, attempt_id)
-        assert logs["sms"].status == "failed"
+        assert logs["sms"].status == "bounced"
         assert logs["sms"].error_message == (
             "Twilio 400 (error 21610): Attempt to send to unsubscribed recipient"
         )

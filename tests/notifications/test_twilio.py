@@ -96,7 +96,7 @@ class TestSend:
         )
         assert len(fake_providers.requests_to("twilio")) == 1
 
-    async def test_400_fails_at_once_with_the_provider_message(
+    async def test_an_invalid_number_bounces_at_once_with_the_provider_message(
         self, fake_providers: FakeProviders
     ) -> None:
         # Given a number Twilio refuses
@@ -106,8 +106,8 @@ class TestSend:
         outcome = await notifier.send(message_context(channel="sms", recipient="12345"))
         await notifier.aclose()
 
-        # Then it failed with Twilio's error, without a retry
-        assert outcome.status == "failed"
+        # Then it bounced (21211) with Twilio's error, without a retry
+        assert outcome.status == "bounced"
         assert outcome.error_message == (
             "Twilio 400 (error 21211): The 'To' number 12345 is not a valid phone number."
         )

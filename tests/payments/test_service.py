@@ -48,7 +48,7 @@ class TestRecordFailure:
         assert opened.created
         transaction = db.get(Transaction, attempt.transaction_id)
         assert transaction is not None
-        assert transaction.customer_email == "jane.doe@example.com"
+        assert transaction.customer_email == "Jane.Doe@example.com"
         assert transaction.customer_phone == "+4915123456789"
         assert transaction.customer_locale == "de_DE"
         assert transaction.currency == "EUR"

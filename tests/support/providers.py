@@ -13,8 +13,10 @@ they answer:
   as `{"error": {"message", "type", "code", "fbtrace_id"}}`.
 
 Replies can be scripted per provider (`script("twilio", 429, ...)`), consumed in order before
-the normal behaviour resumes. Also signs delivery-status callbacks the way Twilio and Meta do,
-written here from their documentation independently of the service's verification code.
+the normal behaviour resumes, or per recipient (`refuse("twilio", "+1415...", 400, 21610)`), as
+the providers answer for a number that cannot receive, every time. Also signs
+delivery-status callbacks the way Twilio and Meta do, written here from their documentation
+independently of the service's verification code.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class FakeProviders:
     _scripts: dict[str, deque[ScriptedReply]] = field(
         default_factory=lambda: {"twilio": deque(), "whatsapp": deque()}
     )
+    _refusals: dict[tuple[str, str], ScriptedReply] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -105,6 +108,15 @@ class FakeProviders:
             body = _graph_error(code or 131000, message or HTTPStatus(status).phrase)
         with self._lock:
             self._scripts[provider].append(ScriptedReply(status, body, headers or {}))
+
+    def refuse(self, provider: str, recipient: str, status: int, code: int, message: str) -> None:
+        """Answer every send to `recipient` (E.164) with this error, in the documented format."""
+        if provider == "twilio":
+            body = _twilio_error(status, code, message)
+        else:
+            body = _graph_error(code, message)
+        with self._lock:
+            self._refusals[(provider, recipient.lstrip("+"))] = ScriptedReply(status, body)
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -149,6 +161,10 @@ class FakeProviders:
         self.stop()
 
     # --- internals -----------------------------------------------------------------------
+    def _refusal(self, provider: str, recipient: str) -> ScriptedReply | None:
+        with self._lock:
+            return self._refusals.get((provider, recipient.lstrip("+")))
+
     def _next_script(self, provider: str) -> ScriptedReply | None:
         with self._lock:
             queue = self._scripts[provider]
@@ -233,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         if len(text) > 1600:
             message = "The concatenated message body exceeds the 1600 character limit."
             return 400, _twilio_error(400, 21617, message), {}, None
+        if refused := fake._refusal("twilio", to):
+            return refused.status, refused.body, refused.headers, None
         if scripted := fake._next_script("twilio"):
             return scripted.status, scripted.body, scripted.headers, None
         message_sid = "SM" + secrets.token_hex(16)
@@ -290,6 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
         problem = _template_problem(payload)
         if problem is not None:
             return 400, _graph_error(100, f"(#100) {problem}"), {}, None
+        if refused := fake._refusal("whatsapp", payload["to"]):
+            return refused.status, refused.body, refused.headers, None
         if scripted := fake._next_script("whatsapp"):
             return scripted.status, scripted.body, scripted.headers, None
         message_id = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()

@@ -15,6 +15,7 @@ from stealth_recovery.core.errors import Forbidden
 from stealth_recovery.core.settings import Settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications import repository
+from stealth_recovery.notifications.error_codes import callback_status, twilio_error, whatsapp_error
 from stealth_recovery.notifications.models import NotificationStatus
 from stealth_recovery.notifications.signatures import meta_signature_valid, twilio_signature_valid
 
@@ -23,26 +24,6 @@ log = structlog.get_logger(__name__)
 FINAL_STATUSES = frozenset(
     {NotificationStatus.delivered, NotificationStatus.failed, NotificationStatus.bounced}
 )
-
-# Twilio error codes that mean the number itself cannot receive our SMS: a bounce, not bad luck.
-TWILIO_BOUNCE_CODES: dict[str, str] = {
-    "21211": "invalid 'To' number",
-    "21610": "recipient unsubscribed (replied STOP)",
-    "21614": "'To' number is not a mobile number",
-    "30005": "unknown destination handset",
-    "30006": "landline or unreachable carrier",
-}
-TWILIO_FAILURE_CODES: dict[str, str] = {
-    "30001": "queue overflow",
-    "30002": "account suspended",
-    "30003": "unreachable destination handset",
-    "30004": "message blocked",
-    "30007": "message filtered by the carrier",
-    "30008": "unknown error",
-    "30034": "sender not registered (A2P 10DLC)",
-}
-# WhatsApp: the number is not on WhatsApp or cannot receive business messages.
-WHATSAPP_BOUNCE_CODES = frozenset({131026})
 
 
 class CallbackResult(StrEnum):
@@ -139,14 +120,11 @@ def twilio_event(form: Mapping[str, str]) -> StatusEvent | None:
     if reported in {"delivered", "read"}:
         status = NotificationStatus.delivered
     elif reported in {"undelivered", "failed", "canceled"}:
-        if code in TWILIO_BOUNCE_CODES:
-            status = NotificationStatus.bounced
-            error = f"Twilio {reported}: error {code} ({TWILIO_BOUNCE_CODES[code]})"
-        else:
-            status = NotificationStatus.failed
-            reason = TWILIO_FAILURE_CODES.get(code)
-            error = f"Twilio {reported}" + (f": error {code}" if code else "")
-            error += f" ({reason})" if reason else ""
+        # The same table as a refusal at send time (error_codes.TWILIO_ERRORS).
+        entry = twilio_error(code)
+        status = NotificationStatus(callback_status(entry))
+        error = f"Twilio {reported}" + (f": error {code}" if code else "")
+        error += f" ({entry.meaning})" if entry else ""
     return StatusEvent(
         provider="twilio", provider_message_id=sid, status=status, error_message=error
     )
@@ -199,11 +177,8 @@ def _whatsapp_event(message_id: str, item: Mapping[str, Any]) -> StatusEvent:
         errors = list(_dicts(item.get("errors")))
         first = errors[0] if errors else {}
         code = first.get("code")
-        status = (
-            NotificationStatus.bounced
-            if code in WHATSAPP_BOUNCE_CODES
-            else NotificationStatus.failed
-        )
+        # The same table as a refusal at send time (error_codes.WHATSAPP_ERRORS).
+        status = NotificationStatus(callback_status(whatsapp_error(code)))
         title = first.get("title") or first.get("message") or "failed"
         data = first.get("error_data")
         details = data.get("details") if isinstance(data, dict) else None

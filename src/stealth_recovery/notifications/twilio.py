@@ -9,6 +9,7 @@ why this is httpx and not the `twilio` SDK.
 from __future__ import annotations
 
 from stealth_recovery.core.settings import Settings
+from stealth_recovery.notifications.error_codes import Refusal, twilio_error
 from stealth_recovery.notifications.errors import PermanentSendError
 from stealth_recovery.notifications.http_client import (
     PooledClient,
@@ -72,7 +73,12 @@ class TwilioSmsSender:
         )
 
     async def send(self, message: MessageContext) -> str:
-        """Send one SMS; returns the Message SID, raises a classified SendError."""
+        """Send one SMS; returns the Message SID, raises a classified SendError.
+
+        A refusal is classified by its Twilio error code (`error_codes.TWILIO_ERRORS`, the
+        table callbacks use too): 21610 or 21211 bounce the log, a throttling code is retried;
+        without a known code, 429 and 5xx are retried and anything else fails.
+        """
         form = {"To": message.recipient, "From": self.from_number, "Body": render_sms(message)}
         if self.status_callback:
             form["StatusCallback"] = self.status_callback
@@ -91,7 +97,10 @@ class TwilioSmsSender:
         error += f": {body.get('message') or response.reason_phrase}"
         if is_transient_status(response.status_code):
             raise transient_http_error(response, error)
-        raise PermanentSendError(error)
+        entry = twilio_error(body.get("code"))
+        if entry is not None and entry.refusal == Refusal.transient:
+            raise transient_http_error(response, error)
+        raise PermanentSendError(error, status=entry.refusal.value if entry else "failed")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -12,21 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from stealth_recovery.core.settings import Settings
-from stealth_recovery.notifications.errors import PermanentSendError, TransientSendError
+from stealth_recovery.notifications.error_codes import Refusal, whatsapp_error
+from stealth_recovery.notifications.errors import PermanentSendError
 from stealth_recovery.notifications.http_client import (
     PooledClient,
     is_transient_status,
     json_or_empty,
     post,
-    retry_after_seconds,
     transient_http_error,
 )
 from stealth_recovery.notifications.rendering import render_whatsapp
 from stealth_recovery.notifications.types import MessageContext
-
-# Graph error codes that mean "not now" even when the HTTP status is 400: throttling
-# (4, 80007, 130429, 131056, 131048) and temporary service errors (1, 2, 131000, 131016).
-TRANSIENT_ERROR_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056})
 
 
 def missing_settings(settings: Settings) -> list[str]:
@@ -93,7 +89,13 @@ class WhatsAppSender:
         }
 
     async def send(self, message: MessageContext) -> str:
-        """Send one template message; returns the wamid, raises a classified SendError."""
+        """Send one template message; returns the wamid, raises a classified SendError.
+
+        A refusal is classified by its Graph error code (`error_codes.WHATSAPP_ERRORS`, the
+        table status webhooks use too): 131026 bounces the log, throttling and temporary
+        service codes are retried even under HTTP 400; without a known code, 429 and 5xx are
+        retried and anything else fails.
+        """
         response = await post(
             self.client,
             self.url,
@@ -120,11 +122,12 @@ class WhatsAppSender:
         details = error.get("error_data")
         if isinstance(details, dict) and details.get("details"):
             text += f" ({details['details']})"
-        if is_transient_status(response.status_code):
+        entry = whatsapp_error(code)
+        if is_transient_status(response.status_code) or (
+            entry is not None and entry.refusal == Refusal.transient
+        ):
             raise transient_http_error(response, text)
-        if code in TRANSIENT_ERROR_CODES:
-            raise TransientSendError(text, retry_after=retry_after_seconds(response))
-        raise PermanentSendError(text)
+        raise PermanentSendError(text, status=entry.refusal.value if entry else "failed")
 
     async def aclose(self) -> None:
         await self.client.aclose()
