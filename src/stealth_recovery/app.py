@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -160,6 +160,11 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         """Database (and Redis when configured) reachability."""
         body = health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """People who open the bare address land on the dashboard (its login when signed out)."""
+        return RedirectResponse("/dashboard", status_code=307)
 
     # In the order they appear in the OpenAPI document.
     for router in (

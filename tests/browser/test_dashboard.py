@@ -171,7 +171,8 @@ def test_retry_now_sends_the_reminder_to_the_smtp_server(
     log_in(page, admin.user.email)
     page.goto(f"/dashboard/attempts/{attempt.id}")
     page.get_by_role("button", name="Retry now").click()
-    expect(page.get_by_role("status")).to_have_text("Reminder 1 is being sent now.")
+    expect(page.get_by_role("status")).to_contain_text("Reminder 1 of 3 is queued to go out now")
+    expect(page.locator("#timeline")).to_contain_text("Reminder 1 of 3 queued to go out now")
 
     # The step is due now; the queue pass (Celery or the embedded scheduler) sends it.
     reset_runtime()  # the provider clients must use the sink's address

@@ -81,3 +81,11 @@ class TestServe:
         assert "embedded scheduler" in output
         tables = set(inspect(make_engine(f"sqlite:///{database}")).get_table_names())
         assert {"alembic_version", "recovery_attempts", "notification_logs"} <= tables
+
+
+class TestRoot:
+    def test_the_bare_address_leads_to_the_dashboard_login(self, client: TestClient) -> None:
+        response = client.get("/", follow_redirects=True)
+        assert response.status_code == 200
+        assert str(response.url).endswith("/dashboard/login?next=%2Fdashboard")
+        assert "Log in" in response.text

@@ -49,6 +49,31 @@ class TestOverview:
         assert _stat(html, "recovered_revenue") == "€64.00"
         assert _stat(html, "recovery_rate") == "100.0%"  # 2 paid of 2 finished
 
+    def test_the_period_selector_drives_the_cards(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given a paid attempt opened 3 days ago and one opened 20 days ago, each with a message
+        org_id = admin.organization.id
+        for days_ago, amount in ((3, 1000), (20, 2000)):
+            attempt = make_attempt(
+                db,
+                organization_id=org_id,
+                amount_minor=amount,
+                opened_at=utc_now() - timedelta(days=days_ago),
+            )
+            add_message(db, attempt, status="delivered", at=utc_now() - timedelta(days=days_ago))
+            recovery_service.complete_attempt(db, attempt=attempt)
+        db.commit()
+        # When the admin looks at 7 days, then at 30
+        week = admin_web.get("/dashboard?days=7").text
+        month = admin_web.get("/dashboard?days=30").text
+        # Then each card counts the period it says
+        assert (_stat(week, "total_attempts"), _stat(month, "total_attempts")) == ("1", "2")
+        assert (_stat(week, "sent_count"), _stat(month, "sent_count")) == ("1", "2")
+        assert _stat(week, "recovered_revenue") == "€10.00"
+        assert _stat(month, "recovered_revenue") == "€30.00"
+        assert "last 7 days" in week and "last 30 days" in month
+
     def test_draws_the_three_charts_as_svg(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
@@ -155,6 +180,61 @@ class TestAttemptDetail:
         assert "Attempt opened" in timeline
 
 
+class TestAttemptHeader:
+    def test_a_failed_reminder_is_not_counted_as_sent(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given an attempt whose first reminder failed on every channel
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        add_message(db, attempt, retry_number=0, status="failed", error="550 no such user")
+        attempt.retry_count = 1
+        db.commit()
+        # When the admin opens it
+        html = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
+        # Then the header says none went out
+        summary = html.split('id="attempt-summary"')[1].split("</p>")[0]
+        assert "0 of 3 reminders went out (1 reached no one)" in summary
+
+
+class TestPayPreview:
+    def test_previewing_the_pay_link_does_not_mark_it_opened(
+        self, analyst_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given an open attempt the customer has not opened
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        html = analyst_web.get(f"/dashboard/attempts/{attempt.id}").text
+        # When someone of the team previews its pay page from the dashboard
+        assert f'href="/dashboard/attempts/{attempt.id}/pay-preview"' in html
+        assert f'href="http://testserver/pay/{attempt.token}"' not in html
+        preview = analyst_web.get(f"/dashboard/attempts/{attempt.id}/pay-preview")
+        # Then they see the customer's page, marked as a preview, with the button disabled
+        assert preview.status_code == 200
+        assert "Preview for your team" in preview.text
+        assert "disabled>Pay €49.00" in preview.text
+        # and the attempt is still not opened
+        db.expire_all()
+        stored = db.get(RecoveryAttempt, attempt.id)
+        assert stored is not None
+        assert (stored.status, stored.opened_at) == (AttemptStatus.created, None)
+
+    def test_a_closed_attempt_has_no_preview(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        recovery_service.cancel_attempt(db, attempt=attempt, reason="test")
+        db.commit()
+        page = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
+        assert "pay-preview" not in page
+        response = admin_web.get(f"/dashboard/attempts/{attempt.id}/pay-preview")
+        assert response.status_code == 409
+        assert "can no longer be paid" in response.text
+
+    def test_another_organizations_attempt_is_404(self, admin_web: TestClient, db: Session) -> None:
+        other = make_account(db)
+        attempt = make_attempt(db, organization_id=other.organization.id)
+        assert admin_web.get(f"/dashboard/attempts/{attempt.id}/pay-preview").status_code == 404
+
+
 class TestRetryNow:
     def test_an_admin_makes_the_next_reminder_due_now(
         self, admin_web: TestClient, admin: Account, db: Session
@@ -171,7 +251,13 @@ class TestRetryNow:
         assert fresh.next_retry_at <= utc_now() + timedelta(seconds=1)
         assert fresh.next_retry_at >= before - timedelta(seconds=1)
         db.commit()  # end the read: on SQLite an open read would block the app's next write
-        assert "Reminder 1 is being sent now." in admin_web.get(page).text
+        # Then the flash and the timeline say the same: queued, not yet sent
+        html = admin_web.get(page).text
+        assert "Reminder 1 of 3 is queued to go out now" in html
+        timeline = html.split('id="timeline"')[1]
+        assert "Reminder 1 of 3 queued to go out now" in timeline
+        assert "Reminder 1 by" not in timeline
+        assert "0 of 3 reminders went out" in html
 
     def test_a_finished_attempt_explains_why_not(
         self, admin_web: TestClient, admin: Account, db: Session

@@ -85,6 +85,13 @@ class TestBuildTimeline:
         assert events[-1].kind == "next"
         assert events[-1].title == "Reminder 2 of 3 scheduled"
 
+    def test_a_reminder_due_now_is_queued(self) -> None:
+        events = build_timeline(_attempt(next_retry_at=utc_now()), None, [])
+        assert (events[-1].title, events[-1].detail) == (
+            "Reminder 2 of 3 queued to go out now",
+            "due now",
+        )
+
     def test_after_the_last_reminder_the_next_event_is_the_close(self) -> None:
         attempt = _attempt(retry_count=3, next_retry_at=utc_now() + timedelta(hours=5))
         events = build_timeline(attempt, None, [])

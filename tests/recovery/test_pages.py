@@ -111,7 +111,9 @@ class TestPayPage:
         db.commit()
         response = client.get(f"/pay/{attempt.token}")
         assert response.status_code == 410
-        assert "expired" in response.text
+        assert "This payment link has been cancelled" in response.text
+        assert "can no longer be used to pay" in response.text
+        assert "expired" not in response.text
 
     def test_paid_link_is_a_410_page_saying_it_is_paid(
         self, client: TestClient, db: Session

@@ -26,10 +26,9 @@ from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.errors import DomainError, Unauthorized
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.dashboard import charts, formatting, forms, repository
+from stealth_recovery.dashboard import charts, formatting, forms, repository, timeline
 from stealth_recovery.dashboard import session as web
 from stealth_recovery.dashboard.overview import CHANNEL_LABELS, PERIODS, build_overview
-from stealth_recovery.dashboard.timeline import build_timeline
 from stealth_recovery.notifications.models import Channel
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory
@@ -340,9 +339,8 @@ def attempt_detail(
     failure = repository.failure_of(session, attempt)
     logs = repository.notifications_of(session, attempt)
     now = utc_now()
-    can_retry = (
-        attempt.is_open and attempt.retry_count < attempt.max_retries and (attempt.expires_at > now)
-    )
+    payable = attempt.is_open and attempt.expires_at > now
+    can_retry = payable and attempt.retry_count < attempt.max_retries
     return render(
         request,
         viewer,
@@ -353,11 +351,32 @@ def attempt_detail(
             "transaction": transaction,
             "failure": failure,
             "logs": logs,
-            "timeline": build_timeline(attempt, failure, logs),
+            "timeline": timeline.build_timeline(attempt, failure, logs),
             "can_retry": can_retry,
+            "can_preview": payable,
+            "reminders_out": timeline.reminders_out(logs),
             "pay_url": recovery_service.pay_url(attempt),
         },
     )
+
+
+@router.get("/attempts/{attempt_id}/pay-preview", response_class=HTMLResponse)
+def attempt_pay_preview(
+    request: Request, session: SessionDep, viewer: Viewer, attempt_id: int
+) -> HTMLResponse:
+    """The customer's pay page as an operator preview: the attempt is not marked `opened`."""
+    from stealth_recovery.recovery.pages import pay_page_response
+
+    attempt = recovery_service.get_attempt(
+        session, organization_id=viewer.organization_id, attempt_id=attempt_id
+    )
+    if not attempt.is_open or attempt.expires_at <= utc_now():
+        return error_page(
+            request, 409, f"This attempt is {attempt.status}: its pay link can no longer be paid."
+        )
+    response = pay_page_response(request, session, attempt, preview=True)
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 @router.post("/attempts/{attempt_id}/retry-now")
@@ -373,7 +392,15 @@ def attempt_retry_now(session: SessionDep, attempt_id: int, viewer: AdminFormVie
     except DomainError as exc:
         return redirect(target, flash=("error", exc.detail))
     log.info("dashboard_retry_now", attempt_id=attempt.id, retry_number=number)
-    return redirect(target, flash=("ok", f"Reminder {number + 1} is being sent now."))
+    # Queued, not sent: the timeline shows the message once the queue has sent it.
+    return redirect(
+        target,
+        flash=(
+            "ok",
+            f"Reminder {number + 1} of {attempt.max_retries} is queued to go out now; "
+            "it appears in the timeline once sent.",
+        ),
+    )
 
 
 # --- retry policies --------------------------------------------------------------------------

@@ -78,7 +78,11 @@ def _step_label(step: int) -> str:
 
 
 def build_overview(session: Session, *, organization_id: int, period_days: int) -> Overview:
-    """Everything the overview shows, for the caller's organization only."""
+    """Everything the overview shows, for the caller's organization only.
+
+    Every figure covers the last `period_days` UTC days (today included): attempts opened and
+    messages written since that midnight.
+    """
     from stealth_recovery.retry.stats import compute_stats
 
     days = _days(period_days)
@@ -126,7 +130,7 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
         if channel in per_channel
     ]
 
-    steps = repository.recoveries_by_step(session, organization_id=organization_id)
+    steps = repository.recoveries_by_step(session, organization_id=organization_id, since=since)
     last_step = max([3, *steps])
     step_numbers = list(range(0, last_step + 1))
     by_step = charts.bars(
@@ -137,10 +141,11 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
         width=HALF_WIDTH,
     )
 
-    counts = repository.status_counts(session, organization_id=organization_id)
+    # Every figure is about the same period: attempts opened (and messages written) since then.
+    counts = repository.status_counts(session, organization_id=organization_id, since=since)
     return Overview(
-        stats=compute_stats(session, organization_id=organization_id),
-        revenue=repository.recovered_revenue(session, organization_id=organization_id),
+        stats=compute_stats(session, organization_id=organization_id, since=since),
+        revenue=repository.recovered_revenue(session, organization_id=organization_id, since=since),
         recovered=counts.get(AttemptStatus.completed, 0),
         settled=sum(counts.get(s, 0) for s in FINAL_STATUSES),
         period_days=period_days,

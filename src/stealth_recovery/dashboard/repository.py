@@ -74,12 +74,15 @@ def messages_per_day(
     return [ChannelDayCount(_as_date(d), c, s, n) for d, c, s, n in session.execute(stmt)]
 
 
-def recoveries_by_step(session: Session, *, organization_id: int) -> dict[int, int]:
-    """Paid attempts by how many reminders had gone out when the customer paid."""
+def recoveries_by_step(
+    session: Session, *, organization_id: int, since: datetime
+) -> dict[int, int]:
+    """Paid attempts opened since `since`, by how many reminders had gone out when paid."""
     stmt = (
         select(RecoveryAttempt.completed_after_step, func.count())
         .where(
             RecoveryAttempt.organization_id == organization_id,
+            RecoveryAttempt.created_at >= since,
             RecoveryAttempt.status == AttemptStatus.completed,
         )
         .group_by(RecoveryAttempt.completed_after_step)
@@ -87,22 +90,27 @@ def recoveries_by_step(session: Session, *, organization_id: int) -> dict[int, i
     return {int(step or 0): n for step, n in session.execute(stmt)}
 
 
-def status_counts(session: Session, *, organization_id: int) -> dict[str, int]:
+def status_counts(session: Session, *, organization_id: int, since: datetime) -> dict[str, int]:
+    """Attempts opened since `since`, by their status now."""
     stmt = (
         select(RecoveryAttempt.status, func.count())
-        .where(RecoveryAttempt.organization_id == organization_id)
+        .where(
+            RecoveryAttempt.organization_id == organization_id,
+            RecoveryAttempt.created_at >= since,
+        )
         .group_by(RecoveryAttempt.status)
     )
     return {status: n for status, n in session.execute(stmt)}
 
 
-def recovered_revenue(session: Session, *, organization_id: int) -> dict[str, int]:
-    """Amount (minor units) of the paid attempts, by currency."""
+def recovered_revenue(session: Session, *, organization_id: int, since: datetime) -> dict[str, int]:
+    """Amount (minor units) of the paid attempts opened since `since`, by currency."""
     stmt = (
         select(Transaction.currency, func.sum(Transaction.amount_minor))
         .join(RecoveryAttempt, RecoveryAttempt.transaction_id == Transaction.id)
         .where(
             RecoveryAttempt.organization_id == organization_id,
+            RecoveryAttempt.created_at >= since,
             RecoveryAttempt.status == AttemptStatus.completed,
         )
         .group_by(Transaction.currency)

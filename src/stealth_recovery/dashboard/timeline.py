@@ -52,6 +52,14 @@ def message_changes(log: NotificationLog) -> list[Change]:
     return sorted(changes, key=lambda c: c.at)
 
 
+WENT_OUT = ("sent", "delivered")
+
+
+def reminders_out(logs: Sequence[NotificationLog]) -> int:
+    """How many reminders reached a provider on at least one channel (failed ones do not count)."""
+    return len({log.retry_number for log in logs if log.status in WENT_OUT})
+
+
 def build_timeline(
     attempt: RecoveryAttempt, failure: FailureEvent | None, logs: Sequence[NotificationLog]
 ) -> list[Event]:
@@ -86,10 +94,12 @@ def build_timeline(
     events.sort(key=lambda e: e.at)
     if attempt.is_open and attempt.next_retry_at is not None:
         due = attempt.next_retry_at
+        due_now = due <= utc_now()
         if attempt.retry_count < attempt.max_retries:
-            title = f"Reminder {attempt.retry_count + 1} of {attempt.max_retries} scheduled"
+            reminder = f"Reminder {attempt.retry_count + 1} of {attempt.max_retries}"
+            title = f"{reminder} queued to go out now" if due_now else f"{reminder} scheduled"
         else:
             title = "Closes as unpaid if the customer has not paid by then"
-        detail = "due now" if due <= utc_now() else None
+        detail = "due now" if due_now else None
         events.append(Event(due, "next", title, detail))
     return events

@@ -93,6 +93,15 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
                 "Thank you — there is nothing more to do.",
                 merchant_name=merchant,
             )
+        if "cancelled" in gone.detail:
+            return _message(
+                request,
+                410,
+                "This payment link has been cancelled",
+                f"{merchant or 'The merchant'} cancelled it, so it can no longer be used to pay. "
+                f"If you still want to pay, {contact}.",
+                merchant_name=merchant,
+            )
         return _message(
             request,
             410,
@@ -116,7 +125,18 @@ def pay(token: Token, request: Request, session: WriteSessionDep) -> Response:
     if isinstance(found, HTMLResponse):
         return found
     service.mark_opened(session, attempt=found)
-    page = pay_page(session, found)
+    return pay_page_response(request, session, found)
+
+
+def pay_page_response(
+    request: Request, session: Session, attempt: RecoveryAttempt, *, preview: bool = False
+) -> HTMLResponse:
+    """The pay page of an open attempt, as its customer sees it.
+
+    `preview=True` is the operators' view from the dashboard: a banner says so, and the pay
+    button is shown but disabled. Recording the opening is the caller's business.
+    """
+    page = pay_page(session, attempt)
     return _render(
         request,
         "pay.html",
@@ -124,6 +144,7 @@ def pay(token: Token, request: Request, session: WriteSessionDep) -> Response:
         view=page.view,
         expires_display=page.expires_display,
         lang=page.view.locale.replace("_", "-"),
+        preview=preview,
     )
 
 

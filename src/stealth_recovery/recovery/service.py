@@ -171,9 +171,9 @@ def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:
         raise NotFound("this payment link does not exist")
     if attempt.status == AttemptStatus.completed:
         raise Gone("this payment has already been made")
-    if attempt.status in (AttemptStatus.expired, AttemptStatus.cancelled) or (
-        attempt.expires_at <= utc_now()
-    ):
+    if attempt.status == AttemptStatus.cancelled:
+        raise Gone("this payment link has been cancelled")
+    if attempt.status == AttemptStatus.expired or (attempt.expires_at <= utc_now()):
         raise Gone("this payment link has expired")
     return attempt
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ColumnElement, Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
@@ -17,8 +19,18 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def compute_stats(session: Session, *, organization_id: int) -> RetryStats:
-    """The six seed figures for one organization: two aggregate queries, no rows loaded."""
+def compute_stats(
+    session: Session, *, organization_id: int, since: datetime | None = None
+) -> RetryStats:
+    """The six seed figures for one organization: two aggregate queries, no rows loaded.
+
+    With `since` (UTC), only attempts opened and messages written from then on count.
+    """
+    attempt_scope = [RecoveryAttempt.organization_id == organization_id]
+    message_scope = [NotificationLog.organization_id == organization_id]
+    if since is not None:
+        attempt_scope.append(RecoveryAttempt.created_at >= since)
+        message_scope.append(NotificationLog.created_at >= since)
     attempts = session.execute(
         select(
             func.count(RecoveryAttempt.id),
@@ -30,13 +42,13 @@ def compute_stats(session: Session, *, organization_id: int) -> RetryStats:
             ),
             _count_where(RecoveryAttempt.status == AttemptStatus.completed),
             func.avg(cast(RecoveryAttempt.retry_count, Float)),
-        ).where(RecoveryAttempt.organization_id == organization_id)
+        ).where(*attempt_scope)
     ).one()
     messages = session.execute(
         select(
             _count_where(NotificationLog.status.in_(_SENT)),
             _count_where(NotificationLog.status.in_(_FAILED)),
-        ).where(NotificationLog.organization_id == organization_id)
+        ).where(*message_scope)
     ).one()
     total, pending, completed, average = attempts
     sent, failed = messages
