@@ -96,9 +96,13 @@ def serve(
     run_scheduler = not settings.uses_celery and settings.embedded_scheduler
     mode = "embedded scheduler" if run_scheduler else "Celery workers over Redis"
     base = settings.base_url.rstrip("/")
+    from stealth_recovery.notifications.outbox import describe_routes
+
+    routes = "\n".join(f"  {ch:<9} → {where}" for ch, where in describe_routes(settings).items())
     typer.echo(
         f"Stealth Recovery on {public_url(host, port)} (queue: {mode})\n"
-        f"  dashboard: {base}/dashboard   API docs: {base}/docs   pay links: {base}/pay/…"
+        f"  dashboard: {base}/dashboard   API docs: {base}/docs   pay links: {base}/pay/…\n"
+        f"Reminders:\n{routes}"
     )
     config = uvicorn.Config(create_app(run_scheduler=run_scheduler), host=host, port=port)
     uvicorn.Server(config).run(sockets=[sock])

@@ -16,7 +16,7 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.browser.conftest import PHONE, screenshot
-from tests.dashboard.helpers import add_message, make_attempt
+from tests.dashboard.helpers import add_message, keep_in_outbox, make_attempt
 from tests.factories import PASSWORD, Account, make_account
 
 pytestmark = pytest.mark.browser
@@ -52,6 +52,8 @@ def open_attempt(db: Session, admin: Account) -> RecoveryAttempt:
     add_message(db, attempt, channel="email", status="delivered", at=now)
     add_message(db, attempt, channel="sms", status="failed", at=now, error="21610: unsubscribed")
     db.commit()
+    kept = make_attempt(db, organization_id=org_id, name="Kept Customer", opened_at=now)
+    keep_in_outbox(db, kept)
     return attempt
 
 
@@ -63,6 +65,9 @@ def _pages(attempt: RecoveryAttempt) -> dict[str, str]:
         "attempt": f"/dashboard/attempts/{attempt.id}",
         "pay-preview": f"/dashboard/attempts/{attempt.id}/pay-preview",
         "policies": "/dashboard/policies",
+        "outbox-email": "/dashboard/outbox?channel=email",
+        "outbox-sms": "/dashboard/outbox?channel=sms",
+        "outbox-whatsapp": "/dashboard/outbox?channel=whatsapp",
         "team": "/dashboard/team",
     }
 

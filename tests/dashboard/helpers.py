@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.factories import PASSWORD
@@ -118,3 +118,41 @@ def add_message(
     db.add(log)
     db.commit()
     return log
+
+
+def keep_in_outbox(db: Session, attempt: RecoveryAttempt) -> list[OutboxMessage]:
+    """The three messages the local outbox keeps for a step on every channel."""
+    kept = []
+    for channel, recipient in (
+        ("email", "ada@example.com"),
+        ("sms", "+12025550100"),
+        ("whatsapp", "+12025550100"),
+    ):
+        log = add_message(db, attempt, channel=channel, status="sent")
+        log.provider = "outbox"
+        log.provider_message_id = None
+        text = (
+            f"Your payment of €49.00 to Acme needs one more step: https://pay.example/pay/{channel}"
+        )
+        row = OutboxMessage(
+            organization_id=attempt.organization_id,
+            log_id=log.id,
+            attempt_id=attempt.id,
+            channel=channel,
+            recipient=recipient,
+            subject="Your payment of €49.00 to Acme did not go through"
+            if channel == "email"
+            else None,
+            body_text=text,
+            body_html=f"<p>{text}</p><a href='#'>Pay now</a>" if channel == "email" else None,
+            sms_segments=1 if channel == "sms" else None,
+            template_name="payment_recovery" if channel == "whatsapp" else None,
+            template_language="en_US" if channel == "whatsapp" else None,
+            template_parameters=["€49.00", "Acme", "https://pay.example/pay/w"]
+            if channel == "whatsapp"
+            else None,
+        )
+        db.add(row)
+        kept.append(row)
+    db.commit()
+    return kept

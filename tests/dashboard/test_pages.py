@@ -14,7 +14,13 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
-from tests.dashboard.helpers import add_message, csrf_from, make_attempt, post_form
+from tests.dashboard.helpers import (
+    add_message,
+    csrf_from,
+    keep_in_outbox,
+    make_attempt,
+    post_form,
+)
 from tests.factories import Account, make_account
 
 
@@ -233,6 +239,39 @@ class TestPayPreview:
         other = make_account(db)
         attempt = make_attempt(db, organization_id=other.organization.id)
         assert admin_web.get(f"/dashboard/attempts/{attempt.id}/pay-preview").status_code == 404
+
+
+class TestOutbox:
+    def test_each_channel_shows_what_the_customer_would_get(
+        self, analyst_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given messages the outbox kept for this organization, and one of another
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        keep_in_outbox(db, attempt)
+        other = make_account(db)
+        keep_in_outbox(db, make_attempt(db, organization_id=other.organization.id, name="Eve"))
+        # When someone of the team opens each channel's page
+        email = analyst_web.get("/dashboard/outbox").text
+        sms = analyst_web.get("/dashboard/outbox?channel=sms").text
+        whatsapp = analyst_web.get("/dashboard/outbox?channel=whatsapp").text
+        # Then the e-mail is shown as sent (subject and HTML), the SMS with its segment count,
+        # the WhatsApp template with its parameters, each marked outbox, this organization's only
+        assert "Your payment of €49.00 to Acme did not go through" in email
+        assert 'sandbox srcdoc="&lt;p&gt;Your payment' in email
+        assert 'data-segments="1"' in sms and "1 SMS segment" in sms
+        assert "payment_recovery" in whatsapp and "en_US" in whatsapp
+        assert "https://pay.example/pay/w" in whatsapp
+        for page in (email, sms, whatsapp):
+            assert page.count('class="card outbox-message"') == 1
+            assert "None of them reached a customer" in page
+
+    def test_the_timeline_says_the_message_was_kept_not_sent(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        keep_in_outbox(db, attempt)
+        html = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
+        assert "the local outbox (kept, not sent to the customer)" in html
 
 
 class TestRetryNow:

@@ -3,7 +3,7 @@
 from stealth_recovery.auth.models import ApiKey, User
 from stealth_recovery.core.database import Base
 from stealth_recovery.integrations.models import StripeConnection
-from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import FailureEvent, PspEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
@@ -15,6 +15,7 @@ __all__ = [
     "FailureEvent",
     "NotificationLog",
     "Organization",
+    "OutboxMessage",
     "PspEvent",
     "RecoveryAttempt",
     "RetryPolicy",

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     )
     jwt_ttl_minutes: int = Field(default=60, ge=1)  # lifetime of an access token
 
+    # auto: on the embedded local set-up, channels without a provider go to the local outbox
+    # (kept and shown on the dashboard, never sent); outbox: every channel; providers: never
+    delivery_mode: Literal["auto", "providers", "outbox"] = "auto"
     smtp_host: str = "localhost"  # SMTP server for email reminders
     smtp_port: int = Field(
         default=1025, ge=1, le=65535

@@ -403,6 +403,41 @@ def attempt_retry_now(session: SessionDep, attempt_id: int, viewer: AdminFormVie
     )
 
 
+# --- local outbox ----------------------------------------------------------------------------
+
+OUTBOX_PAGE_SIZE = 50
+
+
+@router.get("/outbox", response_class=HTMLResponse)
+def outbox(
+    request: Request, session: SessionDep, viewer: Viewer, channel: str = Channel.email.value
+) -> HTMLResponse:
+    """Messages the local outbox kept instead of sending, per channel, newest first."""
+    from stealth_recovery.core.settings import get_settings
+    from stealth_recovery.notifications.outbox import outbox_channels
+
+    channel = channel if channel in {c.value for c in Channel} else Channel.email.value
+    return render(
+        request,
+        viewer,
+        "outbox.html",
+        {
+            "active": "outbox",
+            "channel": channel,
+            "channels": [c.value for c in Channel],
+            "counts": repository.outbox_counts(session, organization_id=viewer.organization_id),
+            "messages": repository.outbox_messages(
+                session,
+                organization_id=viewer.organization_id,
+                channel=channel,
+                limit=OUTBOX_PAGE_SIZE,
+            ),
+            "routed_here": sorted(outbox_channels(get_settings())),
+            "page_size": OUTBOX_PAGE_SIZE,
+        },
+    )
+
+
 # --- retry policies --------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Date, Select, cast, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 
@@ -218,3 +218,25 @@ def notifications_of(session: Session, attempt: RecoveryAttempt) -> Sequence[Not
         .order_by(NotificationLog.retry_number, NotificationLog.created_at, NotificationLog.id)
     )
     return list(session.scalars(stmt))
+
+
+def outbox_messages(
+    session: Session, *, organization_id: int, channel: str, limit: int
+) -> Sequence[OutboxMessage]:
+    """The organization's newest messages kept by the local outbox on one channel."""
+    return session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.organization_id == organization_id, OutboxMessage.channel == channel)
+        .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def outbox_counts(session: Session, *, organization_id: int) -> dict[str, int]:
+    """How many messages the outbox keeps per channel for the organization."""
+    stmt = (
+        select(OutboxMessage.channel, func.count())
+        .where(OutboxMessage.organization_id == organization_id)
+        .group_by(OutboxMessage.channel)
+    )
+    return {channel: n for channel, n in session.execute(stmt)}

@@ -11,7 +11,12 @@ from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.payments.models import FailureEvent
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 
-_PROVIDER_LABELS = {"smtp": "SMTP", "twilio": "Twilio", "whatsapp": "WhatsApp Cloud API"}
+_PROVIDER_LABELS = {
+    "smtp": "SMTP",
+    "twilio": "Twilio",
+    "whatsapp": "WhatsApp Cloud API",
+    "outbox": "the local outbox (kept, not sent to the customer)",
+}
 
 
 @dataclass(frozen=True)

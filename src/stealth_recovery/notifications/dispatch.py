@@ -80,18 +80,30 @@ class ProviderNotifier:
     def from_settings(
         cls, settings: Settings | None = None, *, retry: TransientRetry | None = None
     ) -> ProviderNotifier:
-        """Every channel whose provider is configured; the others say what is missing."""
+        """Every channel whose provider is configured; the others say what is missing.
+
+        Channels routed to the local outbox (`outbox.outbox_channels`) get the outbox sender.
+        """
+        from stealth_recovery.notifications.outbox import OutboxSender, outbox_channels
+
         settings = settings or get_settings()
-        senders: dict[str, Sender] = {Channel.email: SmtpEmailSender.from_settings(settings)}
+        senders: dict[str, Sender] = {}
         unavailable: dict[str, str] = {}
-        if missing := twilio.missing_settings(settings):
-            unavailable[Channel.sms] = "not configured: set " + ", ".join(missing)
-        else:
-            senders[Channel.sms] = twilio.TwilioSmsSender.from_settings(settings)
-        if missing := whatsapp.missing_settings(settings):
-            unavailable[Channel.whatsapp] = "not configured: set " + ", ".join(missing)
-        else:
-            senders[Channel.whatsapp] = whatsapp.WhatsAppSender.from_settings(settings)
+        kept = outbox_channels(settings)
+        for channel in kept:
+            senders[channel] = OutboxSender.from_settings(channel, settings)
+        if Channel.email not in kept:
+            senders[Channel.email] = SmtpEmailSender.from_settings(settings)
+        if Channel.sms not in kept:
+            if missing := twilio.missing_settings(settings):
+                unavailable[Channel.sms] = "not configured: set " + ", ".join(missing)
+            else:
+                senders[Channel.sms] = twilio.TwilioSmsSender.from_settings(settings)
+        if Channel.whatsapp not in kept:
+            if missing := whatsapp.missing_settings(settings):
+                unavailable[Channel.whatsapp] = "not configured: set " + ", ".join(missing)
+            else:
+                senders[Channel.whatsapp] = whatsapp.WhatsAppSender.from_settings(settings)
         return cls(
             senders=senders,
             unavailable=unavailable,
@@ -99,6 +111,8 @@ class ProviderNotifier:
         )
 
     def provider_for(self, channel: str) -> str:
+        if channel in self._senders:
+            return self._senders[channel].provider
         return PROVIDERS.get(channel, channel)
 
     def unavailable_reason(self, channel: str) -> str | None:

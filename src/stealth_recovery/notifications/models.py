@@ -6,8 +6,9 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from stealth_recovery.core.database import Base, UTCDateTime
+from stealth_recovery.core.database import Base, JSONType, UTCDateTime
 from stealth_recovery.core.models import TimestampMixin
+from stealth_recovery.core.time import utc_now
 
 
 class Channel(StrEnum):
@@ -73,3 +74,35 @@ class NotificationLog(TimestampMixin, Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxMessage(Base):
+    """A message the local outbox kept instead of sending: rendered in full, never delivered.
+
+    The local set-up has no mail server or SMS/WhatsApp account; the outbox shows on the
+    dashboard exactly what the customer would have received. Its log row has provider `outbox`.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        Index("ix_outbox_messages_org_channel_created", "organization_id", "channel", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    )
+    log_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_logs.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    attempt_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(320), nullable=False)
+    subject: Mapped[str | None] = mapped_column(Text)  # email only
+    body_text: Mapped[str] = mapped_column(Text, nullable=False)  # email text / SMS / WA preview
+    body_html: Mapped[str | None] = mapped_column(Text)  # email only
+    sms_segments: Mapped[int | None] = mapped_column(Integer)
+    template_name: Mapped[str | None] = mapped_column(String(512))  # WhatsApp only
+    template_language: Mapped[str | None] = mapped_column(String(16))
+    template_parameters: Mapped[list[str] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, nullable=False)

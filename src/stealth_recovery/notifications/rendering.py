@@ -36,6 +36,29 @@ GSM7_CHARACTERS = frozenset(
     "^{}\\[~]|€"
 )
 
+# Characters of the GSM 03.38 extension table: each takes two septets (an escape, then itself).
+GSM7_EXTENSION = frozenset("^{}\\[~]|€")
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments the carrier bills for `text`.
+
+    GSM-7 text (3GPP TS 23.038, extension characters counting twice) fits 160 septets in one
+    segment and 153 per segment when concatenated; anything else goes as UCS-2 (UTF-16 code
+    units): 70 in one segment, 67 per concatenated segment. The same rule Twilio documents for
+    its "segments" count.
+    """
+    if all(ch in GSM7_CHARACTERS for ch in text):
+        units = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
+        single, part = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // part)
+
+
 _environment = Environment(
     loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
