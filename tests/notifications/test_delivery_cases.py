@@ -187,3 +187,26 @@ def test_twilio_sync_unsubscribed(
         assert answer.status_code == 200
         db.refresh(log)
         assert log.status == "bounced"
+
+
+def test_twilio_callback_before_send_recorded(
+    db: Session, fake_providers: FakeProviders, live_webhooks: str
+) -> None:
+    case = load_case("twilio_callback_before_send_recorded")
+    # Given Twilio posts the case's failed callback before its 201 reaches the worker
+    phone = "+34612345678"
+    fake_providers.early_status("twilio", phone, **case["early_callback"])
+    admin = make_account(db)
+    make_policy(db, admin.organization, enabled_channels=["sms"])
+    attempt = make_attempt(db, admin.organization, email=None, phone=phone)
+
+    # When the reminder is sent and recorded
+    assert run_due_now() == 1
+
+    # Then the callback was held (acknowledged, so Twilio does not retry), and the log ends
+    # bounced: 30006 means the number cannot receive
+    [(_, sid, http_status, answer)] = fake_providers.callbacks
+    assert (http_status, answer) == (200, {"results": ["held"]})
+    row = _only_log(db, attempt.id)
+    assert (row.provider_message_id, row.status) == (sid, "bounced")
+    assert row.error_message == "Twilio failed: error 30006 (landline or unreachable carrier)"

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import get_session_factory
 from stealth_recovery.core.errors import Forbidden
 from stealth_recovery.core.settings import Settings
-from stealth_recovery.core.time import utc_now
+from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.notifications import service
-from stealth_recovery.notifications.models import NotificationStatus
+from stealth_recovery.notifications.models import (
+    HeldDeliveryStatus,
+    NotificationLog,
+    NotificationStatus,
+)
+from stealth_recovery.notifications.repository import MESSAGE_LOCK_NAMESPACE
 from stealth_recovery.notifications.service import CallbackResult, apply_delivery_status
 from tests.notifications.logs import make_log
 from tests.support.providers import meta_signature, twilio_signature
 
 SID = "SM" + "a" * 32
+WAITING_FOR_MESSAGE_LOCK = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    " AND classid::bigint = :ns"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 class TestApplyDeliveryStatus:
@@ -96,7 +109,7 @@ class TestApplyDeliveryStatus:
         assert log.delivered_at == first
         assert log.failed_at is None and log.error_message is None
 
-    def test_unknown_ids_and_other_providers_are_ignored(self, db: Session) -> None:
+    def test_unknown_ids_and_other_providers_are_held(self, db: Session) -> None:
         log = make_log(db)
 
         unknown = apply_delivery_status(
@@ -111,8 +124,13 @@ class TestApplyDeliveryStatus:
         db.commit()
 
         db.refresh(log)
-        assert (unknown, other_provider) == (CallbackResult.ignored, CallbackResult.ignored)
+        assert (unknown, other_provider) == (CallbackResult.held, CallbackResult.held)
         assert log.status == "sent"
+        held = db.scalars(select(HeldDeliveryStatus).order_by(HeldDeliveryStatus.id)).all()
+        assert [(h.provider, h.provider_message_id, h.status) for h in held] == [
+            ("twilio", "SM" + "f" * 32, "delivered"),
+            ("whatsapp", SID, "delivered"),
+        ]
 
     def test_an_intermediate_status_is_ignored(self, db: Session) -> None:
         log = make_log(db)
@@ -128,6 +146,107 @@ class TestApplyDeliveryStatus:
             apply_delivery_status(
                 db, provider="twilio", provider_message_id=SID, status=NotificationStatus.sent
             )
+
+
+class TestHeldStatuses:
+    def test_a_held_status_lands_when_the_send_is_recorded(self, db: Session) -> None:
+        # Given a failed callback for a message id no row carries yet
+        assert apply_delivery_status(
+            db,
+            provider="twilio",
+            provider_message_id=SID,
+            status=NotificationStatus.bounced,
+            error_message="Twilio failed: error 30006 (landline or unreachable carrier)",
+        ) == (CallbackResult.held)
+        db.commit()
+        # When the engine records the send with that id
+        log = make_log(db, provider_message_id=SID)
+        moved = service.apply_held_statuses(db, messages=[("twilio", SID)])
+        db.commit()
+
+        # Then the row moved to the held status and nothing stays held
+        db.refresh(log)
+        assert moved == 1
+        assert (log.status, log.error_message) == (
+            "bounced",
+            "Twilio failed: error 30006 (landline or unreachable carrier)",
+        )
+        assert db.scalars(select(HeldDeliveryStatus)).all() == []
+
+    def test_held_statuses_apply_in_arrival_order_forward_only(self, db: Session) -> None:
+        for status in (NotificationStatus.delivered, NotificationStatus.failed):
+            apply_delivery_status(db, provider="twilio", provider_message_id=SID, status=status)
+        db.commit()
+        log = make_log(db, provider_message_id=SID)
+
+        assert service.apply_held_statuses(db, messages=[("twilio", SID)] * 2) == 1
+        db.commit()
+
+        db.refresh(log)
+        assert log.status == "delivered"
+        assert db.scalars(select(HeldDeliveryStatus)).all() == []
+
+    def test_statuses_held_longer_than_a_day_are_dropped(self, db: Session) -> None:
+        with shifted_clock(-service.HOLD_FOR - timedelta(minutes=1)):
+            apply_delivery_status(
+                db,
+                provider="twilio",
+                provider_message_id="SM-old",
+                status=NotificationStatus.failed,
+            )
+        apply_delivery_status(
+            db, provider="twilio", provider_message_id=SID, status=NotificationStatus.failed
+        )
+        db.commit()
+
+        held = db.scalars(select(HeldDeliveryStatus.provider_message_id)).all()
+        assert held == [SID]
+
+    def test_a_callback_racing_the_record_waits_for_it_and_applies(
+        self, db: Session, postgres_only: None
+    ) -> None:
+        # Given a record transaction that has written the message id and checked for held
+        # statuses (finding none), not committed yet
+        log = make_log(db, provider_message_id=None, status=NotificationStatus.pending)
+        factory = get_session_factory()
+        record = factory()
+        record.execute(
+            update(NotificationLog)
+            .where(NotificationLog.id == log.id)
+            .values(status="sent", provider_message_id=SID)
+        )
+        assert service.apply_held_statuses(record, messages=[("twilio", SID)]) == 0
+
+        # When the failed callback for that id arrives meanwhile
+        outcome: list[list[CallbackResult]] = []
+
+        def callback() -> None:
+            with factory() as session:
+                event = service.StatusEvent("twilio", SID, NotificationStatus.failed)
+                outcome.append(service.apply_events(session, events=[event]))
+                session.commit()
+
+        thread = threading.Thread(target=callback)
+        thread.start()
+        # it waits on the message's lock (seen in pg_locks) instead of holding the status
+        with factory() as observer:
+            waiting = 0
+            for _ in range(500):
+                waiting = observer.scalar(WAITING_FOR_MESSAGE_LOCK, {"ns": MESSAGE_LOCK_NAMESPACE})
+                if waiting:
+                    break
+                observer.rollback()
+                thread.join(0.01)
+        assert waiting == 1 and not outcome
+        record.commit()
+        record.close()
+        thread.join(10)
+
+        # Then once the record commits, the callback finds the row and fails it
+        assert outcome == [[CallbackResult.updated]]
+        db.refresh(log)
+        assert log.status == "failed"
+        assert db.scalars(select(HeldDeliveryStatus)).all() == []
 
 
 class TestTwilioEvent:

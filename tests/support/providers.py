@@ -14,7 +14,10 @@ they answer:
 
 Replies can be scripted per provider (`script("twilio", 429, ...)`), consumed in order before
 the normal behaviour resumes, or per recipient (`refuse("twilio", "+1415...", 400, 21610)`), as
-the providers answer for a number that cannot receive, every time. Also signs
+the providers answer for a number that cannot receive, every time. `early_status(...)` makes
+the server post a signed delivery-status callback for a new message before it answers the
+send (Twilio to the message's StatusCallback, Meta to `whatsapp_webhook_url`), the race both
+providers allow. Also signs
 delivery-status callbacks the way Twilio and Meta do, written here from their documentation
 independently of the service's verification code.
 """
@@ -29,13 +32,15 @@ import re
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 
@@ -71,6 +76,8 @@ class FakeProviders:
     twilio_from_number: str = "+15005550006"
     whatsapp_token: str = "EAAG-test-access-token"
     whatsapp_phone_number_id: str = "106540352242922"
+    whatsapp_app_secret: str = "whatsapp-test-app-secret"
+    whatsapp_webhook_url: str | None = None  # the app's webhook, for early statuses
     latency: float = 0.0  # seconds before each answer
     host: str = "127.0.0.1"
     port: int = 0
@@ -79,6 +86,9 @@ class FakeProviders:
         default_factory=lambda: {"twilio": deque(), "whatsapp": deque()}
     )
     _refusals: dict[tuple[str, str], ScriptedReply] = field(default_factory=dict)
+    _early: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (provider, message id, our webhook's HTTP status, its JSON answer) per early callback
+    callbacks: list[tuple[str, str, int, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -117,6 +127,15 @@ class FakeProviders:
             body = _graph_error(code, message)
         with self._lock:
             self._refusals[(provider, recipient.lstrip("+"))] = ScriptedReply(status, body)
+
+    def early_status(self, provider: str, recipient: str, **status: Any) -> None:
+        """Before answering a send to `recipient`, post this status for the new message.
+
+        Twilio: form fields (`MessageStatus="failed", ErrorCode="30006"`); WhatsApp: the
+        status object's fields (`status="failed", errors=[{"code": 131026, ...}]`).
+        """
+        with self._lock:
+            self._early[(provider, recipient.lstrip("+"))] = status
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -161,6 +180,22 @@ class FakeProviders:
         self.stop()
 
     # --- internals -----------------------------------------------------------------------
+    def _early_status(self, provider: str, recipient: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._early.get((provider, recipient.lstrip("+")))
+
+    def _post_callback(
+        self, provider: str, message_id: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, answer = response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            status, answer = exc.code, exc.read().decode(errors="replace")
+        with self._lock:
+            self.callbacks.append((provider, message_id, status, answer))
+
     def _refusal(self, provider: str, recipient: str) -> ScriptedReply | None:
         with self._lock:
             return self._refusals.get((provider, recipient.lstrip("+")))
@@ -270,6 +305,28 @@ class _Handler(BaseHTTPRequestHandler):
             "to": to,
             "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
         }
+        early = fake._early_status("twilio", to)
+        if early is not None and form.get("StatusCallback"):
+            callback = {
+                "AccountSid": sid,
+                "ApiVersion": "2010-04-01",
+                "From": sender,
+                "To": to,
+                "MessageSid": message_sid,
+                "SmsSid": message_sid,
+                **early,
+            }
+            url = form["StatusCallback"]
+            fake._post_callback(
+                "twilio",
+                message_sid,
+                url,
+                urlencode(callback).encode(),
+                {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": twilio_signature(url, callback, fake.twilio_auth_token),
+                },
+            )
         return 201, resource, {}, message_sid
 
     def _basic_auth(self) -> tuple[str, str] | None:
@@ -318,6 +375,27 @@ class _Handler(BaseHTTPRequestHandler):
             "contacts": [{"input": payload["to"], "wa_id": payload["to"].lstrip("+")}],
             "messages": [{"id": message_id, "message_status": "accepted"}],
         }
+        early = fake._early_status("whatsapp", payload["to"])
+        if early is not None and fake.whatsapp_webhook_url:
+            notification = _whatsapp_status_notification(
+                phone_id,
+                {
+                    "id": message_id,
+                    "recipient_id": payload["to"].lstrip("+"),
+                    "timestamp": str(int(time.time())),
+                    **early,
+                },
+            )
+            fake._post_callback(
+                "whatsapp",
+                message_id,
+                fake.whatsapp_webhook_url,
+                notification,
+                {
+                    "Content-Type": "application/json",
+                    "X-Hub-Signature-256": meta_signature(notification, fake.whatsapp_app_secret),
+                },
+            )
         return 200, body, {}, message_id
 
     # shared --------------------------------------------------------------------------------
@@ -353,6 +431,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _whatsapp_status_notification(phone_id: str, status: dict[str, Any]) -> bytes:
+    """A WhatsApp Business Account webhook carrying one message status, as Meta posts it."""
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"phone_number_id": phone_id},
+                            "statuses": [status],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
 
 
 def _template_problem(payload: dict[str, Any]) -> str | None:
@@ -404,7 +505,7 @@ def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProviders]:
             "WHATSAPP_API_KEY": fake.whatsapp_token,
             "WHATSAPP_BUSINESS_NUMBER": fake.whatsapp_phone_number_id,
             "WHATSAPP_API_BASE": fake.graph_url,
-            "WHATSAPP_APP_SECRET": "whatsapp-test-app-secret",
+            "WHATSAPP_APP_SECRET": fake.whatsapp_app_secret,
             "WHATSAPP_VERIFY_TOKEN": "whatsapp-test-verify-token",
         }
         for name, value in environment.items():

@@ -76,7 +76,8 @@ def twilio_status(
     """Twilio's message status callback (the StatusCallback we give with every SMS).
 
     Verified with X-Twilio-Signature over BASE_URL + this path and the form; moves the log row
-    to delivered / failed / bounced, never backwards. Unknown messages are acknowledged.
+    to delivered / failed / bounced, never backwards. A status for a message not recorded yet
+    (the callback beat Twilio's answer to us) is held and applied when the send is recorded.
     """
     settings = get_settings()
     url = settings.base_url.rstrip("/") + request.url.path
@@ -119,6 +120,7 @@ def whatsapp_events(
     """WhatsApp Business Account webhook: message statuses (sent, delivered, read, failed).
 
     Verified with X-Hub-Signature-256 over the raw body; each status moves its log row forward.
+    A status for a message not recorded yet is held and applied when the send is recorded.
     """
     service.verify_whatsapp(settings=get_settings(), body=body, signature=signature)
     try:

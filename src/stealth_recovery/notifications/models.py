@@ -106,3 +106,28 @@ class OutboxMessage(Base):
     template_language: Mapped[str | None] = mapped_column(String(16))
     template_parameters: Mapped[list[str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, nullable=False)
+
+
+class HeldDeliveryStatus(Base):
+    """A delivery-status callback for a message id no log row carries yet.
+
+    Providers may call back before the worker has recorded the id their API answered with (the
+    callback can even arrive before that answer). The status waits here and is applied when the
+    send is recorded (`service.apply_held_statuses`); one never matched is dropped after
+    `service.HOLD_FOR`.
+    """
+
+    __tablename__ = "held_delivery_statuses"
+    __table_args__ = (
+        CheckConstraint("status IN ('delivered', 'failed', 'bounced')", name="status"),
+        Index("ix_held_delivery_statuses_message", "provider", "provider_message_id"),
+        Index("ix_held_delivery_statuses_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    provider_message_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -1,17 +1,32 @@
-"""Notification log queries used by delivery-status callbacks."""
+"""Notification log and held-status statements used by delivery-status callbacks."""
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import (
     STATUS_RANK,
+    HeldDeliveryStatus,
     NotificationLog,
     NotificationStatus,
 )
+
+# Advisory locks (PostgreSQL) that order a callback's hold against the record of the same
+# message id: (namespace, bucket), the bucket a hash of (provider, id), so a record of
+# thousands of messages takes at most MESSAGE_LOCK_BUCKETS locks.
+MESSAGE_LOCK_NAMESPACE = 0x5352_0011
+MESSAGE_LOCK_BUCKETS = 64
+_LOCK_BUCKETS = text(
+    "SELECT pg_advisory_xact_lock(:namespace, b) FROM ("
+    "SELECT DISTINCT unnest(CAST(:buckets AS integer[])) AS b ORDER BY b) AS ordered"
+)
+# Ids per statement when looking up held statuses (SQLite's bound-parameter limit).
+_LOOKUP_CHUNK = 400
 
 
 def find_by_provider_message(
@@ -58,3 +73,95 @@ def advance_status(
     )
     session.flush()
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def lock_messages(session: Session, messages: Iterable[tuple[str, str]]) -> None:
+    """Take the transaction's advisory locks for these (provider, message id) pairs.
+
+    Race prevented: a callback for a message id not recorded yet, and the record of that id,
+    run at once; each reads before the other commits, so the callback is held and the record
+    finds nothing held: the status would wait forever. Both sides take the id's lock before
+    reading, and keep it to their commit: whichever comes second sees what the first wrote
+    (each statement reads what is committed, under READ COMMITTED). Locks are taken in
+    ascending bucket order by every caller, so they never deadlock. SQLite needs none: its
+    writers run one at a time (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    buckets = sorted(
+        {
+            zlib.crc32(f"{provider}\0{message_id}".encode()) % MESSAGE_LOCK_BUCKETS
+            for provider, message_id in messages
+        }
+    )
+    if buckets:
+        session.execute(_LOCK_BUCKETS, {"namespace": MESSAGE_LOCK_NAMESPACE, "buckets": buckets})
+
+
+def hold_status(
+    session: Session,
+    *,
+    provider: str,
+    provider_message_id: str,
+    status: NotificationStatus,
+    error_message: str | None,
+    occurred_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Keep a status for a message id no log row carries yet."""
+    session.add(
+        HeldDeliveryStatus(
+            provider=provider,
+            provider_message_id=provider_message_id,
+            status=status.value,
+            error_message=error_message,
+            occurred_at=occurred_at,
+            received_at=now,
+        )
+    )
+    session.flush()
+
+
+def prune_held(session: Session, *, received_before: datetime) -> int:
+    """Drop held statuses received before the given time; how many went."""
+    result = session.execute(
+        delete(HeldDeliveryStatus)
+        .where(HeldDeliveryStatus.received_at < received_before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def held_for_recorded(
+    session: Session, messages: Sequence[tuple[str, str]]
+) -> list[tuple[HeldDeliveryStatus, int]]:
+    """Held statuses of these (provider, message id) pairs whose log row now exists, with the
+    row's id, oldest first."""
+    found: list[tuple[HeldDeliveryStatus, int]] = []
+    for start in range(0, len(messages), _LOOKUP_CHUNK):
+        chunk = messages[start : start + _LOOKUP_CHUNK]
+        rows = session.execute(
+            select(HeldDeliveryStatus, NotificationLog.id)
+            .join(
+                NotificationLog,
+                (NotificationLog.provider == HeldDeliveryStatus.provider)
+                & (NotificationLog.provider_message_id == HeldDeliveryStatus.provider_message_id),
+            )
+            .where(
+                tuple_(HeldDeliveryStatus.provider, HeldDeliveryStatus.provider_message_id).in_(
+                    chunk
+                )
+            )
+        ).all()
+        found += [(held, log_id) for held, log_id in rows]
+    found.sort(key=lambda pair: pair[0].id)
+    return found
+
+
+def delete_held(session: Session, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(
+            delete(HeldDeliveryStatus)
+            .where(HeldDeliveryStatus.id.in_(ids))
+            .execution_options(synchronize_session=False)
+        )

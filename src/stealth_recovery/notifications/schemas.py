@@ -10,4 +10,5 @@ class CallbackAck(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"results": ["updated"]}]})
 
-    results: list[str]  # "updated", "unchanged" or "ignored", in the order received
+    # "updated", "unchanged", "held" (message not recorded yet) or "ignored", in order received
+    results: list[str]

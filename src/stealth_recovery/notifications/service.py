@@ -1,10 +1,15 @@
-"""Delivery-status callbacks: verify the sender, map its status, move the log row forward."""
+"""Delivery-status callbacks: verify the sender, map its status, move the log row forward.
+
+A callback for a message id no log row carries yet is held (`held_delivery_statuses`) and
+applied when the engine records that id (`apply_held_statuses`), so a provider answering our
+webhook before its API answer reaches the worker loses nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -26,10 +31,17 @@ FINAL_STATUSES = frozenset(
 )
 
 
+# How long a status for an unknown message id waits for its send to be recorded. Recording
+# follows the provider's answer within seconds; a worker that died first leaves the id unknown
+# for good (the row is resent under a new id), so a day is ample.
+HOLD_FOR = timedelta(days=1)
+
+
 class CallbackResult(StrEnum):
     updated = "updated"  # the log row moved forward
     unchanged = "unchanged"  # known message, but the status was not newer (late or repeated)
-    ignored = "ignored"  # unknown message id, or an intermediate status we do not record
+    held = "held"  # no log row has this message id yet: kept until the send is recorded
+    ignored = "ignored"  # an intermediate status we do not record
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,9 @@ def apply_delivery_status(
     occurred_at: datetime | None = None,
     error_message: str | None = None,
 ) -> CallbackResult:
-    """Move the matching log row to a delivery outcome; never backwards, unknown ids ignored."""
+    """Move the matching log row to a delivery outcome, never backwards; a status for an id no
+    row carries yet is held for `apply_held_statuses` (call `lock_messages` first on
+    PostgreSQL, as `apply_events` does)."""
     if status is None:
         return CallbackResult.ignored
     if status not in FINAL_STATUSES:
@@ -59,8 +73,24 @@ def apply_delivery_status(
         session, provider=provider, provider_message_id=provider_message_id
     )
     if row is None:
-        log.info("delivery_status_unknown_message", provider=provider, status=status.value)
-        return CallbackResult.ignored
+        now = utc_now()
+        repository.prune_held(session, received_before=now - HOLD_FOR)
+        repository.hold_status(
+            session,
+            provider=provider,
+            provider_message_id=provider_message_id,
+            status=status,
+            error_message=error_message,
+            occurred_at=occurred_at,
+            now=now,
+        )
+        log.info(
+            "delivery_status_held",
+            provider=provider,
+            provider_message_id=provider_message_id,
+            status=status.value,
+        )
+        return CallbackResult.held
     moved = repository.advance_status(
         session,
         log_id=row.id,
@@ -80,7 +110,12 @@ def apply_delivery_status(
 
 
 def apply_events(session: Session, *, events: Iterable[StatusEvent]) -> list[CallbackResult]:
-    """Apply each event of one callback in order."""
+    """Apply each event of one callback in order, under the message ids' locks."""
+    events = list(events)
+    repository.lock_messages(
+        session,
+        [(e.provider, e.provider_message_id) for e in events if e.status is not None],
+    )
     return [
         apply_delivery_status(
             session,
@@ -92,6 +127,36 @@ def apply_events(session: Session, *, events: Iterable[StatusEvent]) -> list[Cal
         )
         for event in events
     ]
+
+
+def apply_held_statuses(session: Session, *, messages: Iterable[tuple[str, str]]) -> int:
+    """Apply the held statuses of just-recorded (provider, message id) pairs; how many moved.
+
+    Called by the engine in the transaction that writes the ids, after writing them. Each
+    status moves its row forward only, in the order the callbacks arrived, then is dropped.
+    """
+    wanted = sorted(set(messages))
+    if not wanted:
+        return 0
+    repository.lock_messages(session, wanted)
+    held = repository.held_for_recorded(session, wanted)
+    moved = 0
+    for status, log_id in held:
+        moved += repository.advance_status(
+            session,
+            log_id=log_id,
+            status=NotificationStatus(status.status),
+            at=status.occurred_at or status.received_at,
+            error_message=status.error_message,
+        )
+        log.info(
+            "delivery_status_applied_after_hold",
+            provider=status.provider,
+            log_id=log_id,
+            status=status.status,
+        )
+    repository.delete_held(session, [status.id for status, _ in held])
+    return moved
 
 
 # --- Twilio ------------------------------------------------------------------------------------

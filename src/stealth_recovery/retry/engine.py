@@ -34,6 +34,7 @@ from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
+from stealth_recovery.notifications.service import apply_held_statuses
 from stealth_recovery.notifications.types import MessageContext, Notifier, SendOutcome
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
@@ -380,6 +381,16 @@ def record_steps(session: Session, *, results: Sequence[StepResult], now: dateti
     for stmt, params_list in ((_ADVANCE_SENT, advance_sent), (_ADVANCE_NOT_SENT, advance_not_sent)):
         if params_list:
             session.execute(stmt, params_list)
+    # Delivery callbacks that beat this record to the webhook were held: apply them now.
+    apply_held_statuses(
+        session,
+        messages=[
+            (outcome.provider, outcome.provider_message_id)
+            for result in results
+            for outcome in result.outcomes
+            if outcome.provider_message_id
+        ],
+    )
     report.advanced = len(advance_sent) + len(advance_not_sent)
     metrics.REMINDER_STEPS.labels(outcome="sent").inc(len(advance_sent))
     metrics.REMINDER_STEPS.labels(outcome="not_sent").inc(len(advance_not_sent))
