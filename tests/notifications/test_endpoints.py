@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications.models import NotificationStatus
+from stealth_recovery.notifications.models import HeldDeliveryStatus, NotificationStatus
 from tests.notifications.logs import make_log
 from tests.support.providers import meta_signature, twilio_signature
 
@@ -149,12 +150,16 @@ class TestTwilioStatus:
         assert status == 403
         assert log.status == NotificationStatus.sent
 
-    def test_unknown_messages_are_acknowledged_and_ignored(
+    def test_unknown_messages_are_acknowledged_and_held(
         self, client: TestClient, db: Session
     ) -> None:
         status, body = _post_twilio(client, _twilio_form("delivered"))
+        queued, _ = _post_twilio(client, _twilio_form("queued"))
 
-        assert (status, body) == (200, {"results": ["ignored"]})
+        assert (status, body) == (200, {"results": ["held"]})
+        assert queued == 200
+        held = db.scalars(select(HeldDeliveryStatus)).all()
+        assert [(h.provider_message_id, h.status) for h in held] == [(SID, "delivered")]
 
     def test_a_late_sent_after_delivered_changes_nothing(
         self, client: TestClient, db: Session
