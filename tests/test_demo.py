@@ -118,6 +118,33 @@ class TestOnTheTestDatabase:
         assert "exists already" in again.output
 
 
+class TestLogin:
+    def test_login_prints_a_new_password_that_works_and_keeps_the_data(
+        self, db: Session
+    ) -> None:
+        # Given a demo whose first password was lost with the terminal it was printed in
+        first = run_demo(attempts=6, days=3, seed=4, console=_quiet())
+        logging_config = structlog.get_config()
+        try:
+            # When the reader asks for the login again
+            result = CliRunner().invoke(cli_app, ["demo", "--login"])
+        finally:
+            structlog.configure(**logging_config)
+        # Then a new password is printed, the demo users log in with it, and nothing else moved
+        assert result.exit_code == 0, result.output
+        password = result.output.split("password: ")[1].split()[0]
+        assert password != first.password and DEMO_EMAIL in result.output
+        db.expire_all()
+        for email in (DEMO_EMAIL, first.analyst_email):
+            auth_service.authenticate(db, email=email, password=password)
+        assert db.scalar(select(func.count()).select_from(RecoveryAttempt)) == 6
+
+    def test_login_without_a_demo_says_what_to_run(self, db: Session) -> None:
+        result = CliRunner().invoke(cli_app, ["demo", "--login"])
+        assert result.exit_code == 1
+        assert "run `stealth-recovery demo`" in result.output
+
+
 @pytest.fixture
 def sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the process at a fresh SQLite file, as `DATABASE_URL` would; restore afterwards."""

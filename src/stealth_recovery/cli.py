@@ -172,27 +172,36 @@ def demo(
     attempts: int = typer.Option(300, min=1, max=20000, help="failed payments to create"),
     days: int = typer.Option(28, min=1, max=365, help="how far back the history goes"),
     reset: bool = typer.Option(False, "--reset", help="delete and recreate the demo organization"),
+    login: bool = typer.Option(
+        False, "--login", help="print the demo login again, with a new password (data stays)"
+    ),
     seed: int | None = typer.Option(None, help="random seed, for the same data every time"),
 ) -> None:
     """Create a demo organization with weeks of attempts and messages (migrates first)."""
     from stealth_recovery.core.logging import configure_logging
-    from stealth_recovery.demo import DemoError, run_demo
+    from stealth_recovery.demo import DemoError, reset_demo_login, run_demo
 
     settings = _settings_or_exit()
     _check_database(settings)
     # One line per created row would drown the progress bar.
     configure_logging("WARNING", settings.log_json)
     try:
-        result = run_demo(attempts=attempts, days=days, reset=reset, seed=seed)
+        if login:
+            credentials = reset_demo_login()
+            headline = "Demo login reset (the data is unchanged)."
+        else:
+            result = run_demo(attempts=attempts, days=days, reset=reset, seed=seed)
+            credentials = result
+            headline = f"Demo ready: {result.attempts} attempts, {result.messages} messages."
     except DemoError as exc:
         typer.secho(str(exc), err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from None
     typer.echo(
-        f"Demo ready: {result.attempts} attempts, {result.messages} messages.\n"
+        f"{headline}\n"
         f"Dashboard: {settings.base_url.rstrip('/')}/dashboard\n"
-        f"  admin:    {result.email}\n"
-        f"  analyst:  {result.analyst_email}\n"
-        f"  password: {result.password}"
+        f"  admin:    {credentials.email}\n"
+        f"  analyst:  {credentials.analyst_email}\n"
+        f"  password: {credentials.password}"
     )
 
 

@@ -310,6 +310,46 @@ def _remove_existing(session: Session) -> None:
         session.flush()
 
 
+@dataclass(frozen=True)
+class DemoLogin:
+    email: str
+    analyst_email: str
+    password: str
+
+
+def reset_demo_login(*, password: str | None = None) -> DemoLogin:
+    """Give the demo admin and analyst a new password (the data stays); returns the login.
+
+    Passwords are stored hashed, so the old one cannot be shown again. Raises DemoError when
+    there is no demo organization, or with ENVIRONMENT=production.
+    """
+    from sqlalchemy import select
+
+    from stealth_recovery.auth.models import User
+    from stealth_recovery.core.security import hash_password
+
+    if get_settings().environment == "production":
+        raise DemoError("refusing to touch demo logins with ENVIRONMENT=production")
+    upgrade_to_head(get_engine())
+    password = password or f"demo-{secrets.token_urlsafe(9)}"
+    with session_scope() as session:
+        organization = org_repository.get_by_slug(session, DEMO_SLUG)
+        if organization is None:
+            raise DemoError("there is no demo organization yet: run `stealth-recovery demo`")
+        users = session.scalars(
+            select(User).where(
+                User.organization_id == organization.id,
+                User.email.in_([DEMO_EMAIL, DEMO_ANALYST_EMAIL]),
+            )
+        ).all()
+        if not users:
+            raise DemoError("the demo organization has no demo users: run with --reset")
+        for user in users:
+            user.password_hash = hash_password(password)
+            user.is_active = True
+    return DemoLogin(email=DEMO_EMAIL, analyst_email=DEMO_ANALYST_EMAIL, password=password)
+
+
 def run_demo(
     *,
     attempts: int = 300,
@@ -342,7 +382,7 @@ def run_demo(
             if not reset:
                 raise DemoError(
                     f"the demo organization exists already (log in as {DEMO_EMAIL}); "
-                    "run with --reset to recreate it"
+                    "run with --login to get a new password, or --reset to recreate it"
                 )
             _remove_existing(session)
         with _clock_at(start - timedelta(days=1)):
