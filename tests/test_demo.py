@@ -119,9 +119,7 @@ class TestOnTheTestDatabase:
 
 
 class TestLogin:
-    def test_login_prints_a_new_password_that_works_and_keeps_the_data(
-        self, db: Session
-    ) -> None:
+    def test_login_prints_a_new_password_that_works_and_keeps_the_data(self, db: Session) -> None:
         # Given a demo whose first password was lost with the terminal it was printed in
         first = run_demo(attempts=6, days=3, seed=4, console=_quiet())
         logging_config = structlog.get_config()
