@@ -7,7 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-RUN useradd --create-home --uid 10001 app
+# /data is the working directory at run time: the embedded default's SQLite file lives there,
+# so `docker run IMAGE` alone works, as the image's own user.
+RUN useradd --create-home --uid 10001 app && mkdir /data && chown app:app /data
 
 # Dependencies first, pinned by constraints.txt, so a code change does not reinstall them.
 COPY pyproject.toml constraints.txt README.md ./
@@ -20,6 +22,8 @@ RUN mkdir -p src/stealth_recovery \
 COPY src ./src
 RUN pip install --no-deps -c constraints.txt . && rm -rf src build
 
+WORKDIR /data
+VOLUME /data
 USER app
 EXPOSE 8000 5555
 CMD ["stealth-recovery", "serve", "--host", "0.0.0.0", "--port", "8000"]

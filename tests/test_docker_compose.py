@@ -34,22 +34,26 @@ def _compose_client() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-@pytest.fixture(scope="module")
-def resolved() -> dict[str, Any]:
-    """The file as `docker compose config` resolves it (anchors, defaults, interpolation)."""
+REAL_SECRET = "a-real-secret-of-forty-characters-0123456"
+
+
+def _resolve(dot_env: str, tmp_path: Path) -> dict[str, Any]:
+    """The file as `docker compose config` resolves it next to this `.env`."""
     client = _compose_client()
     if client is None:
         message = "no docker client (`docker compose` or `docker-compose`) to validate the file"
         if IN_CI:
             pytest.fail(f"CI=true and {message}")
         pytest.skip(message)
-    # A clean environment, so the defaults written in the file are what gets checked.
+    # A clean environment and a copy of the file beside the given .env, as a deployer has it.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text(dot_env)
     result = subprocess.run(
-        [*client, "-f", str(COMPOSE_FILE), "config"],
+        [*client, "-f", str(tmp_path / "docker-compose.yml"), "config"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         timeout=60,
     )
@@ -57,6 +61,20 @@ def resolved() -> dict[str, Any]:
     config = yaml.safe_load(result.stdout)
     assert isinstance(config, dict)
     return config
+
+
+def _example_with_a_secret() -> str:
+    """`.env.example` copied to `.env` with SECRET_KEY set, as the file's header says."""
+    return (
+        (ROOT / ".env.example")
+        .read_text()
+        .replace("SECRET_KEY=change-me-local-only", f"SECRET_KEY={REAL_SECRET}")
+    )
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _resolve(_example_with_a_secret(), tmp_path_factory.mktemp("compose"))
 
 
 def _env(service: dict[str, Any]) -> dict[str, Any]:
@@ -91,12 +109,44 @@ class TestComposeConfig:
             assert env["SMTP_HOST"] == "mailpit"
             assert str(env["SMTP_PORT"]) == "1025"
             assert env["BASE_URL"] == "http://localhost:8000"
-            assert env["SECRET_KEY"]
+            assert env["SECRET_KEY"] == REAL_SECRET
+            assert env["ENVIRONMENT"] == "production"
         api = resolved["services"]["api"]
         assert any(str(p.get("target", p)).startswith("8000") for p in api["ports"])
         assert resolved["services"]["api"]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
+
+
+class TestEverySettingReachesTheContainers:
+    def test_each_setting_in_dot_env_arrives_in_every_app_service(self, tmp_path: Path) -> None:
+        # Given a .env that sets every setting of the settings class to a value of its own
+        names = sorted(name.upper() for name in Settings.model_fields)
+        dot_env = "".join(f"{name}=from-dot-env-{name.lower()}\n" for name in names)
+        # When compose resolves the layout
+        services = _resolve(dot_env, tmp_path)["services"]
+        wired = set(yaml.safe_load(COMPOSE_FILE.read_text())["x-app"]["environment"])
+        for service in APP_SERVICES:
+            env = _env(services[service])
+            # Then every setting reaches the container: from .env, or wired by the layout
+            for name in names:
+                expected = f"from-dot-env-{name.lower()}"
+                assert name in env, f"{service}: {name} does not reach the container"
+                if name not in wired:
+                    assert env[name] == expected, f"{service}: {name}={env[name]!r}"
+
+    def test_the_copied_example_passes_clean_values(self, resolved: dict[str, Any]) -> None:
+        # Compose keeps an inline "# comment" as part of the value: the example has none.
+        for service in APP_SERVICES:
+            for name, value in _env(resolved["services"][service]).items():
+                assert value is None or "#" not in str(value), f"{service}: {name}={value!r}"
+
+    def test_every_long_running_service_has_a_health_check(self, resolved: dict[str, Any]) -> None:
+        services = resolved["services"]
+        missing = [
+            name for name in ALL_SERVICES - {"migrate"} if "healthcheck" not in services[name]
+        ]
+        assert missing == []
 
 
 class TestComposeFileAgainstTheSettings:
@@ -114,3 +164,10 @@ class TestComposeFileAgainstTheSettings:
         assert "\nFROM python:3.11-slim\n" in dockerfile
         assert "pip install -c constraints.txt ." in dockerfile
         assert 'CMD ["stealth-recovery", "serve", "--host", "0.0.0.0"' in dockerfile
+
+    def test_the_image_runs_alone_in_a_data_directory_its_user_owns(self) -> None:
+        # `docker run IMAGE` on the embedded default writes ./stealth_recovery.db in WORKDIR.
+        dockerfile = (ROOT / "Dockerfile").read_text()
+        runtime = dockerfile.split("COPY src ./src", 1)[1]
+        assert "chown app:app /data" in dockerfile
+        assert runtime.index("WORKDIR /data") < runtime.index("USER app")
