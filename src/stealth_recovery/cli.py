@@ -179,12 +179,13 @@ def demo(
 ) -> None:
     """Create a demo organization with weeks of attempts and messages (migrates first)."""
     from stealth_recovery.core.logging import configure_logging
-    from stealth_recovery.demo import DemoError, reset_demo_login, run_demo
+    from stealth_recovery.demo import DemoError, DemoLogin, DemoResult, reset_demo_login, run_demo
 
     settings = _settings_or_exit()
     _check_database(settings)
     # One line per created row would drown the progress bar.
     configure_logging("WARNING", settings.log_json)
+    credentials: DemoLogin | DemoResult
     try:
         if login:
             credentials = reset_demo_login()
