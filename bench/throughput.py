@@ -250,7 +250,7 @@ def run_celery(
         nonlocal tasks
         for i in range(0, len(steps), chunk):
             send_recovery_batch.delay(
-                [[s.attempt_id, s.retry_number] for s in steps[i : i + chunk]]
+                [[s.attempt_id, s.retry_number, s.claim] for s in steps[i : i + chunk]]
             )
             tasks += 1
 

@@ -343,15 +343,16 @@ class TestErrors:
         assert outcome.status == "sent"
         assert len(smtp_sink.messages) == 1
 
-    async def test_a_persistent_4xx_fails_after_the_tries(self, smtp_sink: SmtpSink) -> None:
+    async def test_a_persistent_4xx_is_transient_after_the_tries(self, smtp_sink: SmtpSink) -> None:
         smtp_sink.reject("ana@example.test", 452, "4.2.2 mailbox full")
         notifier = _notifier(smtp_sink)
 
         outcome = await notifier.send(message_context())
         await notifier.aclose()
 
-        assert outcome.status == "failed"
-        assert outcome.error_message == "SMTP 452 4.2.2 mailbox full (gave up after 3 tries)"
+        # The engine makes the step due again later: a temporary refusal never fails it.
+        assert (outcome.status, outcome.handed_over) == ("transient", False)
+        assert outcome.error_message == "SMTP 452 4.2.2 mailbox full (3 tries)"
         assert smtp_sink.messages == []
 
     async def test_an_unreachable_server_fails_without_raising(self) -> None:
@@ -367,23 +368,27 @@ class TestErrors:
         # When a reminder is sent
         outcome = await notifier.send(message_context())
 
-        # Then the outcome is failed with a connection error
-        assert outcome.status == "failed"
+        # Then the outcome is transient (due again later) with a connection error
+        assert (outcome.status, outcome.handed_over) == ("transient", False)
         assert outcome.error_message is not None
         assert "SMTP connection error" in outcome.error_message
-        assert "gave up after 3 tries" in outcome.error_message
+        assert "(3 tries)" in outcome.error_message
 
-    async def test_a_server_slower_than_the_timeout_fails(self) -> None:
-        with SmtpSink(latency=2.0) as sink:
+    async def test_no_answer_after_the_end_of_data_is_unconfirmed_and_not_retried(self) -> None:
+        # Given a server that answers the end of DATA after our timeout (it may queue the mail)
+        with SmtpSink(hang_seconds=1.0) as sink:
             notifier = _notifier(
-                sink, timeout=0.2, retry=TransientRetry(tries=2, backoff_seconds=0)
+                sink, timeout=0.2, retry=TransientRetry(tries=3, backoff_seconds=0)
             )
 
             outcome = await notifier.send(message_context())
 
-            assert outcome.status == "failed"
+            # Then the outcome is unconfirmed, and no second copy was attempted
+            assert (outcome.status, outcome.handed_over) == ("unconfirmed", True)
             assert outcome.error_message is not None
-            assert outcome.error_message.startswith("SMTP timeout")
+            assert "after the end of DATA" in outcome.error_message
+            assert len(sink.wait_for(1, timeout=5)) == 1
+            assert sink.connections == 1
 
 
 class TestSecurityAndLogin:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from stealth_recovery.core.settings import get_settings
@@ -65,7 +67,7 @@ class TestSend:
         assert [r.status for r in fake_providers.requests_to("twilio")] == [429, 201]
         assert len(fake_providers.accepted("twilio")) == 1
 
-    async def test_5xx_every_time_fails_after_the_tries(
+    async def test_5xx_every_time_is_transient_after_the_tries(
         self, fake_providers: FakeProviders
     ) -> None:
         for _ in range(3):
@@ -75,13 +77,11 @@ class TestSend:
         outcome = await notifier.send(message_context(**SMS))
         await notifier.aclose()
 
-        assert outcome.status == "failed"
-        assert outcome.error_message == (
-            "Twilio 503 (error 20503): Service Unavailable (gave up after 3 tries)"
-        )
+        assert outcome.status == "transient"
+        assert outcome.error_message == ("Twilio 503 (error 20503): Service Unavailable (3 tries)")
         assert fake_providers.accepted("twilio") == []
 
-    async def test_a_long_retry_after_gives_up_at_once(self, fake_providers: FakeProviders) -> None:
+    async def test_a_long_retry_after_defers_at_once(self, fake_providers: FakeProviders) -> None:
         fake_providers.script(
             "twilio", 429, code=20429, message="Too Many Requests", headers={"Retry-After": "120"}
         )
@@ -90,7 +90,7 @@ class TestSend:
         outcome = await notifier.send(message_context(**SMS))
         await notifier.aclose()
 
-        assert outcome.status == "failed"
+        assert outcome.status == "transient"
         assert outcome.error_message == (
             "Twilio 429 (error 20429): Too Many Requests (asked to wait 120s)"
         )
@@ -126,7 +126,30 @@ class TestSend:
         assert outcome.status == "failed"
         assert outcome.error_message == "Twilio 401 (error 20003): Authenticate"
 
-    async def test_an_unreachable_api_is_transient_then_failed(
+    async def test_no_answer_after_the_request_is_unconfirmed_and_not_retried(
+        self, fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a Twilio that answers after our timeout (it may have queued the SMS)
+        fake_providers.latency = 1.0
+        monkeypatch.setenv("PROVIDER_HTTP_TIMEOUT_SECONDS", "0.3")
+        get_settings.cache_clear()
+        notifier = _notifier()
+
+        # When an SMS reminder is sent
+        outcome = await notifier.send(message_context(**SMS))
+        await notifier.aclose()
+
+        # Then it is unconfirmed, and the request was made once, never repeated
+        assert (outcome.status, outcome.handed_over) == ("unconfirmed", True)
+        assert outcome.error_message is not None
+        assert "after the request was sent" in outcome.error_message
+        for _ in range(50):  # the server records the request once its late answer is done
+            if fake_providers.requests_to("twilio"):
+                break
+            await asyncio.sleep(0.1)
+        assert len(fake_providers.requests_to("twilio")) == 1
+
+    async def test_an_unreachable_api_is_transient(
         self, fake_providers: FakeProviders, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         fake_providers.stop()  # nothing listens on its port any more
@@ -135,10 +158,10 @@ class TestSend:
         outcome = await notifier.send(message_context(**SMS))
         await notifier.aclose()
 
-        assert outcome.status == "failed"
+        assert (outcome.status, outcome.handed_over) == ("transient", True)
         assert outcome.error_message is not None
-        assert outcome.error_message.startswith("connection error: ConnectError")
-        assert outcome.error_message.endswith("(gave up after 3 tries)")
+        assert outcome.error_message.startswith("connection error calling 127.0.0.1: ConnectError")
+        assert outcome.error_message.endswith("(3 tries)")
 
 
 class TestNotConfigured:

@@ -292,6 +292,7 @@ class TestStats:
             "sent_count": 0,
             "completed_count": 0,
             "failed_count": 0,
+            "unconfirmed_count": 0,
             "avg_retry_count": 0.0,
         }
 

@@ -251,25 +251,30 @@ class TestEndings:
         # The step still counts: the schedule goes on
         assert _reload(db, attempt).retry_count == 1
 
-    def test_unreachable_smtp_server_fails_the_log_and_the_worker_goes_on(
+    def test_unreachable_smtp_server_defers_the_step_and_the_worker_goes_on(
         self, db: Session, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-
         account = make_account(db)
         first = make_attempt(db, account.organization, email="a@example.com")
         smtp_sink.stop()
         engine.run_due_now()
         (log,) = _logs(db, first.id)
-        assert log.status == "failed" and log.error_message
-        # When the server is back, the next attempt goes out
+        assert log.status == "pending" and log.error_message
+        assert _reload(db, first).retry_count == 0
+        # When the server is back, the deferred step and a new attempt go out
         restarted = SmtpSink().start()
         try:
             monkeypatch.setenv("SMTP_PORT", str(restarted.port))
             get_settings.cache_clear()
             reset_runtime()
             second = make_attempt(db, account.organization, email="b@example.com")
-            engine.run_due_now()
-            assert [m.rcpt_tos for m in restarted.wait_for(1)] == [["b@example.com"]]
+            with shifted_clock(timedelta(minutes=1)):
+                engine.run_due_now()
+            assert sorted(m.rcpt_tos[0] for m in restarted.wait_for(2)) == [
+                "a@example.com",
+                "b@example.com",
+            ]
+            assert _logs(db, first.id)[0].status == "sent"
             assert _logs(db, second.id)[0].status == "sent"
         finally:
             restarted.stop()

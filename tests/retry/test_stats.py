@@ -36,6 +36,7 @@ class TestComputeStats:
             "sent_count": 0,
             "completed_count": 0,
             "failed_count": 0,
+            "unconfirmed_count": 0,
             "avg_retry_count": 0.0,
         }
 
@@ -54,7 +55,8 @@ class TestComputeStats:
         complete_attempt(db, attempt=paid)
         cancel_attempt(db, attempt=stopped, reason="operator")
         # and messages in every status
-        for number, status in enumerate(["pending", "sent", "delivered", "failed", "bounced"]):
+        statuses = ["pending", "sent", "delivered", "failed", "bounced", "unconfirmed", "cancelled"]
+        for number, status in enumerate(statuses):
             _message(db, pending.id, org.id, number, status)
         _message(db, paid.id, org.id, 0, "delivered")
         db.commit()
@@ -66,6 +68,7 @@ class TestComputeStats:
         assert stats.completed_count == 1
         assert stats.sent_count == 3  # sent or delivered; pending is not sent
         assert stats.failed_count == 2  # failed or bounced
+        assert stats.unconfirmed_count == 1  # handed over without an answer; never resent
         assert stats.avg_retry_count == round((1 + 3 + 1 + 0) / 4, 2)
 
     def test_average_is_rounded_to_two_decimals(self, db: Session) -> None:

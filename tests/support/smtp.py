@@ -47,6 +47,7 @@ class ReceivedMessage:
     rcpt_tos: list[str]
     raw: bytes
     smtputf8: bool = False  # whether the client asked for SMTPUTF8 in MAIL FROM
+    received_at: float = 0.0  # time.monotonic() when the end of DATA arrived
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -84,6 +85,9 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        hold = self.sink.hold_rcpt
+        while hold is not None and not hold.is_set():
+            await asyncio.sleep(0.01)  # a server slow to accept recipients (before DATA)
         reply = self.sink._recipient_reply(address)
         if reply is not None:
             return reply
@@ -91,6 +95,19 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        arrived = time.monotonic()
+        message = ReceivedMessage(
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=list(envelope.rcpt_tos),
+            raw=bytes(envelope.original_content or b""),
+            received_at=arrived,
+            smtputf8=bool(envelope.smtp_utf8),
+        )
+        if self.sink.hang_seconds > 0:
+            # A hung server: it has queued the message but answers late (or never, for us).
+            self.sink._store(message)
+            await asyncio.sleep(self.sink.hang_seconds)
+            return "250 Message accepted for delivery"
         latency = self.sink.latency
         if latency > 0:
             await asyncio.sleep(latency)
@@ -100,14 +117,7 @@ class _Handler:
         header_section = content.split(b"\r\n\r\n", 1)[0]
         if not envelope.smtp_utf8 and not header_section.isascii():
             return "554 5.6.7 Non-ASCII header without SMTPUTF8"
-        self.sink._store(
-            ReceivedMessage(
-                mail_from=str(envelope.mail_from),
-                rcpt_tos=list(envelope.rcpt_tos),
-                raw=bytes(content),
-                smtputf8=bool(envelope.smtp_utf8),
-            )
-        )
+        self.sink._store(message)
         return "250 Message accepted for delivery"
 
 
@@ -120,6 +130,9 @@ class SmtpSink:
     credentials: tuple[str, str] | None = None  # require AUTH with these when set
     data_reply: str | None = None  # answer DATA with this reply (e.g. "554 5.6.0 rejected")
     smtputf8: bool = True  # announce and accept SMTPUTF8 (RFC 6531)
+    hang_seconds: float = 0.0  # keep each message, then hold the 250 this long (a hung server)
+    hold_rcpt: threading.Event | None = None  # while set-able and not set, RCPT waits
+    down: bool = False  # hang up on every new connection at once (a server out of service)
     host: str = "127.0.0.1"
     port: int = 0
     connections: int = 0  # connections accepted so far (shows connection reuse)
@@ -224,9 +237,11 @@ class SmtpSink:
         with self._lock:
             self._messages.append(message)
 
-    def _protocol(self) -> SMTP:
+    def _protocol(self) -> asyncio.Protocol:
         with self._lock:
             self.connections += 1
+        if self.down:
+            return _HangUp()
         options: dict[str, Any] = {
             "hostname": "sink.test",
             "ident": "stealth-recovery test sink",
@@ -283,6 +298,11 @@ class SmtpSink:
                 task.cancel()
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
+
+
+class _HangUp(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 def _self_signed_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:

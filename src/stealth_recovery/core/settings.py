@@ -63,6 +63,19 @@ class Settings(BaseSettings):
         default=5.0, ge=0
     )  # a longer Retry-After fails the message instead of holding the step
     provider_http_timeout_seconds: float = Field(default=10.0, gt=0)  # Twilio / Graph API calls
+    step_retry_initial_seconds: float = Field(
+        default=30.0, gt=0
+    )  # a step whose provider failed transiently is due again after this, doubled each time
+    step_retry_max_seconds: float = Field(default=1800.0, gt=0)  # longest wait between step tries
+    step_retry_deadline_seconds: float = Field(
+        default=21600.0, gt=0
+    )  # after this long since a step's first try, a message still failing transiently fails
+    provider_breaker_failures: int = Field(
+        default=5, ge=1
+    )  # consecutive transient failures that open a provider's circuit breaker
+    provider_breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0
+    )  # an open breaker lets one probe through after this
 
     twilio_account_sid: str | None = None  # Twilio account (AC...); SMS is off without it
     twilio_auth_token: str | None = None  # Twilio auth token; also verifies status callbacks

@@ -21,6 +21,8 @@ STATUS_COLOURS: dict[str, str] = {
     "pending": "#cbd5e1",
     "failed": "#dc2626",
     "bounced": "#f97316",
+    "unconfirmed": "#a855f7",
+    "handing_over": "#94a3b8",
 }
 
 WIDTH = 720

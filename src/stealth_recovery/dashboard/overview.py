@@ -31,7 +31,10 @@ _OUTCOMES = (
 _DELIVERY = (
     NotificationStatus.delivered,
     NotificationStatus.sent,
+    NotificationStatus.unconfirmed,
+    NotificationStatus.handing_over,
     NotificationStatus.pending,
+    NotificationStatus.cancelled,
     NotificationStatus.bounced,
     NotificationStatus.failed,
 )

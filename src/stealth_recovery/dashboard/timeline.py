@@ -50,10 +50,15 @@ def message_changes(log: NotificationLog) -> list[Change]:
     if log.delivered_at is not None:
         changes.append(Change("delivered", log.delivered_at, "delivery confirmed"))
     if log.failed_at is not None:
-        status = log.status if log.status in ("failed", "bounced") else "failed"
+        status = log.status if log.status in ("failed", "bounced", "cancelled") else "failed"
         changes.append(Change(status, log.failed_at, log.error_message))
-    elif log.status in ("failed", "bounced"):
+    elif log.status in ("failed", "bounced", "cancelled"):
         changes.append(Change(log.status, log.updated_at, log.error_message))
+    if log.status == "handing_over":
+        changes.append(Change("handing_over", log.updated_at, f"being handed to {provider}"))
+    elif log.status == "unconfirmed":
+        # Handed over without an answer: it may have reached the customer; never resent.
+        changes.append(Change("unconfirmed", log.updated_at, log.error_message))
     return sorted(changes, key=lambda c: c.at)
 
 

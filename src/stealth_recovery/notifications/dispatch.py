@@ -4,6 +4,9 @@ One instance per worker process holds one client per channel (a pool of SMTP ses
 HTTP client per API) and keeps many sends in flight. `send()` never raises and never touches
 the database: it renders, calls the provider with a few quick retries on transient errors
 (separate from the customer-facing schedule), and returns the outcome for the engine to log.
+A transient failure that outlasts the quick retries comes back as TRANSIENT: the engine makes
+the step due again later. A circuit breaker per provider stops calls to a provider that keeps
+failing, so an outage is not hammered by every message in flight.
 """
 
 from __future__ import annotations
@@ -20,11 +23,23 @@ from jinja2 import TemplateError
 from stealth_recovery.core.metrics import MESSAGES, SEND_SECONDS
 from stealth_recovery.core.settings import Settings, get_settings
 from stealth_recovery.notifications import twilio, whatsapp
-from stealth_recovery.notifications.errors import PermanentSendError, TransientSendError
+from stealth_recovery.notifications.breaker import CircuitBreaker
+from stealth_recovery.notifications.errors import (
+    AmbiguousSendError,
+    HandOverRefused,
+    PermanentSendError,
+    TransientSendError,
+)
 from stealth_recovery.notifications.models import Channel, NotificationStatus
 from stealth_recovery.notifications.rendering import RenderError
 from stealth_recovery.notifications.smtp import SmtpEmailSender
-from stealth_recovery.notifications.types import MessageContext, SendOutcome
+from stealth_recovery.notifications.types import (
+    TRANSIENT,
+    WITHHELD,
+    HandOver,
+    MessageContext,
+    SendOutcome,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +53,10 @@ PROVIDERS: dict[str, str] = {
 class Sender(Protocol):
     provider: str
 
-    async def send(self, message: MessageContext) -> str:
-        """Send one message; the provider's message id, or a `SendError`."""
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
+        """Send one message, awaiting `handover` right before the hand-over; the provider's
+        message id, or a `SendError` (`AmbiguousSendError` once handed over without an answer),
+        or `HandOverRefused` from `handover`."""
         ...
 
     async def aclose(self) -> None: ...
@@ -71,10 +88,15 @@ class ProviderNotifier:
         senders: Mapping[str, Sender],
         unavailable: Mapping[str, str] | None = None,
         retry: TransientRetry | None = None,
+        breaker_failures: int = 5,
+        breaker_cooldown_seconds: float = 30.0,
     ) -> None:
         self._senders = dict(senders)
         self._unavailable = dict(unavailable or {})
         self._retry = retry or TransientRetry()
+        self._breaker_failures = breaker_failures
+        self._breaker_cooldown = breaker_cooldown_seconds
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     @classmethod
     def from_settings(
@@ -108,6 +130,8 @@ class ProviderNotifier:
             senders=senders,
             unavailable=unavailable,
             retry=retry or TransientRetry.from_settings(settings),
+            breaker_failures=settings.provider_breaker_failures,
+            breaker_cooldown_seconds=settings.provider_breaker_cooldown_seconds,
         )
 
     def provider_for(self, channel: str) -> str:
@@ -124,7 +148,13 @@ class ProviderNotifier:
             return f"no provider for {channel}"
         return None
 
-    async def send(self, message: MessageContext) -> SendOutcome:
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> SendOutcome:
+        """Render and send one message; `handover` runs right before the hand-over begins.
+
+        Outcomes: sent, failed, bounced, unconfirmed (handed over without an answer),
+        TRANSIENT (not delivered: try again later; also while the provider's breaker is open)
+        or WITHHELD (the engine refused the hand-over: paid, or no longer our step).
+        """
         started = time.perf_counter()
         provider = self.provider_for(message.channel)
         reason = self.unavailable_reason(message.channel)
@@ -132,7 +162,9 @@ class ProviderNotifier:
             outcome = SendOutcome(NotificationStatus.failed, provider, error_message=reason)
         else:
             try:
-                outcome = await self._send_with_retries(self._senders[message.channel], message)
+                outcome = await self._send_with_retries(
+                    self._senders[message.channel], message, handover
+                )
             except Exception as exc:  # the engine must get an outcome, whatever went wrong
                 log.exception("notification_send_crashed", log_id=message.log_id)
                 outcome = SendOutcome(
@@ -155,32 +187,82 @@ class ProviderNotifier:
         )
         return outcome
 
-    async def _send_with_retries(self, sender: Sender, message: MessageContext) -> SendOutcome:
+    def breaker(self, provider: str) -> CircuitBreaker:
+        """The circuit breaker of one provider in this process."""
+        if provider not in self._breakers:
+            self._breakers[provider] = CircuitBreaker(
+                failures=self._breaker_failures, cooldown_seconds=self._breaker_cooldown
+            )
+        return self._breakers[provider]
+
+    async def _send_with_retries(
+        self, sender: Sender, message: MessageContext, handover: HandOver | None
+    ) -> SendOutcome:
+        provider = sender.provider
+        breaker = self.breaker(provider)
+        marked = False
+
+        async def mark() -> None:
+            nonlocal marked
+            if handover is not None:
+                await handover()
+            marked = True
+
         delay = self._retry.backoff_seconds
         tries = max(1, self._retry.tries)
         for attempt in range(1, tries + 1):
+            if not breaker.allow():
+                return SendOutcome(
+                    TRANSIENT,
+                    provider,
+                    error_message=f"{provider} is failing: calls paused (circuit breaker open)",
+                    handed_over=marked,
+                )
             try:
-                message_id = await sender.send(message)
+                message_id = await sender.send(message, mark)
             except (RenderError, TemplateError) as exc:
                 return SendOutcome(
-                    NotificationStatus.failed, sender.provider, error_message=f"template: {exc}"
+                    NotificationStatus.failed,
+                    provider,
+                    error_message=f"template: {exc}",
+                    handed_over=marked,
+                )
+            except HandOverRefused as exc:
+                return SendOutcome(
+                    TRANSIENT if exc.transient else WITHHELD,
+                    provider,
+                    error_message=str(exc),
+                    handed_over=marked,
                 )
             except PermanentSendError as exc:
-                return SendOutcome(exc.status, sender.provider, error_message=str(exc))
+                breaker.success()
+                return SendOutcome(exc.status, provider, error_message=str(exc), handed_over=marked)
+            except AmbiguousSendError as exc:
+                breaker.failure()
+                return SendOutcome(
+                    NotificationStatus.unconfirmed,
+                    provider,
+                    error_message=str(exc),
+                    handed_over=True,
+                )
             except TransientSendError as exc:
+                breaker.failure()
                 if attempt == tries:
                     return SendOutcome(
-                        NotificationStatus.failed,
-                        sender.provider,
-                        error_message=f"{exc} (gave up after {tries} tries)",
+                        TRANSIENT,
+                        provider,
+                        error_message=f"{exc} ({tries} tries)",
+                        handed_over=marked,
                     )
                 wait = delay
                 if exc.retry_after is not None:
                     if exc.retry_after > self._retry.max_retry_after_seconds:
+                        # Waiting that long would hold the step: it comes due again instead.
                         return SendOutcome(
-                            NotificationStatus.failed,
-                            sender.provider,
+                            TRANSIENT,
+                            provider,
                             error_message=f"{exc} (asked to wait {exc.retry_after:g}s)",
+                            handed_over=marked,
                         )
                     wait = max(exc.retry_after, delay)
                 log.info(
@@ -194,7 +276,8 @@ class ProviderNotifier:
                 await asyncio.sleep(wait)
                 delay *= 2
             else:
-                return SendOutcome(NotificationStatus.sent, sender.provider, message_id)
+                breaker.success()
+                return SendOutcome(NotificationStatus.sent, provider, message_id, handed_over=True)
         raise AssertionError("unreachable: the last try always returns")
 
     async def aclose(self) -> None:

@@ -21,3 +21,17 @@ class PermanentSendError(SendError):
     def __init__(self, message: str, *, status: str = "failed") -> None:
         super().__init__(message)
         self.status = status  # "failed", or "bounced" when the recipient address is refused
+
+
+class AmbiguousSendError(SendError):
+    """The message was handed over and no answer came (timeout or hang-up after the end of SMTP
+    DATA, or after the HTTP request was sent): it may have been accepted. Never resent."""
+
+
+class HandOverRefused(Exception):
+    """The engine withheld the message at the last moment: the attempt ended (paid, expired,
+    cancelled), its step's lease passed to another worker, or the mark could not be written."""
+
+    def __init__(self, reason: str, *, transient: bool = False) -> None:
+        super().__init__(reason)
+        self.transient = transient  # True: try again later (e.g. the database was unreachable)

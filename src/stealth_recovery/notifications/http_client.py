@@ -9,7 +9,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.notifications.errors import SendError, TransientSendError
+from stealth_recovery.notifications.errors import (
+    AmbiguousSendError,
+    SendError,
+    TransientSendError,
+)
+from stealth_recovery.notifications.types import HandOver
 
 
 class PooledClient:
@@ -40,14 +45,35 @@ class PooledClient:
             await client.aclose()
 
 
-async def post(client: PooledClient, url: str, **kwargs: object) -> httpx.Response:
-    """POST, turning timeouts and connection failures into transient errors."""
+# Failures that prove the request never reached the provider: safe to try again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+async def post(
+    client: PooledClient, url: str, *, handover: HandOver | None = None, **kwargs: object
+) -> httpx.Response:
+    """POST, calling `handover` right before the request; triages transport failures.
+
+    A failure to connect is transient (the provider never saw the request). A timeout or a
+    broken connection once the request may have been sent (read/write timeout, reset, hang-up)
+    is `AmbiguousSendError`: the provider may have accepted the message, so it is not resent.
+    """
+    if handover is not None:
+        await handover()
     try:
         return await client.get().post(url, **kwargs)  # type: ignore[arg-type]
+    except _NOT_SENT as exc:
+        raise TransientSendError(
+            f"connection error calling {httpx.URL(url).host}: {type(exc).__name__}"
+        ) from exc
     except httpx.TimeoutException as exc:
-        raise TransientSendError(f"timeout calling {httpx.URL(url).host}") from exc
+        raise AmbiguousSendError(
+            f"timeout waiting for {httpx.URL(url).host} after the request was sent"
+        ) from exc
     except httpx.TransportError as exc:
-        raise TransientSendError(f"connection error: {type(exc).__name__}: {exc}") from exc
+        raise AmbiguousSendError(
+            f"connection lost after the request was sent: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

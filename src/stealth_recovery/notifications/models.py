@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stealth_recovery.core.database import Base, JSONType, UTCDateTime
@@ -18,20 +27,30 @@ class Channel(StrEnum):
 
 
 class NotificationStatus(StrEnum):
-    pending = "pending"
+    pending = "pending"  # claimed, not handed over yet (or due again after a transient error)
+    handing_over = "handing_over"  # marked just before the hand-over began; outcome not known yet
     sent = "sent"
     delivered = "delivered"
     failed = "failed"
     bounced = "bounced"
+    unconfirmed = "unconfirmed"  # handed over, no answer (timeout, worker died): never resent
+    cancelled = "cancelled"  # never handed over: the attempt ended (paid, expired) first
 
+
+# Rows not settled yet: the engine (or a dead worker) still holds them.
+UNSETTLED_STATUSES: tuple[str, ...] = (NotificationStatus.pending, NotificationStatus.handing_over)
+_UNSETTLED_SQL = "status IN ('pending', 'handing_over')"
 
 # A status only moves forward: a late or repeated callback never lowers it.
 STATUS_RANK: dict[str, int] = {
     NotificationStatus.pending: 0,
+    NotificationStatus.handing_over: 0,
     NotificationStatus.sent: 1,
+    NotificationStatus.unconfirmed: 1,
     NotificationStatus.delivered: 2,
     NotificationStatus.failed: 2,
     NotificationStatus.bounced: 2,
+    NotificationStatus.cancelled: 2,
 }
 
 
@@ -47,9 +66,18 @@ class NotificationLog(TimestampMixin, Base):
         UniqueConstraint("attempt_id", "retry_number", "channel"),
         CheckConstraint("channel IN ('email', 'sms', 'whatsapp')", name="channel"),
         CheckConstraint(
-            "status IN ('pending', 'sent', 'delivered', 'failed', 'bounced')", name="status"
+            "status IN ('pending', 'handing_over', 'sent', 'delivered', 'failed', 'bounced',"
+            " 'unconfirmed', 'cancelled')",
+            name="status",
         ),
         Index("ix_notification_logs_provider_message", "provider", "provider_message_id"),
+        # The few rows still in the engine's hands: the queue pass settles those of ended steps.
+        Index(
+            "ix_notification_logs_unsettled",
+            "attempt_id",
+            postgresql_where=text(_UNSETTLED_SQL),
+            sqlite_where=text(_UNSETTLED_SQL),
+        ),
         Index("ix_notification_logs_org_created", "organization_id", "created_at"),
     )
 

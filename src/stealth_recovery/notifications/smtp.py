@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import re
 import socket
 import ssl
 import time
@@ -24,9 +25,13 @@ import idna
 
 from stealth_recovery.core.settings import Settings
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.notifications.errors import PermanentSendError, TransientSendError
+from stealth_recovery.notifications.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    TransientSendError,
+)
 from stealth_recovery.notifications.rendering import render_email
-from stealth_recovery.notifications.types import MessageContext
+from stealth_recovery.notifications.types import HandOver, MessageContext
 
 # A server may drop a session it considers idle; past this age we open a fresh one instead.
 MAX_IDLE_SECONDS = 30.0
@@ -74,28 +79,42 @@ class SmtpPool:
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Connection] = []
 
-    async def send(self, message: bytes, *, sender: str, recipients: list[str]) -> None:
-        """Send a raw message on a pooled session; aiosmtplib errors propagate to the caller.
+    async def send(
+        self,
+        message: bytes,
+        *,
+        sender: str,
+        recipients: list[str],
+        handover: HandOver | None = None,
+    ) -> None:
+        """Send a raw message on a pooled session, calling `handover` just before the end of DATA.
 
+        aiosmtplib errors propagate to the caller, except a timeout or hang-up after the end of
+        DATA was sent: the server may have queued the message, so that is `AmbiguousSendError`.
         Addresses must already be in their wire form (`envelope_address`): a non-ASCII one is
         sent with SMTPUTF8 (RFC 6531), and a server without it raises `SMTPNotSupported`.
         """
-        options = [] if all(a.isascii() for a in (sender, *recipients)) else ["SMTPUTF8"]
+        # Internationalised addresses need SMTPUTF8 (RFC 6531); ASCII ones must not ask for it.
+        utf8 = not all(a.isascii() for a in (sender, *recipients))
         slots = self._bind_loop()
         async with slots:
             connection, reused = await self._checkout()
+            state = _Transaction()
             try:
-                await connection.client.sendmail(sender, recipients, message, mail_options=options)
+                await _transaction(
+                    connection.client, message, sender, recipients, utf8, handover, state
+                )
             except aiosmtplib.SMTPServerDisconnected:
                 self._discard(connection)
-                if not reused:
+                if not reused or state.data_started:
                     raise
                 # Almost always a session the server closed while it sat idle in the pool, before
                 # our message: resend once on a fresh session rather than fail the message.
                 connection, _ = await self._checkout(fresh=True)
+                state = _Transaction()
                 try:
-                    await connection.client.sendmail(
-                        sender, recipients, message, mail_options=options
+                    await _transaction(
+                        connection.client, message, sender, recipients, utf8, handover, state
                     )
                 except BaseException as exc:
                     self._release_after(connection, exc)
@@ -157,9 +176,7 @@ class SmtpPool:
 
     def _release_after(self, connection: _Connection, exc: BaseException) -> None:
         # A refusal leaves a healthy, reset session, except 421 (the server is closing it).
-        refused = isinstance(exc, aiosmtplib.SMTPRecipientsRefused) or (
-            isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421
-        )
+        refused = isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code != 421
         if refused and connection.client.is_connected:
             self._checkin(connection)
         else:
@@ -177,6 +194,76 @@ class SmtpPool:
             await asyncio.wait_for(connection.client.quit(), timeout=5)
         finally:
             connection.client.close()
+
+
+@dataclass
+class _Transaction:
+    data_started: bool = False  # DATA was accepted (354): the session cannot be reused blindly
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP,
+    message: bytes,
+    sender: str,
+    recipients: list[str],
+    utf8: bool,
+    handover: HandOver | None,
+    state: _Transaction,
+) -> None:
+    """MAIL, RCPT, DATA and the body, then the hand-over mark, then the end of DATA.
+
+    `sendmail()` writes DATA and its end in one call; the engine must mark the message as being
+    handed over in its database after every refusal that proves non-delivery is possible (MAIL,
+    RCPT, DATA) and before the final "." that hands the message over, so the conversation is
+    driven command by command here.
+    """
+    if utf8 and not client.supports_extension("smtputf8"):
+        raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+    try:
+        await client.mail(
+            sender, options=["SMTPUTF8"] if utf8 else [], encoding="utf-8" if utf8 else "ascii"
+        )
+        for recipient in recipients:
+            await client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii")
+        response = await client.execute_command(b"DATA")
+        if response.code != 354:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+    except aiosmtplib.SMTPResponseException:
+        # A refused envelope: reset it so the session can carry the next message.
+        with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
+            await client.rset()
+        raise
+    state.data_started = True
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")
+    body = _LEADING_DOT.sub(b"..", message)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    try:
+        protocol.write(body)
+        if handover is not None:
+            await handover()
+    except BaseException:
+        # Without the final "." the server discards the unfinished message.
+        client.close()
+        raise
+    try:
+        protocol.write(b".\r\n")
+        response = await protocol.read_response(timeout=client.timeout)
+    except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+        client.close()
+        raise AmbiguousSendError(
+            f"SMTP: no answer after the end of DATA ({exc or type(exc).__name__});"
+            " the server may have accepted the message"
+        ) from exc
+    if response.code != 250:
+        if response.code == 421:
+            client.close()
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
 
 
 class SmtpEmailSender:
@@ -234,8 +321,11 @@ class SmtpEmailSender:
         lines += [f"--{boundary}--", ""]
         return "\r\n".join(lines).encode("utf-8"), message_id
 
-    async def send(self, message: MessageContext) -> str:
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
         """Send one reminder; returns its Message-ID, raises a classified SendError.
+
+        `handover` is awaited right before the end of DATA. A timeout or hang-up after that is
+        `AmbiguousSendError` (never retried); one before it is transient.
 
         The envelope carries the domain's A-label (IDNA 2008), so an internationalised domain
         needs nothing of the server; a non-ASCII local part needs SMTPUTF8 (RFC 6531), and
@@ -248,7 +338,7 @@ class SmtpEmailSender:
             raise PermanentSendError(f"address not deliverable: {exc}", status="bounced") from exc
         raw, message_id = self.compose(message)
         try:
-            await self.pool.send(raw, sender=sender, recipients=[recipient])
+            await self.pool.send(raw, sender=sender, recipients=[recipient], handover=handover)
         except aiosmtplib.SMTPNotSupported as exc:
             if recipient.isascii() and sender.isascii():
                 raise PermanentSendError(f"SMTP error: {exc}") from exc
@@ -256,7 +346,7 @@ class SmtpEmailSender:
                 f"the address {_non_ascii_one(recipient, sender)} has a non-ASCII local part, "
                 "which needs SMTPUTF8 (RFC 6531), and the SMTP server does not offer SMTPUTF8"
             ) from exc
-        except aiosmtplib.SMTPRecipientsRefused as exc:
+        except aiosmtplib.SMTPRecipientRefused as exc:
             raise _recipient_error(exc) from exc
         except aiosmtplib.SMTPResponseException as exc:
             text = f"SMTP {exc.code} {exc.message}".strip()
@@ -394,10 +484,7 @@ def _text_part(subtype: str, text: str) -> str:
     )
 
 
-def _recipient_error(exc: aiosmtplib.SMTPRecipientsRefused) -> Exception:
-    refusal = exc.recipients[0] if exc.recipients else None
-    if refusal is None:
-        return PermanentSendError("SMTP recipient refused")
+def _recipient_error(refusal: aiosmtplib.SMTPRecipientRefused) -> Exception:
     text = f"SMTP {refusal.code} {refusal.message}".strip()
     if 400 <= refusal.code < 500:
         return TransientSendError(text)

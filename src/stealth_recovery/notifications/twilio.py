@@ -19,7 +19,7 @@ from stealth_recovery.notifications.http_client import (
     transient_http_error,
 )
 from stealth_recovery.notifications.rendering import render_sms
-from stealth_recovery.notifications.types import MessageContext
+from stealth_recovery.notifications.types import HandOver, MessageContext
 
 STATUS_CALLBACK_PATH = "/v1/webhooks/twilio/status"
 
@@ -72,18 +72,24 @@ class TwilioSmsSender:
             ),
         )
 
-    async def send(self, message: MessageContext) -> str:
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
         """Send one SMS; returns the Message SID, raises a classified SendError.
 
         A refusal is classified by its Twilio error code (`error_codes.TWILIO_ERRORS`, the
         table callbacks use too): 21610 or 21211 bounce the log, a throttling code is retried;
         without a known code, 429 and 5xx are retried and anything else fails.
+        The Messages API takes no idempotency key, so a request whose answer is lost is
+        `AmbiguousSendError` (recorded unconfirmed), never sent again.
         """
         form = {"To": message.recipient, "From": self.from_number, "Body": render_sms(message)}
         if self.status_callback:
             form["StatusCallback"] = self.status_callback
         response = await post(
-            self.client, self.url, data=form, auth=(self.account_sid, self.auth_token)
+            self.client,
+            self.url,
+            handover=handover,
+            data=form,
+            auth=(self.account_sid, self.auth_token),
         )
         body = json_or_empty(response)
         if response.is_success:

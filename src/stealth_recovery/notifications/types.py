@@ -6,9 +6,19 @@ written as a `pending` log row, then awaits `Notifier.send()` for many of them c
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+# Outcomes that are not log statuses: the engine turns them into one.
+TRANSIENT = "transient"  # not delivered, worth another try later (outage, throttling, 4xx)
+WITHHELD = "withheld"  # not handed over: the engine refused at the last moment (see HandOver)
+
+# Called by a sender immediately before the hand-over begins (before the end of SMTP DATA,
+# before the HTTP request): marks the message as being handed over, in the database, after
+# checking the attempt is still open and still ours. Raises `HandOverRefused` to withhold it.
+HandOver = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,12 @@ class MessageContext:
 
 @dataclass(frozen=True)
 class SendOutcome:
-    status: str  # "sent", "failed" or "bounced"
+    # "sent", "failed", "bounced", "unconfirmed" (handed over, no answer), TRANSIENT or WITHHELD
+    status: str
     provider: str  # "smtp", "twilio", "whatsapp"
     provider_message_id: str | None = None
     error_message: str | None = None
+    handed_over: bool = False  # the hand-over mark was written (the provider may have it)
 
 
 class Notifier(Protocol):
@@ -50,8 +62,11 @@ class Notifier(Protocol):
         """Why the channel cannot send at all (provider not configured), or None."""
         ...
 
-    async def send(self, message: MessageContext) -> SendOutcome:
-        """Render and send one message. Never raises: errors become a failed/bounced outcome."""
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> SendOutcome:
+        """Render and send one message, calling `handover` right before the hand-over begins.
+
+        Never raises: every error becomes an outcome.
+        """
         ...
 
     async def aclose(self) -> None: ...

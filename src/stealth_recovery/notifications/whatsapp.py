@@ -22,7 +22,7 @@ from stealth_recovery.notifications.http_client import (
     transient_http_error,
 )
 from stealth_recovery.notifications.rendering import render_whatsapp
-from stealth_recovery.notifications.types import MessageContext
+from stealth_recovery.notifications.types import HandOver, MessageContext
 
 
 def missing_settings(settings: Settings) -> list[str]:
@@ -88,17 +88,19 @@ class WhatsAppSender:
             },
         }
 
-    async def send(self, message: MessageContext) -> str:
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
         """Send one template message; returns the wamid, raises a classified SendError.
 
         A refusal is classified by its Graph error code (`error_codes.WHATSAPP_ERRORS`, the
         table status webhooks use too): 131026 bounces the log, throttling and temporary
         service codes are retried even under HTTP 400; without a known code, 429 and 5xx are
         retried and anything else fails.
+        The Cloud API takes no idempotency key: a lost answer is `AmbiguousSendError`.
         """
         response = await post(
             self.client,
             self.url,
+            handover=handover,
             json=self.payload(message),
             headers={"Authorization": f"Bearer {self.api_key}"},
         )

@@ -99,6 +99,9 @@ class RecoveryAttempt(TimestampMixin, Base):
     last_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # While a step is claimed this holds the lease end: a dead worker's step comes due again.
     next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who holds the step's lease (`next_retry_at` is its end while claimed): the queue pass's
+    # claim token, then the worker process sending it. NULL when nobody holds it.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
     max_retries: Mapped[int] = mapped_column(Integer, nullable=False)
 
     policy_id: Mapped[int | None] = mapped_column(

@@ -124,6 +124,8 @@ def stats(principal: CurrentPrincipal, session: SessionDep) -> RetryStats:
     - `sent_count`: messages (notification log rows) whose status is `sent` or `delivered`.
     - `completed_count`: attempts completed (paid).
     - `failed_count`: messages whose status is `failed` or `bounced`.
+    - `unconfirmed_count`: messages handed over without an answer (may have arrived; never
+      resent).
     - `avg_retry_count`: mean `retry_count` (reminder steps sent) over all attempts, rounded to
       2 decimals; 0 when there are none.
     """

@@ -2,15 +2,20 @@
 
 A reminder step goes through three short transactions:
 
-1. the queue claim (`process_retry_queue`): due attempts get a lease (`repository.claim_due_steps`);
-2. the send claim (`prepare_steps`): the attempt row is locked and re-read — a paid, expired or
-   already-advanced attempt gets nothing — and one `pending` log row per channel is written under
-   the unique (attempt, retry number, channel) key before any provider is called;
-3. the record (`record_steps`): each log row gets its outcome, and the attempt advances
-   (`retry_count`, `last_retry_at`, the next `next_retry_at`) — only if still open at that step.
+1. the queue claim (`process_retry_queue`): due attempts get a lease under a claim token
+   (`repository.claim_due_steps`);
+2. the send claim (`prepare_steps`): the attempt row is locked and re-read — a paid, expired,
+   already-advanced or otherwise-owned attempt gets nothing — the worker takes the lease in its
+   own name, and one `pending` log row per channel is written under the unique (attempt, retry
+   number, channel) key before any provider is called;
+3. the hand-over (`lease.HandOverGate`): immediately before each provider call the row is marked
+   `handing_over`, only if the attempt is still open and still leased by this worker;
+4. the record (`record_steps`): each log row gets its outcome, and the attempt advances
+   (`retry_count`, `last_retry_at`, the next `next_retry_at`) — only if still open at that step
+   and still ours. A step with a transient failure is due again later instead.
 
-Steps are recorded as soon as their messages are out, in small batches, so a worker killed
-mid-batch leaves few sent-but-unrecorded messages: only those can go out twice after the lease.
+A row found `handing_over` by the next owner is settled `unconfirmed`, never resent: a crash
+cannot send a message twice. Rows still `pending` were never handed over and are sent.
 """
 
 from __future__ import annotations
@@ -25,7 +30,18 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Integer, Table, Update, bindparam, case, literal_column, select, text, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    Update,
+    bindparam,
+    case,
+    exists,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -35,13 +51,20 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
 from stealth_recovery.notifications.service import apply_held_statuses
-from stealth_recovery.notifications.types import MessageContext, Notifier, SendOutcome
+from stealth_recovery.notifications.types import (
+    TRANSIENT,
+    WITHHELD,
+    MessageContext,
+    Notifier,
+    SendOutcome,
+)
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import pay_url, schedule_of
 from stealth_recovery.retry import repository
 from stealth_recovery.retry.backoff import Schedule, delay_before
+from stealth_recovery.retry.lease import HandOverGate, Heartbeat, new_claim_token, process_owner
 from stealth_recovery.retry.repository import ClaimedStep
 
 log = structlog.get_logger(__name__)
@@ -59,6 +82,34 @@ class PreparedStep:
     retry_number: int
     schedule: Schedule
     messages: list[MessageContext] = field(default_factory=list)
+    started_at: datetime | None = None  # first try of this step (its oldest log row)
+    tries: int = 1  # tries of the step's messages so far, this one included
+    already_out: bool = False  # a message of this step went out on an earlier try
+
+
+@dataclass(frozen=True)
+class StepRetry:
+    """When a step whose provider failed transiently is tried again, and when it gives up.
+
+    The n-th retry waits `initial × 2^(n-1)`, at most `max_delay`; a message still failing
+    `deadline` after the step's first try is failed and the schedule moves on.
+    """
+
+    initial: timedelta = timedelta(seconds=30)
+    max_delay: timedelta = timedelta(minutes=30)
+    deadline: timedelta = timedelta(hours=6)
+
+    @classmethod
+    def from_settings(cls) -> StepRetry:
+        settings = get_settings()
+        return cls(
+            initial=timedelta(seconds=settings.step_retry_initial_seconds),
+            max_delay=timedelta(seconds=settings.step_retry_max_seconds),
+            deadline=timedelta(seconds=settings.step_retry_deadline_seconds),
+        )
+
+    def delay(self, tries: int) -> timedelta:
+        return min(self.initial * 2 ** max(0, tries - 1), self.max_delay)
 
 
 @dataclass
@@ -72,11 +123,23 @@ class StepReport:
     claimed: int = 0  # steps handed to this run
     advanced: int = 0  # steps recorded as done
     skipped: int = 0  # stale, final, or being sent by another worker
+    deferred: int = 0  # steps due again later after a transient provider failure
     sent: int = 0  # messages accepted by a provider
     failed: int = 0  # messages failed, bounced, or skipped for want of a contact/provider
+    unconfirmed: int = 0  # messages handed over without an answer
+    withheld: int = 0  # messages stopped at the hand-over (paid, or the step changed hands)
 
     def add(self, other: StepReport) -> None:
-        for name in ("claimed", "advanced", "skipped", "sent", "failed"):
+        for name in (
+            "claimed",
+            "advanced",
+            "skipped",
+            "deferred",
+            "sent",
+            "failed",
+            "unconfirmed",
+            "withheld",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -164,15 +227,18 @@ def prepare_steps(
     notifier: Notifier,
     now: datetime,
     lease: timedelta,
+    owner: str | None = None,
 ) -> list[PreparedStep]:
-    """Claim the sends of `steps`; returns what to send. The caller commits before sending.
+    """Claim the sends of `steps` for `owner`; returns what to send. The caller commits first.
 
     Prevents chasing a paid customer: the attempt row is locked and re-read here, and
     completion (`recovery.repository.finish`) takes the same row lock. Prevents sending a step
-    twice: a step whose log rows another worker wrote within the lease is left to that worker,
-    and the unique log key turns any other repeat into a no-op.
+    twice: a step leased by someone else (a newer claim, or a live worker) is left alone; a row
+    a former owner left `handing_over` is settled `unconfirmed` and never resent; the unique
+    log key turns any other repeat into a no-op.
     """
-    wanted = {s.attempt_id: s.retry_number for s in steps}
+    owner = owner or process_owner()
+    wanted = {s.attempt_id: s for s in steps}
     if not wanted:
         return []
     rows = session.execute(
@@ -193,31 +259,41 @@ def prepare_steps(
     new_rows: list[dict[str, Any]] = []
     pending_for: dict[tuple[int, str], tuple[RecoveryAttempt, Transaction, str]] = {}
     taken_over: list[tuple[NotificationLog, RecoveryAttempt, Transaction, str]] = []
-    stale_before = now - lease
     for attempt, transaction, merchant_name in rows:
-        k = wanted[attempt.id]
+        claimed = wanted[attempt.id]
+        k = claimed.retry_number
         if attempt.status not in OPEN_STATUSES or attempt.retry_count != k:
             continue  # paid, cancelled, or this step already recorded
+        lease_running = attempt.next_retry_at is not None and attempt.next_retry_at > now
+        if attempt.lease_owner != claimed.claim and lease_running:
+            continue  # claimed again since, or held by a live worker: not ours
         if attempt.expires_at <= now:
             attempt.status = AttemptStatus.expired
             attempt.next_retry_at = None
+            attempt.lease_owner = None
             continue
-        logs = {row.channel: row for row in existing.get((attempt.id, k), [])}
-        if any(
-            row.status == NotificationStatus.pending and row.updated_at > stale_before
-            for row in logs.values()
-        ):
-            continue  # another worker is sending this step right now
-        step = PreparedStep(attempt.id, k, schedule_of(attempt))
+        attempt.lease_owner = owner
+        attempt.next_retry_at = now + lease
+        step = PreparedStep(attempt.id, k, schedule_of(attempt), started_at=now)
         prepared.append(step)
+        logs = {row.channel: row for row in existing.get((attempt.id, k), [])}
+        for earlier in logs.values():
+            step.started_at = min(step.started_at or now, earlier.created_at)
+            if earlier.status == NotificationStatus.handing_over:
+                # Its worker stopped during the hand-over: the provider may have it.
+                earlier.status = NotificationStatus.unconfirmed
+                earlier.error_message = _INTERRUPTED
+                earlier.updated_at = now
+            if earlier.status in _OUT:
+                step.already_out = True
         for channel in attempt.enabled_channels:
             row = logs.get(channel)
             if row is not None:
                 if row.status == NotificationStatus.pending:
-                    # Its worker died after writing it: we cannot know whether the provider got
-                    # it, so it is sent again (at least once beats a forgotten reminder).
+                    # Never handed over (a worker died before, or a transient failure): send.
                     row.send_attempts += 1
                     row.updated_at = now
+                    step.tries = max(step.tries, row.send_attempts)
                     taken_over.append((row, attempt, transaction, merchant_name))
                 continue
             recipient = _recipient(channel, transaction)
@@ -258,6 +334,10 @@ def prepare_steps(
     return prepared
 
 
+_OUT = (NotificationStatus.sent, NotificationStatus.delivered, NotificationStatus.unconfirmed)
+_INTERRUPTED = "outcome unknown: its worker stopped during the hand-over; not sent again"
+
+
 def _context(
     log_id: int,
     channel: str,
@@ -294,17 +374,48 @@ _attempt_table = cast(Table, RecoveryAttempt.__table__)
 _logs = _log_table.c
 _attempts = _attempt_table.c
 
-_LOG_OUTCOME = (
+_OUTCOME_VALUES: dict[str, Any] = {
+    "status": bindparam("b_status"),
+    "provider_message_id": bindparam("b_provider_message_id"),
+    "error_message": bindparam("b_error_message"),
+    "sent_at": bindparam("b_sent_at"),
+    "failed_at": bindparam("b_failed_at"),
+    "updated_at": bindparam("b_now"),
+}
+# The outcome of a message this worker handed over is a fact: it is written even if the step
+# has changed hands since (it turns the next owner's `unconfirmed` into what the provider said).
+_LOG_HANDED_OVER_OUTCOME = (
     update(_log_table)
-    .where(_logs.id == bindparam("b_log_id"), _logs.status == NotificationStatus.pending)
-    .values(
-        status=bindparam("b_status"),
-        provider_message_id=bindparam("b_provider_message_id"),
-        error_message=bindparam("b_error_message"),
-        sent_at=bindparam("b_sent_at"),
-        failed_at=bindparam("b_failed_at"),
-        updated_at=bindparam("b_now"),
+    .where(
+        _logs.id == bindparam("b_log_id"),
+        _logs.status.in_([literal_column(f"'{s}'") for s in ("handing_over", "unconfirmed")]),
     )
+    .values(**_OUTCOME_VALUES)
+)
+# Anything else (a refusal before the hand-over, a transient failure) is written only while
+# the step is still ours: a late write from a former owner is refused.
+_LOG_FENCED_OUTCOME = (
+    update(_log_table)
+    .where(
+        _logs.id == bindparam("b_log_id"),
+        _logs.status.in_([literal_column(f"'{s}'") for s in ("pending", "handing_over")]),
+        exists().where(
+            _attempts.id == _logs.attempt_id, _attempts.lease_owner == bindparam("b_owner")
+        ),
+    )
+    .values(**_OUTCOME_VALUES)
+)
+_OPEN_LITERALS: list[Any] = [literal_column(f"'{status}'") for status in OPEN_STATUSES]
+# A step with a transient failure: due again after the backoff, lease released.
+_DEFER = (
+    update(_attempt_table)
+    .where(
+        _attempts.id == bindparam("b_attempt_id"),
+        _attempts.retry_count == bindparam("b_step", type_=Integer),
+        _attempts.status.in_(_OPEN_LITERALS),
+        _attempts.lease_owner == bindparam("b_owner"),
+    )
+    .values(next_retry_at=bindparam("b_next_at"), lease_owner=None, updated_at=bindparam("b_now"))
 )
 
 
@@ -314,6 +425,7 @@ def _advance(any_sent: bool) -> Update:
         "retry_count": step + 1,
         "last_retry_at": bindparam("b_now"),
         "next_retry_at": bindparam("b_next_at"),
+        "lease_owner": None,
         "updated_at": bindparam("b_now"),
     }
     if any_sent:
@@ -328,7 +440,8 @@ def _advance(any_sent: bool) -> Update:
             _attempts.id == bindparam("b_attempt_id"),
             _attempts.retry_count == step,
             # Literal values: an expanding IN cannot run once per parameter set.
-            _attempts.status.in_([literal_column(f"'{status}'") for status in OPEN_STATUSES]),
+            _attempts.status.in_(_OPEN_LITERALS),
+            _attempts.lease_owner == bindparam("b_owner"),
         )
         .values(**values)
     )
@@ -338,47 +451,97 @@ _ADVANCE_SENT = _advance(any_sent=True)
 _ADVANCE_NOT_SENT = _advance(any_sent=False)
 
 
-def record_steps(session: Session, *, results: Sequence[StepResult], now: datetime) -> StepReport:
-    """Write each message's outcome and advance each attempt past its step.
+def record_steps(
+    session: Session,
+    *,
+    results: Sequence[StepResult],
+    now: datetime,
+    owner: str | None = None,
+    retry: StepRetry | None = None,
+) -> StepReport:
+    """Write each message's outcome and move each step on: advanced, due again, or left.
 
-    An attempt completed or cancelled while its step was in flight keeps its final state: the
-    advance only matches an open attempt still at that step.
+    - Every message has a final outcome (sent, failed, bounced, unconfirmed): the attempt
+      advances past the step.
+    - A message failed transiently (outage, throttling) before `retry.deadline`: its row goes
+      back to `pending` and the step is due again after `retry.delay(tries)`; the attempt does
+      not advance. Past the deadline the message is failed and the step advances.
+    - A message was withheld at the hand-over: the attempt ended (its rows are settled as
+      `cancelled`) or the step is another worker's now; nothing else is written.
+
+    Every write about the attempt needs `owner` to still hold the lease (fencing), and an
+    attempt completed or cancelled while its step was in flight keeps its final state.
     """
+    owner = owner or process_owner()
+    retry = retry or StepRetry.from_settings()
     report = StepReport()
-    log_params: list[dict[str, object]] = []
+    handed_over: list[dict[str, object]] = []
+    fenced: list[dict[str, object]] = []
     advance_sent: list[dict[str, object]] = []
     advance_not_sent: list[dict[str, object]] = []
+    deferred: list[dict[str, object]] = []
+    withheld_attempts: list[int] = []
     for result in results:
-        any_sent = False
-        for message, outcome in zip(result.step.messages, result.outcomes, strict=True):
-            sent = outcome.status == NotificationStatus.sent
-            any_sent = any_sent or sent
+        step = result.step
+        deadline = (step.started_at or now) + retry.deadline
+        any_out = step.already_out
+        transient = withheld = False
+        for message, outcome in zip(step.messages, result.outcomes, strict=True):
+            status, error = outcome.status, outcome.error_message
+            if status == WITHHELD:
+                withheld = True
+                report.withheld += 1
+                continue
+            if status == TRANSIENT and now >= deadline:
+                status = NotificationStatus.failed
+                error = f"{error} (gave up {retry.deadline} after the step's first try)"
+            sent = status == NotificationStatus.sent
+            params: dict[str, object] = {
+                "b_log_id": message.log_id,
+                "b_status": NotificationStatus.pending if status == TRANSIENT else status,
+                "b_provider_message_id": outcome.provider_message_id,
+                "b_error_message": error,
+                "b_sent_at": now if sent else None,
+                "b_failed_at": None if sent or status in _NOT_FAILED else now,
+                "b_now": now,
+                "b_owner": owner,
+            }
+            if status == TRANSIENT:
+                transient = True
+                fenced.append(params)
+                continue
+            any_out = any_out or sent or status == NotificationStatus.unconfirmed
             report.sent += sent
-            report.failed += not sent
-            log_params.append(
+            report.unconfirmed += status == NotificationStatus.unconfirmed
+            report.failed += status in (NotificationStatus.failed, NotificationStatus.bounced)
+            (handed_over if outcome.handed_over else fenced).append(params)
+        if withheld:
+            withheld_attempts.append(step.attempt_id)
+            continue
+        if transient:
+            deferred.append(
                 {
-                    "b_log_id": message.log_id,
-                    "b_status": outcome.status,
-                    "b_provider_message_id": outcome.provider_message_id,
-                    "b_error_message": outcome.error_message,
-                    "b_sent_at": now if sent else None,
-                    "b_failed_at": None if sent else now,
+                    "b_attempt_id": step.attempt_id,
+                    "b_step": step.retry_number,
+                    "b_next_at": min(now + retry.delay(step.tries), deadline),
                     "b_now": now,
+                    "b_owner": owner,
                 }
             )
-        done = result.step.retry_number + 1
+            continue
+        done = step.retry_number + 1
         params = {
-            "b_attempt_id": result.step.attempt_id,
-            "b_step": result.step.retry_number,
+            "b_attempt_id": step.attempt_id,
+            "b_step": step.retry_number,
             "b_now": now,
-            "b_next_at": schedule_retry(
-                schedule=result.step.schedule, steps_done=done, last_retry_at=now
-            ),
+            "b_owner": owner,
+            "b_next_at": schedule_retry(schedule=step.schedule, steps_done=done, last_retry_at=now),
         }
-        (advance_sent if any_sent else advance_not_sent).append(params)
-    if log_params:
-        session.execute(_LOG_OUTCOME, log_params)
-    for stmt, params_list in ((_ADVANCE_SENT, advance_sent), (_ADVANCE_NOT_SENT, advance_not_sent)):
+        (advance_sent if any_out else advance_not_sent).append(params)
+    for stmt, params_list in (
+        (_LOG_HANDED_OVER_OUTCOME, handed_over),
+        (_LOG_FENCED_OUTCOME, fenced),
+    ):
         if params_list:
             session.execute(stmt, params_list)
     # Delivery callbacks that beat this record to the webhook were held: apply them now.
@@ -391,22 +554,46 @@ def record_steps(session: Session, *, results: Sequence[StepResult], now: dateti
             if outcome.provider_message_id
         ],
     )
-    report.advanced = len(advance_sent) + len(advance_not_sent)
-    metrics.REMINDER_STEPS.labels(outcome="sent").inc(len(advance_sent))
-    metrics.REMINDER_STEPS.labels(outcome="not_sent").inc(len(advance_not_sent))
+    # Rows matched, not steps meant: a fenced-off owner advances nothing.
+    report.deferred = _execute_many(session, _DEFER, deferred)
+    advanced_sent = _execute_many(session, _ADVANCE_SENT, advance_sent)
+    advanced_not_sent = _execute_many(session, _ADVANCE_NOT_SENT, advance_not_sent)
+    if withheld_attempts:
+        repository.settle_unsettled_logs(session, now=now, attempt_ids=withheld_attempts)
+    report.advanced = advanced_sent + advanced_not_sent
+    metrics.REMINDER_STEPS.labels(outcome="sent").inc(advanced_sent)
+    metrics.REMINDER_STEPS.labels(outcome="not_sent").inc(advanced_not_sent)
     return report
 
 
+def _execute_many(session: Session, stmt: Update, params: list[dict[str, object]]) -> int:
+    if not params:
+        return 0
+    return int(session.execute(stmt, params).rowcount or 0)  # type: ignore[attr-defined]
+
+
+_NOT_FAILED = (NotificationStatus.unconfirmed, NotificationStatus.pending, TRANSIENT)
+
+
 def _prepare_in_own_transaction(
-    steps: Sequence[ClaimedStep], notifier: Notifier, lease: timedelta
+    steps: Sequence[ClaimedStep], notifier: Notifier, lease: timedelta, owner: str
 ) -> list[PreparedStep]:
     with session_scope() as session:
-        return prepare_steps(session, steps=steps, notifier=notifier, now=utc_now(), lease=lease)
+        return prepare_steps(
+            session, steps=steps, notifier=notifier, now=utc_now(), lease=lease, owner=owner
+        )
 
 
-def _record_in_own_transaction(results: Sequence[StepResult]) -> StepReport:
+def _record_in_own_transaction(
+    results: Sequence[StepResult], owner: str, retry: StepRetry
+) -> StepReport:
     with session_scope() as session:
-        return record_steps(session, results=results, now=utc_now())
+        return record_steps(session, results=results, now=utc_now(), owner=owner, retry=retry)
+
+
+# Waits between tries of a failed record write (seconds): doubled up to the cap, never given up.
+RECORD_RETRY_FIRST = 0.5
+RECORD_RETRY_MAX = 10.0
 
 
 async def run_steps(
@@ -414,11 +601,44 @@ async def run_steps(
     *,
     notifier: Notifier,
     lease: timedelta | None = None,
+    owner: str | None = None,
 ) -> StepReport:
-    """Send the given claimed steps with many messages in flight, recording as they finish."""
+    """Send the given claimed steps with many messages in flight, recording as they finish.
+
+    The run holds the steps' leases in `owner`'s name (this process by default) and renews
+    them while it works. Each message passes `HandOverGate` right before its provider call.
+    A record that fails (database down) is kept and retried until it is written; meanwhile
+    the rows stay `handing_over` in the database, so even if this process dies the messages
+    are settled `unconfirmed`, never resent.
+    """
     lease = lease or timedelta(seconds=get_settings().queue_lease_seconds)
+    owner = owner or process_owner()
+    retry = StepRetry.from_settings()
     report = StepReport(claimed=len(steps))
     finished: asyncio.Queue[StepResult | None] = asyncio.Queue()
+    gate = HandOverGate(owner)
+    heartbeat = Heartbeat(owners={owner, *(s.claim for s in steps if s.claim)}, lease=lease)
+    heartbeat.held.update(s.attempt_id for s in steps)
+
+    # Steps started and not yet recorded: this bounds what a kill can leave unconfirmed (the
+    # messages handed over whose outcome is not written yet), whatever the recorder's lag.
+    unrecorded = asyncio.Semaphore(get_settings().send_concurrency)
+
+    async def record(batch: list[StepResult]) -> None:
+        wait = RECORD_RETRY_FIRST
+        while True:
+            try:
+                report.add(await asyncio.to_thread(_record_in_own_transaction, batch, owner, retry))
+                break
+            except Exception:
+                # Kept and retried: an outcome is never dropped (a dropped "sent" would be
+                # settled unconfirmed, a dropped failure would hide a bounce).
+                log.exception("record_failed_retrying", steps=len(batch), wait_seconds=wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECORD_RETRY_MAX)
+        heartbeat.held.difference_update(result.step.attempt_id for result in batch)
+        for _ in batch:
+            unrecorded.release()
 
     async def recorder() -> None:
         # Records whatever has finished since the last write: small batches under light load,
@@ -438,15 +658,13 @@ async def run_steps(
                 else:
                     batch.append(nxt)
             if batch:
-                try:
-                    report.add(await asyncio.to_thread(_record_in_own_transaction, batch))
-                except Exception:
-                    # The lease brings these steps back; their sent logs keep them from
-                    # going out again.
-                    log.exception("record_failed", steps=len(batch))
+                await record(batch)
 
     async def send_step(step: PreparedStep) -> None:
-        outcomes = await asyncio.gather(*(notifier.send(m) for m in step.messages))
+        await unrecorded.acquire()
+        outcomes = await asyncio.gather(
+            *(notifier.send(m, gate.for_message(m.log_id)) for m in step.messages)
+        )
         await finished.put(StepResult(step, list(outcomes)))
 
     in_flight = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
@@ -455,14 +673,21 @@ async def run_steps(
         async with in_flight:
             try:
                 prepared = await asyncio.to_thread(
-                    _prepare_in_own_transaction, chunk, notifier, lease
+                    _prepare_in_own_transaction, chunk, notifier, lease, owner
                 )
             except Exception:
+                # Nothing was written: the steps come due again when their lease ends.
                 log.exception("prepare_failed", steps=len(chunk))
+                heartbeat.held.difference_update(s.attempt_id for s in chunk)
                 return
+            taken = {step.attempt_id for step in prepared}
+            heartbeat.held.difference_update(
+                s.attempt_id for s in chunk if s.attempt_id not in taken
+            )
             report.skipped += len(chunk) - len(prepared)
             await asyncio.gather(*(send_step(step) for step in prepared))
 
+    heartbeat.start()
     recorder_task = asyncio.create_task(recorder())
     chunks = [steps[i : i + PREPARE_CHUNK] for i in range(0, len(steps), PREPARE_CHUNK)]
     try:
@@ -470,6 +695,7 @@ async def run_steps(
     finally:
         await finished.put(None)
         await recorder_task
+        await heartbeat.stop()
     return report
 
 
@@ -480,12 +706,18 @@ class QueuePass:
 
 
 def claim_batch(*, now: datetime, limit: int, lease: timedelta) -> QueuePass:
-    """One queue pass in its own transaction: expire, cancel exhausted, claim due steps."""
+    """One queue pass in its own transaction: expire, cancel exhausted, settle the log rows of
+    ended steps, claim due steps under a fresh claim token."""
     started = time.perf_counter()
     with session_scope() as session:
         expired = repository.expire_due(session, now=now, limit=limit)
         exhausted = repository.cancel_exhausted_due(session, now=now, limit=limit)
-        steps = repository.claim_due_steps(session, now=now, limit=limit, lease=lease)
+        settled_logs = repository.settle_unsettled_logs(session, now=now)
+        steps = repository.claim_due_steps(
+            session, now=now, limit=limit, lease=lease, claim=new_claim_token()
+        )
+    if settled_logs:
+        log.info("unsettled_logs_settled", count=settled_logs)
     metrics.CLAIM_SECONDS.observe(time.perf_counter() - started)
     if expired or exhausted or steps:
         log.info("queue_claimed", steps=len(steps), expired=expired, exhausted=exhausted)

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, not_, or_, select, update
 from sqlalchemy.orm import Session
 
+from stealth_recovery.notifications.models import (
+    UNSETTLED_STATUSES,
+    NotificationLog,
+    NotificationStatus,
+)
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
 
@@ -47,10 +52,12 @@ def deactivate_all(session: Session, *, organization_id: int) -> None:
 
 @dataclass(frozen=True)
 class ClaimedStep:
-    """One reminder step a worker is to send: attempt id and 0-based retry number."""
+    """One reminder step a worker is to send: attempt id, 0-based retry number, and the claim
+    token the queue pass wrote as the lease owner (None: not claimed by a queue pass)."""
 
     attempt_id: int
     retry_number: int
+    claim: str | None = None
 
 
 def _due(now: datetime) -> list[ColumnElement[bool]]:
@@ -108,9 +115,12 @@ def cancel_exhausted_due(session: Session, *, now: datetime, limit: int) -> int:
 
 
 def claim_due_steps(
-    session: Session, *, now: datetime, limit: int, lease: timedelta
+    session: Session, *, now: datetime, limit: int, lease: timedelta, claim: str | None = None
 ) -> list[ClaimedStep]:
-    """Claim up to `limit` due reminder steps under a lease.
+    """Claim up to `limit` due reminder steps under a lease owned by `claim` (a token).
+
+    A due row is one whose lease has ended: its former owner, if any, stopped renewing it, and
+    writing the new owner fences that owner off (its hand-overs and records are refused).
 
     Prevents two schedulers dispatching the same step: rows another transaction is claiming
     are skipped (`FOR UPDATE SKIP LOCKED`; SQLite has a single writer), and a claimed row's
@@ -136,11 +146,106 @@ def claim_due_steps(
             RecoveryAttempt.expires_at > now,
             RecoveryAttempt.retry_count < RecoveryAttempt.max_retries,
         )
-        .values(next_retry_at=now + lease)
+        .values(next_retry_at=now + lease, lease_owner=claim)
         .returning(RecoveryAttempt.id, RecoveryAttempt.retry_count)
         .execution_options(synchronize_session=False)
     )
-    return [ClaimedStep(attempt_id=row[0], retry_number=row[1]) for row in result]
+    return [ClaimedStep(attempt_id=row[0], retry_number=row[1], claim=claim) for row in result]
+
+
+def renew_leases(
+    session: Session, *, attempt_ids: list[int], owners: list[str], until: datetime
+) -> int:
+    """Heartbeat: push the lease of steps still held by one of `owners` to `until`.
+
+    A step another worker has claimed since (a new owner) is not touched.
+    """
+    if not attempt_ids:
+        return 0
+    result = session.execute(
+        update(RecoveryAttempt)
+        .where(
+            RecoveryAttempt.id.in_(attempt_ids),
+            RecoveryAttempt.lease_owner.in_(owners),
+            RecoveryAttempt.status.in_(OPEN_STATUSES),
+        )
+        .values(next_retry_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_handing_over(
+    session: Session, *, log_ids: list[int], owner: str, now: datetime
+) -> set[int]:
+    """Mark messages as being handed over; returns the ids allowed to go to the provider.
+
+    One statement is both checks made immediately before the provider call: the attempt is
+    still open (a payment committed before this statement withholds the message) and its step
+    is still leased by `owner` (a worker whose lease passed to another is fenced off). A row
+    another worker settled (unconfirmed, cancelled) is not `pending` any more and is refused.
+    Re-marking a row this owner marked already (a quick retry after a refused DATA) is allowed.
+    """
+    if not log_ids:
+        return set()
+    logs = NotificationLog
+    ours = exists().where(
+        RecoveryAttempt.id == logs.attempt_id,
+        RecoveryAttempt.lease_owner == owner,
+        RecoveryAttempt.status.in_(OPEN_STATUSES),
+        RecoveryAttempt.next_retry_at > now,
+    )
+    result = session.execute(
+        update(logs)
+        .where(logs.id.in_(log_ids), logs.status.in_(UNSETTLED_STATUSES), ours)
+        .values(status=NotificationStatus.handing_over, updated_at=now)
+        .returning(logs.id)
+        .execution_options(synchronize_session=False)
+    )
+    return {row[0] for row in result}
+
+
+_CANCELLED_REASON = "not sent: the attempt ended before this message was handed over"
+_UNKNOWN_REASON = (
+    "outcome unknown: the hand-over was interrupted (the worker stopped); not sent again"
+)
+
+
+def settle_unsettled_logs(
+    session: Session, *, now: datetime, attempt_ids: list[int] | None = None
+) -> int:
+    """Settle log rows nobody will finish: those of ended attempts or of steps already past.
+
+    A `pending` row (never handed over) becomes `cancelled`; a `handing_over` row (the provider
+    may have it) becomes `unconfirmed`. Walks only the partial index of unsettled rows.
+    """
+    logs = NotificationLog
+    ended = exists().where(
+        RecoveryAttempt.id == logs.attempt_id,
+        or_(
+            not_(RecoveryAttempt.status.in_(OPEN_STATUSES)),
+            RecoveryAttempt.retry_count > logs.retry_number,
+        ),
+    )
+    criteria: list[ColumnElement[bool]] = [logs.status.in_(UNSETTLED_STATUSES), ended]
+    if attempt_ids is not None:
+        criteria.append(logs.attempt_id.in_(attempt_ids))
+    is_pending = logs.status == NotificationStatus.pending
+    result = session.execute(
+        update(logs)
+        .where(and_(*criteria))
+        .values(
+            status=case(
+                (is_pending, NotificationStatus.cancelled.value),
+                else_=NotificationStatus.unconfirmed.value,
+            ),
+            error_message=case((is_pending, _CANCELLED_REASON), else_=_UNKNOWN_REASON),
+            failed_at=case((is_pending, now), else_=logs.failed_at),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def expire_past_deadline(session: Session, *, now: datetime) -> int:

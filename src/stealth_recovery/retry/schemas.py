@@ -147,6 +147,7 @@ class RetryStats(BaseModel):
                     "sent_count": 100,
                     "completed_count": 45,
                     "failed_count": 5,
+                    "unconfirmed_count": 0,
                     "avg_retry_count": 2.3,
                 }
             ]
@@ -160,6 +161,10 @@ class RetryStats(BaseModel):
     sent_count: int = Field(description="messages whose status is sent or delivered")
     completed_count: int = Field(description="attempts completed (paid)")
     failed_count: int = Field(description="messages whose status is failed or bounced")
+    unconfirmed_count: int = Field(
+        description="messages handed to the provider without an answer (a timeout, or the "
+        "worker stopped during the hand-over): they may have arrived and are never resent"
+    )
     avg_retry_count: float = Field(
         description="mean reminder steps sent per attempt (retry_count), 2 decimals; 0 without "
         "attempts"

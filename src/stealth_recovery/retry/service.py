@@ -11,6 +11,7 @@ from stealth_recovery.core.jobs import run_after_commit
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.retry.lease import new_claim_token
 from stealth_recovery.retry.repository import ClaimedStep
 
 BROKER_PING_TIMEOUT_SECONDS = 0.5
@@ -50,11 +51,12 @@ def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
     if attempt.retry_count >= attempt.max_retries:
         raise Conflict(f"all {attempt.max_retries} reminders have been sent")
     settings = get_settings()
-    step = ClaimedStep(attempt_id=attempt.id, retry_number=attempt.retry_count)
     if settings.broker_url is not None:
         _check_broker(settings.broker_url)
         # Claimed for the lease, like a queue claim: if the task is lost, the step comes back.
+        step = ClaimedStep(attempt.id, attempt.retry_count, claim=new_claim_token())
         attempt.next_retry_at = now + timedelta(seconds=settings.queue_lease_seconds)
+        attempt.lease_owner = step.claim
         session.flush()
 
         def enqueue() -> None:
@@ -63,12 +65,13 @@ def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
             # Short publish retries: the broker answered a moment ago, and a lost hand-off
             # comes back with the lease anyway.
             send_recovery_notification.apply_async(
-                (step.attempt_id, step.retry_number),
+                (step.attempt_id, step.retry_number, step.claim),
                 retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
             )
 
         run_after_commit(session, enqueue)
     else:
+        step = ClaimedStep(attempt.id, attempt.retry_count)
         attempt.next_retry_at = now
         session.flush()
 

@@ -48,15 +48,17 @@ def compute_stats(
         select(
             _count_where(NotificationLog.status.in_(_SENT)),
             _count_where(NotificationLog.status.in_(_FAILED)),
+            _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
         ).where(*message_scope)
     ).one()
     total, pending, completed, average = attempts
-    sent, failed = messages
+    sent, failed, unconfirmed = messages
     return RetryStats(
         total_attempts=int(total),
         pending_retries=int(pending),
         sent_count=int(sent),
         completed_count=int(completed),
         failed_count=int(failed),
+        unconfirmed_count=int(unconfirmed),
         avg_retry_count=round(float(average), 2) if average is not None else 0.0,
     )

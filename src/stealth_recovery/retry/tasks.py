@@ -15,7 +15,9 @@ from stealth_recovery.worker import celery_app
 def _dispatch(steps: list[ClaimedStep]) -> None:
     size = get_settings().dispatch_chunk_size
     for i in range(0, len(steps), size):
-        send_recovery_batch.delay([[s.attempt_id, s.retry_number] for s in steps[i : i + size]])
+        send_recovery_batch.delay(
+            [[s.attempt_id, s.retry_number, s.claim] for s in steps[i : i + size]]
+        )
 
 
 @celery_app.task(name="retry.process_retry_queue")
@@ -25,18 +27,26 @@ def process_retry_queue() -> int:
 
 
 @celery_app.task(name="retry.send_recovery_batch")
-def send_recovery_batch(steps: list[list[int]]) -> dict[str, Any]:
-    """Send a batch of claimed steps, many messages in flight."""
+def send_recovery_batch(steps: list[list[Any]]) -> dict[str, Any]:
+    """Send a batch of claimed steps `[attempt_id, retry_number, claim token]`, many messages
+    in flight. A step whose lease another claim holds now is skipped."""
     from stealth_recovery.retry.runtime import get_runtime
 
-    claimed = [ClaimedStep(attempt_id=a, retry_number=k) for a, k in steps]
+    claimed = [
+        ClaimedStep(
+            attempt_id=int(s[0]), retry_number=int(s[1]), claim=s[2] if len(s) > 2 else None
+        )
+        for s in steps
+    ]
     return vars(get_runtime().run_steps(claimed))
 
 
 @celery_app.task(name="retry.send_recovery_notification")
-def send_recovery_notification(attempt_id: int, retry_number: int) -> dict[str, Any]:
+def send_recovery_notification(
+    attempt_id: int, retry_number: int, claim: str | None = None
+) -> dict[str, Any]:
     """Send one reminder step (retry now); a repeat of a recorded step is a no-op."""
-    return send_recovery_batch([[attempt_id, retry_number]])
+    return send_recovery_batch([[attempt_id, retry_number, claim]])
 
 
 @celery_app.task(name="retry.cleanup_expired_attempts")
