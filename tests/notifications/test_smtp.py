@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
+from stealth_recovery.notifications.errors import HandOverRefused
 from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name, strict
@@ -462,3 +463,51 @@ class TestMetrics:
             bounced + 1
         )
         assert _sample("stealth_recovery_send_seconds_count", channel="email") == timed + 2
+
+
+class TestHandOver:
+    async def test_the_hand_over_runs_after_the_envelope_and_before_the_end_of_data(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a hand-over hook that looks at the server when it is called
+        seen: list[int] = []
+
+        async def handover() -> None:
+            seen.append(len(smtp_sink.messages))
+
+        notifier = _notifier(smtp_sink)
+        # When a reminder is sent
+        outcome = await notifier.send(message_context(), handover)
+        await notifier.aclose()
+        # Then the hook ran once, before the server had the message, and the message went out
+        assert seen == [0]
+        assert (outcome.status, outcome.handed_over) == ("sent", True)
+        assert len(smtp_sink.messages) == 1
+
+    async def test_a_refused_hand_over_sends_nothing(self, smtp_sink: SmtpSink) -> None:
+        async def refuse() -> None:
+            raise HandOverRefused("not sent: the attempt ended")
+
+        notifier = _notifier(smtp_sink)
+        outcome = await notifier.send(message_context(), refuse)
+        # The session is dropped without the final "."; the next message uses a fresh one
+        second = await notifier.send(message_context(recipient="ben@example.test"))
+        await notifier.aclose()
+        assert (outcome.status, outcome.handed_over) == ("withheld", False)
+        assert second.status == "sent"
+        assert [m.rcpt_tos for m in smtp_sink.messages] == [["ben@example.test"]]
+
+    async def test_a_refused_recipient_never_reaches_the_hand_over(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        calls: list[str] = []
+
+        async def handover() -> None:
+            calls.append("called")
+
+        smtp_sink.reject("ana@example.test", 550, "5.1.1 No such user")
+        notifier = _notifier(smtp_sink)
+        outcome = await notifier.send(message_context(), handover)
+        await notifier.aclose()
+        assert (outcome.status, outcome.handed_over) == ("bounced", False)
+        assert calls == []
