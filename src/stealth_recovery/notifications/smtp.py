@@ -220,6 +220,12 @@ async def _transaction(
     RCPT, DATA) and before the final "." that hands the message over, so the conversation is
     driven command by command here.
     """
+    if client.is_ehlo_or_helo_needed:
+        # The extensions below are known only after EHLO (HELO for a server without ESMTP).
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
     if utf8 and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
     try:
