@@ -31,7 +31,7 @@ from stealth_recovery.notifications.rendering import (
     render_whatsapp,
     sms_segments,
 )
-from stealth_recovery.notifications.types import MessageContext
+from stealth_recovery.notifications.types import HandOver, MessageContext
 
 PROVIDER = "outbox"
 
@@ -129,9 +129,14 @@ class OutboxSender:
             template_parameters=list(template.parameters),
         )
 
-    async def send(self, message: MessageContext) -> str:
-        """Keep the message; returns its outbox id (`outbox-N`) as the provider message id."""
+    async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
+        """Keep the message; returns its outbox id (`outbox-N`) as the provider message id.
+
+        `handover` runs right before the message is kept, as before a real provider call.
+        """
         kept = self.render(message)
+        if handover is not None:
+            await handover()
         return await asyncio.to_thread(self._store, message, kept)
 
     def _store(self, message: MessageContext, kept: _Kept) -> str:
