@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications.dispatch import ProviderNotifier
+from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
+from stealth_recovery.notifications.smtp import SmtpEmailSender
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 from tests.support.smtp import SmtpSink
@@ -50,3 +51,34 @@ class TestOneStepOnThreeChannels:
 
         assert outcome.status == "failed"
         assert outcome.error_message == "unknown channel 'pigeon'"
+
+
+class TestCircuitBreaker:
+    async def test_a_provider_that_is_down_is_left_alone_then_resumed_by_one_probe(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given an SMTP server that hangs up on everyone, and a breaker with a short cooldown
+        notifier = ProviderNotifier(
+            senders={"email": SmtpEmailSender.from_settings(get_settings())},
+            retry=TransientRetry(tries=1, backoff_seconds=0),
+            breaker_failures=3,
+            breaker_cooldown_seconds=0.2,
+        )
+        smtp_sink.down = True
+        failing = [await notifier.send(message_context(log_id=i)) for i in range(3)]
+        # When more messages come while the breaker is open, no call reaches the server
+        calls = smtp_sink.connections
+        paused = await notifier.send(message_context(log_id=4))
+        assert smtp_sink.connections == calls
+        # And once the server is back and the cooldown has passed, ten messages arrive together
+        smtp_sink.down = False
+        await asyncio.sleep(0.3)
+        resumed = await asyncio.gather(
+            *(notifier.send(message_context(log_id=10 + i)) for i in range(10))
+        )
+        await notifier.aclose()
+        # Then the outage was transient for the first ones, and the probe let all ten through
+        assert [o.status for o in failing] == ["transient"] * 3
+        assert paused.status == "transient" and "circuit breaker" in (paused.error_message or "")
+        assert [o.status for o in resumed] == ["sent"] * 10
+        assert len(smtp_sink.messages) == 10

@@ -38,6 +38,11 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self._opened_at is not None
 
+    @property
+    def probing(self) -> bool:
+        """A probe call is out: its verdict decides for the calls waiting behind it."""
+        return self._probing
+
     def allow(self) -> bool:
         """May a call go to the provider now? While open, only one probe after the cooldown."""
         if self._opened_at is None:

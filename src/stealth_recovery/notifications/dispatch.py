@@ -50,6 +50,10 @@ PROVIDERS: dict[str, str] = {
 }
 
 
+# How long a message waits for the verdict of a probe of its provider before it is deferred.
+PROBE_WAIT_SECONDS = 30.0
+
+
 class Sender(Protocol):
     provider: str
 
@@ -211,7 +215,16 @@ class ProviderNotifier:
         delay = self._retry.backoff_seconds
         tries = max(1, self._retry.tries)
         for attempt in range(1, tries + 1):
-            if not breaker.allow():
+            allowed = breaker.allow()
+            if not allowed and breaker.probing:
+                # A probe is testing the provider: its verdict is worth waiting for, so a
+                # recovered provider gets the waiting messages at once, not a backoff later.
+                waited = 0.0
+                while breaker.probing and waited < PROBE_WAIT_SECONDS:
+                    await asyncio.sleep(0.05)
+                    waited += 0.05
+                allowed = breaker.allow()
+            if not allowed:
                 return SendOutcome(
                     TRANSIENT,
                     provider,
