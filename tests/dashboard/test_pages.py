@@ -270,8 +270,16 @@ class TestOutbox:
     ) -> None:
         attempt = make_attempt(db, organization_id=admin.organization.id)
         keep_in_outbox(db, attempt)
+        attempt.retry_count = 1
+        db.commit()
         html = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
         assert "the local outbox (kept, not sent to the customer)" in html
+        timeline = html.split('id="timeline"')[1]
+        assert timeline.count('<span class="badge status-outbox">outbox</span>') == 6  # 3 + changes
+        assert '<span class="badge status-sent">' not in timeline
+        summary = html.split('id="attempt-summary"')[1].split("</p>")[0]
+        assert "0 of 3 reminders went out · 1 kept in the local outbox" in summary
+        assert "reached no one" not in summary
 
 
 class TestRetryNow:

@@ -355,6 +355,7 @@ def attempt_detail(
             "can_retry": can_retry,
             "can_preview": payable,
             "reminders_out": timeline.reminders_out(logs),
+            "reminders_kept": timeline.reminders_kept(logs),
             "pay_url": recovery_service.pay_url(attempt),
         },
     )

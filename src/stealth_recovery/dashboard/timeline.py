@@ -46,7 +46,7 @@ def message_changes(log: NotificationLog) -> list[Change]:
         note = f"accepted by {provider}"
         if log.provider_message_id:
             note += f" · id {log.provider_message_id}"
-        changes.append(Change("sent", log.sent_at, note))
+        changes.append(Change("outbox" if log.provider == "outbox" else "sent", log.sent_at, note))
     if log.delivered_at is not None:
         changes.append(Change("delivered", log.delivered_at, "delivery confirmed"))
     if log.failed_at is not None:
@@ -66,8 +66,25 @@ WENT_OUT = ("sent", "delivered")
 
 
 def reminders_out(logs: Sequence[NotificationLog]) -> int:
-    """How many reminders reached a provider on at least one channel (failed ones do not count)."""
-    return len({log.retry_number for log in logs if log.status in WENT_OUT})
+    """How many reminders reached a provider on at least one channel.
+
+    Failed messages do not count, nor messages the local outbox kept: they reached no customer.
+    """
+    return len(
+        {log.retry_number for log in logs if log.status in WENT_OUT and log.provider != "outbox"}
+    )
+
+
+def reminders_kept(logs: Sequence[NotificationLog]) -> int:
+    """How many reminders the local outbox kept on at least one channel (never sent)."""
+    return len({log.retry_number for log in logs if log.provider == "outbox"})
+
+
+def shown_status(log: NotificationLog) -> str:
+    """The message's status as the dashboard shows it: `outbox` for a message kept, not sent."""
+    if log.provider == "outbox" and log.status == "sent":
+        return "outbox"
+    return log.status
 
 
 def build_timeline(
@@ -86,7 +103,7 @@ def build_timeline(
                 kind="message",
                 title=f"Reminder {log.retry_number + 1} by {log.channel}",
                 detail=log.recipient,
-                status=log.status,
+                status=shown_status(log),
                 changes=message_changes(log),
             )
         )
