@@ -6,7 +6,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import (
@@ -25,8 +25,6 @@ _LOCK_BUCKETS = text(
     "SELECT pg_advisory_xact_lock(:namespace, b) FROM ("
     "SELECT DISTINCT unnest(CAST(:buckets AS integer[])) AS b ORDER BY b) AS ordered"
 )
-# Ids per statement when looking up held statuses (SQLite's bound-parameter limit).
-_LOOKUP_CHUNK = 400
 
 
 def find_by_provider_message(
@@ -136,26 +134,27 @@ def held_for_recorded(
     session: Session, messages: Sequence[tuple[str, str]]
 ) -> list[tuple[HeldDeliveryStatus, int]]:
     """Held statuses of these (provider, message id) pairs whose log row now exists, with the
-    row's id, oldest first."""
-    found: list[tuple[HeldDeliveryStatus, int]] = []
-    for start in range(0, len(messages), _LOOKUP_CHUNK):
-        chunk = messages[start : start + _LOOKUP_CHUNK]
-        rows = session.execute(
-            select(HeldDeliveryStatus, NotificationLog.id)
-            .join(
-                NotificationLog,
-                (NotificationLog.provider == HeldDeliveryStatus.provider)
-                & (NotificationLog.provider_message_id == HeldDeliveryStatus.provider_message_id),
-            )
-            .where(
-                tuple_(HeldDeliveryStatus.provider, HeldDeliveryStatus.provider_message_id).in_(
-                    chunk
-                )
-            )
-        ).all()
-        found += [(held, log_id) for held, log_id in rows]
-    found.sort(key=lambda pair: pair[0].id)
-    return found
+    row's id, oldest first.
+
+    Runs on every record of the engine. The held table only has the few statuses waiting for
+    their record (and is pruned after a day), so it is joined whole to the log's (provider, message
+    id) index and filtered here: the cost follows the held rows, not the batch size.
+    """
+    wanted = set(messages)
+    rows = session.execute(
+        select(HeldDeliveryStatus, NotificationLog.id)
+        .join(
+            NotificationLog,
+            (NotificationLog.provider == HeldDeliveryStatus.provider)
+            & (NotificationLog.provider_message_id == HeldDeliveryStatus.provider_message_id),
+        )
+        .order_by(HeldDeliveryStatus.id)
+    ).all()
+    return [
+        (held, log_id)
+        for held, log_id in rows
+        if (held.provider, held.provider_message_id) in wanted
+    ]
 
 
 def delete_held(session: Session, ids: Sequence[int]) -> None:
