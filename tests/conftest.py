@@ -26,7 +26,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 # Settings are read from the environment: set the test values before the package reads them.
 os.environ.setdefault("ENVIRONMENT", "test")
-os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("SECRET_KEY", "tests-only-0f5e2c9a7b4d4e1f8a6c3b2d9e7f1a0c")
 os.environ.pop("REDIS_URL", None)
 
 

@@ -68,7 +68,7 @@ def _example_with_a_secret() -> str:
     return (
         (ROOT / ".env.example")
         .read_text()
-        .replace("SECRET_KEY=change-me-local-only", f"SECRET_KEY={REAL_SECRET}")
+        .replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={REAL_SECRET}\n")
     )
 
 
@@ -116,6 +116,13 @@ class TestComposeConfig:
         assert resolved["services"]["api"]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
+
+    def test_without_a_secret_key_in_dot_env_compose_refuses_to_start(self, tmp_path: Path) -> None:
+        # Given the example copied as .env without setting SECRET_KEY
+        with pytest.raises(AssertionError) as refused:
+            _resolve((ROOT / ".env.example").read_text(), tmp_path)
+        # Then compose refuses, naming the variable, instead of running without a real key
+        assert "SECRET_KEY" in str(refused.value)
 
 
 class TestEverySettingReachesTheContainers:

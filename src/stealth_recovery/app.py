@@ -72,6 +72,17 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "conflicts with existing data"}, status_code=409)
 
 
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Logged as a plain, redacted traceback (core.logging): never the request's body or locals.
+    log.error(
+        "request_failed",
+        method=request.method,
+        path=request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
@@ -127,6 +138,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(HttpMetricsMiddleware)
 
     @app.get(

@@ -26,7 +26,10 @@ def _fail(message: str) -> NoReturn:
 
 def _settings_or_exit() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
+        # The embedded default makes its key file on the first start, not on the first login.
+        settings.signing_secret()
+        return settings
     except SettingsError as exc:
         _fail(str(exc))
 
@@ -54,6 +57,32 @@ def migrate() -> None:
     _check_database(settings)
     _migrate()
     typer.echo("database is at the latest migration")
+
+
+@app.command("rotate-secrets")
+def rotate_secrets() -> None:
+    """Re-encrypt stored Stripe keys with SECRET_KEY (the old key set as SECRET_KEY_PREVIOUS)."""
+    from stealth_recovery.core.database import session_scope
+    from stealth_recovery.integrations.stripe.service import reencrypt_connections
+
+    settings = _settings_or_exit()
+    if settings.secret_key_previous is None:
+        typer.secho(
+            "SECRET_KEY_PREVIOUS is not set: set it to the old key and SECRET_KEY to the new one.",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=2)
+    try:
+        with session_scope() as session:
+            count = reencrypt_connections(session)
+    except RuntimeError as exc:
+        typer.secho(f"{exc}; nothing was changed", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"re-encrypted the Stripe keys of {count} organization(s) with SECRET_KEY; "
+        "SECRET_KEY_PREVIOUS can now be removed"
+    )
 
 
 @app.command()
@@ -104,7 +133,11 @@ def serve(
         f"  dashboard: {base}/dashboard   API docs: {base}/docs   pay links: {base}/pay/…\n"
         f"Reminders:\n{routes}"
     )
-    config = uvicorn.Config(create_app(run_scheduler=run_scheduler), host=host, port=port)
+    # log_config=None: uvicorn's loggers (the access log among them) go through our redacting
+    # handler instead of its own, so no pay-link token or e-mail reaches the log.
+    config = uvicorn.Config(
+        create_app(run_scheduler=run_scheduler), host=host, port=port, log_config=None
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -7,7 +7,13 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from stealth_recovery.core.settings import get_settings
 
@@ -57,6 +63,18 @@ def create_celery() -> Celery:
 
 
 celery_app = create_celery()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_celery_logs(logger: Any = None, **_: Any) -> None:
+    # Celery replaces the root handlers with its own: they get the same redaction as ours.
+    import logging
+
+    from stealth_recovery.core.logging import current_redactor, install_filter
+
+    target = logger if isinstance(logger, logging.Logger) else logging.getLogger()
+    install_filter(target.handlers, current_redactor())
 
 
 @worker_init.connect

@@ -34,14 +34,6 @@ class TestSettings:
         with pytest.raises(SettingsError, match="DATABASE_URL"):
             load_settings()
 
-    def test_production_refuses_the_placeholder_secret(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("ENVIRONMENT", "production")
-        monkeypatch.delenv("SECRET_KEY", raising=False)
-        with pytest.raises(SettingsError, match="SECRET_KEY"):
-            load_settings()
-
     def test_cli_exits_with_the_message(self, tmp_path: os.PathLike[str]) -> None:
         env = {**os.environ, "SMTP_PORT": "abc"}
         result = subprocess.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,7 +11,7 @@ from stealth_recovery.auth.models import Role
 from stealth_recovery.core.security import decrypt_secret
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.integrations.stripe.service import has_connection
-from tests.factories import make_account
+from tests.factories import login, make_account
 from tests.integrations.conftest import see_committed
 
 SECRET_KEY = "sk_test_51AbCdEfGhIjKlMnOpQrStUv1234"
@@ -152,3 +153,64 @@ class TestDeleteConnection:
         second = make_account(db)
         assert client.delete("/v1/integrations/stripe", headers=second.headers).status_code == 404
         assert has_connection(db, organization_id=first.organization.id)
+
+
+class TestSecretKeyRotation:
+    OLD = "old-key-4c1f9a8e7d6b5c4a3f2e1d0c9b8a7f6e5d4c"
+    NEW = "new-key-0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b"
+
+    def _use(self, monkeypatch: pytest.MonkeyPatch, key: str, previous: str | None) -> None:
+        from stealth_recovery.core.settings import get_settings
+
+        monkeypatch.setenv("SECRET_KEY", key)
+        if previous is None:
+            monkeypatch.delenv("SECRET_KEY_PREVIOUS", raising=False)
+        else:
+            monkeypatch.setenv("SECRET_KEY_PREVIOUS", previous)
+        get_settings.cache_clear()
+
+    def test_the_previous_key_decrypts_until_rotate_secrets_re_encrypts_with_the_new(
+        self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from stealth_recovery.cli import app as cli
+
+        # Given keys stored under the old SECRET_KEY
+        self._use(monkeypatch, self.OLD, None)
+        admin = make_account(db)
+        assert _put(client, admin.headers).status_code == 200
+        # When the operator sets the new key and keeps the old one as SECRET_KEY_PREVIOUS
+        self._use(monkeypatch, self.NEW, self.OLD)
+        # Then the stored keys still read (and a fresh login works with the new key)
+        token = login(client, admin.user.email)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/v1/integrations/stripe", headers=headers).json()["secret_key"] == (
+            "sk_test_…1234"
+        )
+        # When rotate-secrets runs
+        result = CliRunner().invoke(cli, ["rotate-secrets"])
+        assert result.exit_code == 0, result.output
+        assert "1 organization" in result.output
+        # Then the rows decrypt with the new key alone, and the old key is not needed any more
+        self._use(monkeypatch, self.NEW, None)
+        db.expire_all()
+        row = db.scalars(select(StripeConnection)).one()
+        assert decrypt_secret(row.secret_key_encrypted) == SECRET_KEY
+        assert decrypt_secret(row.webhook_secret_encrypted) == WEBHOOK_SECRET
+        # And under the old key alone they no longer decrypt (it really was re-encrypted)
+        self._use(monkeypatch, self.OLD, None)
+        with pytest.raises(RuntimeError, match="cannot be decrypted"):
+            decrypt_secret(row.secret_key_encrypted)
+
+    def test_rotate_secrets_without_a_previous_key_says_what_to_set(
+        self, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from stealth_recovery.cli import app as cli
+
+        self._use(monkeypatch, self.NEW, None)
+        result = CliRunner().invoke(cli, ["rotate-secrets"])
+        assert result.exit_code == 2
+        assert "SECRET_KEY_PREVIOUS" in result.output

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pwdlib import PasswordHash
 
 from stealth_recovery.core.errors import Unauthorized
@@ -53,7 +53,7 @@ def create_access_token(*, user_id: int, organization_id: int, role: str) -> tup
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
-    token = jwt.encode(payload, settings.secret_key, algorithm=JWT_ALGORITHM)
+    token = jwt.encode(payload, settings.signing_secret(), algorithm=JWT_ALGORITHM)
     return token, int(ttl.total_seconds())
 
 
@@ -61,7 +61,7 @@ def decode_access_token(token: str) -> TokenClaims:
     try:
         payload = jwt.decode(
             token,
-            get_settings().secret_key,
+            get_settings().signing_secret(),
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "exp", "org_id", "role"]},
         )
@@ -90,17 +90,40 @@ def generate_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _fernet() -> Fernet:
-    digest = hashlib.sha256(("encryption:" + get_settings().secret_key).encode()).digest()
+def _fernet_for(secret: str) -> Fernet:
+    digest = hashlib.sha256(("encryption:" + secret).encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
+def _fernets() -> MultiFernet:
+    """The current key first (it encrypts); SECRET_KEY_PREVIOUS after it (decrypts only)."""
+    settings = get_settings()
+    keys = [_fernet_for(settings.signing_secret())]
+    previous = settings.previous_signing_secret()
+    if previous is not None:
+        keys.append(_fernet_for(previous))
+    return MultiFernet(keys)
+
+
 def encrypt_secret(value: str) -> str:
-    return _fernet().encrypt(value.encode()).decode()
+    """Encrypt a secret for storage (Fernet, key derived from SECRET_KEY)."""
+    return _fernets().encrypt(value.encode()).decode()
 
 
 def decrypt_secret(value: str) -> str:
+    """Decrypt a stored secret with SECRET_KEY or, during a rotation, SECRET_KEY_PREVIOUS.
+
+    Raises RuntimeError when neither key decrypts it.
+    """
     try:
-        return _fernet().decrypt(value.encode()).decode()
+        return _fernets().decrypt(value.encode()).decode()
+    except InvalidToken as exc:
+        raise RuntimeError("stored secret cannot be decrypted with the current SECRET_KEY") from exc
+
+
+def reencrypt_secret(value: str) -> str:
+    """The same secret encrypted with the current SECRET_KEY (rotation); RuntimeError as above."""
+    try:
+        return _fernets().rotate(value.encode()).decode()
     except InvalidToken as exc:
         raise RuntimeError("stored secret cannot be decrypted with the current SECRET_KEY") from exc

@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import secrets
+import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-PLACEHOLDER_SECRET = "change-me-local-only"
+MIN_SECRET_KEY_BYTES = 32
+# Values published in this project's files at one time or another: never a real secret.
+KNOWN_SECRET_KEYS = frozenset(
+    {
+        "change-me-local-only",
+        "test-secret-key-not-for-production",
+        "change-me",
+        "changeme",
+        "secret",
+    }
+)
+SECRET_KEY_FILE_SUFFIX = ".secret-key"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    environment: Literal["local", "test", "production"] = (
-        "local"  # production refuses placeholder secrets
-    )
+    environment: Literal["local", "test", "production"] = "local"
     database_url: str = (
         "sqlite:///./stealth_recovery.db"  # SQLAlchemy URL; SQLite is the embedded default
     )
@@ -33,9 +55,11 @@ class Settings(BaseSettings):
         "http://localhost:8000"  # public address of this service, used in pay links and callbacks
     )
 
-    secret_key: str = (
-        PLACEHOLDER_SECRET  # signs JWTs and session cookies; derives the encryption key
-    )
+    # Signs tokens and cookies, derives the encryption key of stored secrets; at least 32 bytes.
+    # Unset, only the embedded default (SQLite file, not production) runs: it generates one.
+    secret_key: SecretStr | None = None
+    # The key before a rotation: still decrypts stored secrets until `rotate-secrets` has run.
+    secret_key_previous: SecretStr | None = None
     jwt_ttl_minutes: int = Field(default=60, ge=1)  # lifetime of an access token
 
     # auto: on the embedded local set-up, channels without a provider go to the local outbox
@@ -46,7 +70,7 @@ class Settings(BaseSettings):
         default=1025, ge=1, le=65535
     )  # 1025 for a local mail catcher, 587 for STARTTLS
     smtp_user: str | None = None  # SMTP login, when the server needs one
-    smtp_password: str | None = None  # SMTP password
+    smtp_password: SecretStr | None = None  # SMTP password
     smtp_from: str = "noreply@stealth-recovery.dev"  # envelope and header sender
     smtp_security: Literal["none", "starttls", "ssl"] = (
         "none"  # transport security towards the SMTP server
@@ -78,19 +102,19 @@ class Settings(BaseSettings):
     )  # an open breaker lets one probe through after this
 
     twilio_account_sid: str | None = None  # Twilio account (AC...); SMS is off without it
-    twilio_auth_token: str | None = None  # Twilio auth token; also verifies status callbacks
+    twilio_auth_token: SecretStr | None = None  # Twilio auth token; also verifies status callbacks
     twilio_from_number: str | None = None  # E.164 sender number
     twilio_api_base: str = (
         "https://api.twilio.com"  # Twilio REST base URL (tests point it at loopback)
     )
 
-    whatsapp_api_key: str | None = (
+    whatsapp_api_key: SecretStr | None = (
         None  # WhatsApp Cloud API access token; WhatsApp is off without it
     )
     whatsapp_business_number: str | None = None  # the WhatsApp phone number id that sends
     whatsapp_api_base: str = "https://graph.facebook.com/v21.0"  # Graph API base URL
-    whatsapp_app_secret: str | None = None  # verifies X-Hub-Signature-256 on webhooks
-    whatsapp_verify_token: str | None = None  # answers the webhook verification challenge
+    whatsapp_app_secret: SecretStr | None = None  # verifies X-Hub-Signature-256 on webhooks
+    whatsapp_verify_token: SecretStr | None = None  # answers the webhook verification challenge
     whatsapp_template_name: str = "payment_recovery"  # approved template used for reminders
     # Our language → the code the template was approved under, e.g. {"en": "en_US"} (JSON)
     whatsapp_template_languages: dict[str, str] = Field(default_factory=dict)
@@ -141,11 +165,82 @@ class Settings(BaseSettings):
             raise ValueError("only sqlite:// and postgresql:// URLs are supported")
         return value
 
+    @field_validator("secret_key", "secret_key_previous")
+    @classmethod
+    def _real_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        check_secret_key(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
-    def _no_placeholder_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.secret_key == PLACEHOLDER_SECRET:
-            raise ValueError("SECRET_KEY must be set to a real secret when ENVIRONMENT=production")
+    def _secret_key_required_outside_the_embedded_default(self) -> Settings:
+        if self.secret_key is None and self.secret_key_file is None:
+            raise ValueError(
+                "SECRET_KEY is required (only the embedded default, a SQLite file outside "
+                "ENVIRONMENT=production, generates its own); make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if self.secret_key_previous is not None and (
+            self.secret_key_previous.get_secret_value() == self.signing_secret_or_none()
+        ):
+            raise ValueError("SECRET_KEY_PREVIOUS must differ from SECRET_KEY")
         return self
+
+    _generated_key: str | None = PrivateAttr(default=None)
+    _generated_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def secret_key_file(self) -> Path | None:
+        """Where the embedded default keeps its generated key: beside the SQLite file.
+
+        None when SECRET_KEY must be given instead (PostgreSQL, in-memory SQLite, production).
+        """
+        if self.environment == "production" or not self.is_sqlite:
+            return None
+        database = make_url(self.database_url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database).with_name(Path(database).name + SECRET_KEY_FILE_SUFFIX)
+
+    def signing_secret(self) -> str:
+        """The secret key in force: SECRET_KEY, or the embedded default's generated key file.
+
+        The file is made on first use (256 random bits, mode 0600) and read on every later
+        start, so sessions and stored secrets survive restarts. Raises `SettingsError` when the
+        file cannot be read or holds something that is not a valid key.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        with self._generated_lock:
+            if self._generated_key is None:
+                path = self.secret_key_file
+                assert path is not None  # the model validator refused this case
+                self._generated_key = _load_or_create_key_file(path)
+            return self._generated_key
+
+    def signing_secret_or_none(self) -> str | None:
+        return self.secret_key.get_secret_value() if self.secret_key is not None else None
+
+    def secret_values(self) -> list[str]:
+        """The value of every secret setting that is set (what logs must never show)."""
+        values = [
+            value.get_secret_value()
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SecretStr)
+        ]
+        if self.secret_key is None and self.secret_key_file is not None:
+            values.append(self.signing_secret())
+        password = make_url(self.database_url).password
+        for url in (self.redis_url, self.celery_broker_url, self.celery_result_backend):
+            if url and "@" in url:
+                values.append(urlsplit(url).password or "")
+        return [v for v in [*values, password or ""] if v]
+
+    def previous_signing_secret(self) -> str | None:
+        if self.secret_key_previous is None:
+            return None
+        return self.secret_key_previous.get_secret_value()
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -172,8 +267,53 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+def reveal(value: SecretStr | None) -> str | None:
+    """The plain value of a secret setting, for the one call that needs it (None when unset)."""
+    return value.get_secret_value() if value is not None else None
+
+
 class SettingsError(RuntimeError):
     """A setting from the environment is invalid; the message names each variable."""
+
+
+def check_secret_key(value: str) -> None:
+    """Refuse a secret key anyone could know: a published value, or under 32 bytes (ValueError)."""
+    if value.strip() in KNOWN_SECRET_KEYS:
+        raise ValueError("is a value published in this project's files, not a secret")
+    if len(value.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_KEY_BYTES} bytes; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+
+
+def _load_or_create_key_file(path: Path) -> str:
+    """Read the generated key, or create it; two processes starting at once agree on one."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(secrets.token_urlsafe(32) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                # link() fails if another process won the race: then its key is the key.
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"SECRET_KEY: cannot read or create {path}: {exc.strerror}") from None
+    try:
+        check_secret_key(key)
+    except ValueError as exc:
+        raise SettingsError(f"SECRET_KEY: the key in {path} {exc}") from None
+    return key
 
 
 def load_settings() -> Settings:

@@ -101,7 +101,7 @@ def set_csrf_cookie_if_new(request: Request, response: Response) -> None:
 
 
 def _sign(nonce: str, session_cookie: str) -> str:
-    key = hashlib.sha256(("csrf:" + get_settings().secret_key).encode()).digest()
+    key = hashlib.sha256(("csrf:" + get_settings().signing_secret()).encode()).digest()
     message = f"{nonce}|{session_cookie}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import Forbidden
-from stealth_recovery.core.settings import Settings
+from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications import repository
 from stealth_recovery.notifications.error_codes import callback_status, twilio_error, whatsapp_error
@@ -167,7 +167,10 @@ def verify_twilio(
     if not settings.twilio_auth_token:
         raise Forbidden("cannot verify Twilio callbacks: TWILIO_AUTH_TOKEN is not set")
     if not twilio_signature_valid(
-        auth_token=settings.twilio_auth_token, url=url, params=params, signature=signature
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        url=url,
+        params=params,
+        signature=signature,
     ):
         log.warning("twilio_callback_bad_signature")
         raise Forbidden("invalid X-Twilio-Signature")
@@ -201,7 +204,7 @@ def verify_whatsapp(*, settings: Settings, body: bytes, signature: str | None) -
     if not settings.whatsapp_app_secret:
         raise Forbidden("cannot verify WhatsApp webhooks: WHATSAPP_APP_SECRET is not set")
     if not meta_signature_valid(
-        app_secret=settings.whatsapp_app_secret, body=body, signature=signature
+        app_secret=settings.whatsapp_app_secret.get_secret_value(), body=body, signature=signature
     ):
         log.warning("whatsapp_webhook_bad_signature")
         raise Forbidden("invalid X-Hub-Signature-256")
@@ -211,7 +214,7 @@ def whatsapp_challenge(
     *, settings: Settings, mode: str | None, verify_token: str | None, challenge: str | None
 ) -> str:
     """The challenge to echo when Meta verifies the webhook subscription; 403 otherwise."""
-    expected = settings.whatsapp_verify_token
+    expected = reveal(settings.whatsapp_verify_token)
     if mode != "subscribe" or not expected or verify_token != expected or challenge is None:
         raise Forbidden("webhook verification failed")
     return challenge

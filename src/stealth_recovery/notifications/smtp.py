@@ -23,7 +23,7 @@ from email.utils import format_datetime, make_msgid, quote
 import aiosmtplib
 import idna
 
-from stealth_recovery.core.settings import Settings
+from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.errors import (
     AmbiguousSendError,
@@ -288,7 +288,7 @@ class SmtpEmailSender:
             port=settings.smtp_port,
             security=settings.smtp_security,
             username=settings.smtp_user,
-            password=settings.smtp_password,
+            password=reveal(settings.smtp_password),
             timeout=settings.smtp_timeout_seconds,
             size=settings.smtp_pool_size,
         )

@@ -8,7 +8,7 @@ why this is httpx and not the `twilio` SDK.
 
 from __future__ import annotations
 
-from stealth_recovery.core.settings import Settings
+from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.notifications.error_codes import Refusal, twilio_error
 from stealth_recovery.notifications.errors import PermanentSendError
 from stealth_recovery.notifications.http_client import (
@@ -62,7 +62,7 @@ class TwilioSmsSender:
         assert not missing_settings(settings), "check unavailable_reason() first"
         return cls(
             account_sid=settings.twilio_account_sid or "",
-            auth_token=settings.twilio_auth_token or "",
+            auth_token=reveal(settings.twilio_auth_token) or "",
             from_number=settings.twilio_from_number or "",
             api_base=settings.twilio_api_base,
             status_callback=status_callback_url(settings),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stealth_recovery.core.settings import Settings
+from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.notifications.error_codes import Refusal, whatsapp_error
 from stealth_recovery.notifications.errors import PermanentSendError
 from stealth_recovery.notifications.http_client import (
@@ -56,7 +56,7 @@ class WhatsAppSender:
     def from_settings(cls, settings: Settings) -> WhatsAppSender:
         assert not missing_settings(settings), "check unavailable_reason() first"
         return cls(
-            api_key=settings.whatsapp_api_key or "",
+            api_key=reveal(settings.whatsapp_api_key) or "",
             phone_number_id=settings.whatsapp_business_number or "",
             api_base=settings.whatsapp_api_base,
             template_name=settings.whatsapp_template_name,

@@ -23,6 +23,10 @@ def get_connection(session: Session, *, organization_id: int) -> StripeConnectio
     )
 
 
+def all_connections(session: Session) -> list[StripeConnection]:
+    return list(session.scalars(select(StripeConnection).order_by(StripeConnection.id)))
+
+
 def has_connection(session: Session, *, organization_id: int) -> bool:
     stmt = select(StripeConnection.id).where(StripeConnection.organization_id == organization_id)
     return session.scalar(stmt) is not None

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import Conflict, DomainError, InvalidInput, NotFound
-from stealth_recovery.core.security import decrypt_secret, encrypt_secret
+from stealth_recovery.core.security import decrypt_secret, encrypt_secret, reencrypt_secret
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.models import StripeConnection
@@ -136,6 +136,22 @@ def delete_connection(session: Session, *, organization_id: int) -> None:
 def has_connection(session: Session, *, organization_id: int) -> bool:
     """Whether the organization has stored Stripe keys (the pay page then uses Checkout)."""
     return repository.has_connection(session, organization_id=organization_id)
+
+
+def reencrypt_connections(session: Session) -> int:
+    """Re-encrypt every organization's stored Stripe keys with the current SECRET_KEY.
+
+    The second half of a key rotation: run with the old key as SECRET_KEY_PREVIOUS, after which
+    the old key can be dropped. Returns how many connections were rewritten; raises RuntimeError
+    (nothing is written) when a stored key decrypts with neither key.
+    """
+    count = 0
+    for connection in repository.all_connections(session):
+        connection.secret_key_encrypted = reencrypt_secret(connection.secret_key_encrypted)
+        connection.webhook_secret_encrypted = reencrypt_secret(connection.webhook_secret_encrypted)
+        count += 1
+    session.flush()
+    return count
 
 
 def webhook_secret_of(connection: StripeConnection) -> str:
