@@ -59,6 +59,79 @@ def migrate() -> None:
     typer.echo("database is at the latest migration")
 
 
+@app.command("create-admin")
+def create_admin(
+    organization: str = typer.Option(
+        ..., help="organization name (customers see it as the sender)"
+    ),
+    email: str = typer.Option(..., help="the admin's login e-mail"),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="asked when omitted"
+    ),
+    slug: str | None = typer.Option(None, help="URL slug; derived from the name when omitted"),
+    full_name: str | None = typer.Option(None, help="the admin's name"),
+) -> None:
+    """Create an organization and its first admin, whatever REGISTRATION says (migrates first)."""
+    from pydantic import ValidationError
+
+    from stealth_recovery.auth import service
+    from stealth_recovery.auth.schemas import RegisterRequest
+    from stealth_recovery.core.database import session_scope
+    from stealth_recovery.core.errors import DomainError
+
+    _settings_or_exit()
+    try:
+        body = RegisterRequest(
+            organization_name=organization,
+            organization_slug=slug,
+            email=email,
+            password=password,
+            full_name=full_name,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            typer.secho(f"{field}: {error['msg']}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=2) from None
+    _migrate()
+    try:
+        with session_scope() as session:
+            org, user = service.register(
+                session,
+                organization_name=body.organization_name,
+                organization_slug=body.organization_slug,
+                email=str(body.email),
+                password=body.password,
+                full_name=body.full_name,
+            )
+            summary = f"organization {org.name!r} (slug {org.slug}) with admin {user.email}"
+    except DomainError as exc:
+        typer.secho(exc.detail, err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"created {summary}; sign in at {get_settings().base_url.rstrip('/')}/dashboard")
+
+
+@app.command()
+def invite(
+    days: int = typer.Option(7, min=1, max=90, help="days the invite stays valid"),
+) -> None:
+    """Print a single-use code that lets one new organization register (REGISTRATION=invite)."""
+    from stealth_recovery.auth import service
+    from stealth_recovery.core.database import session_scope
+
+    settings = _settings_or_exit()
+    _migrate()
+    with session_scope() as session:
+        _, code = service.create_invite(session, valid_days=days)
+    if settings.registration_mode != "invite":
+        typer.secho(
+            f"note: REGISTRATION is {settings.registration_mode!r}; invites are asked for only "
+            "when it is 'invite'",
+            err=True,
+        )
+    typer.echo(code)
+
+
 @app.command("rotate-secrets")
 def rotate_secrets() -> None:
     """Re-encrypt stored Stripe keys with SECRET_KEY (the old key set as SECRET_KEY_PREVIOUS)."""

@@ -32,8 +32,19 @@ def production(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def test_payments(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TEST_PAYMENTS", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 class TestPayPage:
-    def test_shows_merchant_amount_and_a_pay_form(self, client: TestClient, db: Session) -> None:
+    def test_shows_merchant_amount_and_a_pay_form(
+        self, client: TestClient, db: Session, test_payments: None
+    ) -> None:
         # Given an open attempt of a German customer
         account = make_account(db)
         attempt = make_attempt(db, account.organization, amount_minor=4999, locale="de_DE")
@@ -147,32 +158,97 @@ class TestPayPage:
         assert "wait a minute" in limited.text
 
 
-class TestPayAction:
-    def test_without_stripe_in_test_environment_completes_and_thanks(
-        self, client: TestClient, db: Session
+class TestNoMoneyPath:
+    """Paying without a provider is a labelled test mode, never a default."""
+
+    @pytest.mark.parametrize("environment", ["local", "test", "production"])
+    def test_by_default_no_environment_completes_a_payment_without_a_provider(
+        self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch, environment: str
     ) -> None:
-        attempt = make_attempt(db, make_account(db).organization, amount_minor=1250)
+        # Given a merchant without Stripe, in any environment and no TEST_PAYMENTS
+        monkeypatch.setenv("ENVIRONMENT", environment)
+        get_settings.cache_clear()
+        account = make_account(db)
+        attempt = make_attempt(db, account.organization)
+        # When the customer opens the link, the page says online payment is not set up
+        page = client.get(f"/pay/{attempt.token}")
+        assert page.status_code == 200
+        assert "Online payment is not set up" in page.text
+        assert "<button" not in page.text
+        # And a forged POST of the pay form changes nothing
+        response = client.post(f"/pay/{attempt.token}/pay")
+        assert response.status_code == 409
+        assert "has not set up online payment" in response.text
+        assert account.organization.name in response.text
+        assert _reload(db, attempt).is_open
+
+    def test_test_payments_setting_completes_as_a_labelled_test_payment(
+        self, client: TestClient, db: Session, test_payments: None
+    ) -> None:
+        account = make_account(db)
+        attempt = make_attempt(db, account.organization, amount_minor=1250)
+        page = client.get(f"/pay/{attempt.token}")
+        assert "Test mode" in page.text and "Make a test payment of €12.50" in page.text
         response = client.post(f"/pay/{attempt.token}/pay")
         assert response.status_code == 200
-        assert "payment received" in response.text
+        assert "Test payment recorded" in response.text
+        assert "no money was moved" in response.text
         assert "€12.50" in response.text
         stored = _reload(db, attempt)
         assert stored.status == AttemptStatus.completed
+        assert stored.test_payment is True
         assert stored.next_retry_at is None
         # and the link now says the payment is made
         assert client.get(f"/pay/{attempt.token}").status_code == 410
 
-    def test_without_stripe_in_production_says_payment_is_not_enabled(
-        self, client: TestClient, db: Session, production: None
+    def test_a_demo_organization_pays_in_test_mode_without_the_setting(
+        self, client: TestClient, db: Session
     ) -> None:
         account = make_account(db)
+        account.organization.is_test = True
+        db.commit()
         attempt = make_attempt(db, account.organization)
-        response = client.post(f"/pay/{attempt.token}/pay")
-        assert response.status_code == 409
-        assert "has not enabled online payment" in response.text
-        assert account.organization.name in response.text
-        assert _reload(db, attempt).is_open
+        assert client.post(f"/pay/{attempt.token}/pay").status_code == 200
+        assert _reload(db, attempt).test_payment is True
 
+    def test_production_refuses_the_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from stealth_recovery.core.settings import SettingsError, load_settings
+
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("TEST_PAYMENTS", "true")
+        with pytest.raises(SettingsError, match="TEST_PAYMENTS"):
+            load_settings()
+
+    def test_a_test_payment_is_labelled_and_never_counted_as_recovered(
+        self, client: TestClient, db: Session, test_payments: None
+    ) -> None:
+        from tests.dashboard.helpers import web_login
+
+        # Given one real payment (through the API) and one test payment, of different amounts
+        account = make_account(db)
+        real = make_attempt(db, account.organization, amount_minor=7000)
+        test = make_attempt(db, account.organization, amount_minor=1250)
+        assert client.post(
+            f"/v1/recoveries/{real.id}/complete", headers=account.headers
+        ).status_code in (200, 204)
+        assert client.post(f"/pay/{test.token}/pay").status_code == 200
+        # Then the API stats count only the real one, and say how many test payments there were
+        stats = client.get("/v1/retry/stats", headers=account.headers).json()
+        assert stats["completed_count"] == 1
+        assert stats["test_payment_count"] == 1
+        # And the API labels the attempt
+        body = client.get(f"/v1/attempts/{test.id}", headers=account.headers).json()
+        assert body["test_payment"] is True
+        # And the dashboard shows recovered revenue of the real payment only, and the label
+        web_login(client, account.user.email)
+        overview = client.get("/dashboard").text
+        assert "€70.00" in overview
+        assert "€82.50" not in overview and "€12.50" not in overview
+        assert "test payment" in client.get(f"/dashboard/attempts/{test.id}").text
+        assert "test payment" in client.get("/dashboard/attempts").text
+
+
+class TestPayAction:
     def test_expired_link_cannot_be_paid(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
         with shifted_clock(timedelta(days=8)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -38,7 +38,8 @@ class Principal:
         return self.api_key_id is not None
 
 
-def _principal_for_token(session: Session, token: str) -> Principal:
+def principal_for_token(session: Session, token: str) -> Principal:
+    """Who a bearer token (JWT or API key) or the dashboard's session cookie belongs to (401)."""
     if token.startswith(API_KEY_PREFIX):
         api_key = service.resolve_api_key(session, token)
         return Principal(
@@ -48,25 +49,29 @@ def _principal_for_token(session: Session, token: str) -> Principal:
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active or user.organization_id != claims.organization_id:
         raise Unauthorized("user is deactivated or unknown")
+    if user.token_version != claims.version:
+        # Logout, deactivation or a password change since this token was issued.
+        raise Unauthorized("session has ended; sign in again")
     # The role is read from the row, so a changed role takes effect before the token expires.
     return Principal(organization_id=user.organization_id, role=user.role, user_id=user.id)
 
 
 def get_principal(
-    request: Request,
     session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
+    """The API's caller: a bearer token or an API key, never the dashboard's cookie.
+
+    The session cookie is sent by the browser on its own, so a /v1 write authenticated by it
+    could be forged by another site; the API accepts only credentials a script must add.
+    """
     if bearer is not None:
-        return _principal_for_token(session, bearer.credentials)
+        return principal_for_token(session, bearer.credentials)
     if api_key:
         if not api_key.startswith(API_KEY_PREFIX):
             raise Unauthorized("invalid or revoked API key")
-        return _principal_for_token(session, api_key)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        return _principal_for_token(session, cookie)
+        return principal_for_token(session, api_key)
     raise Unauthorized("not authenticated")
 
 

@@ -1,17 +1,26 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, BackgroundTasks, Response, status
 
 from stealth_recovery.auth import service
-from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.auth.deps import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    SessionDep,
+    UserPrincipal,
+)
 from stealth_recovery.auth.models import ApiKey, User
 from stealth_recovery.auth.schemas import (
+    Accepted,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyOut,
     LoginRequest,
     MeResponse,
     OrganizationOut,
+    PasswordChange,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RegisterRequest,
     RegisterResponse,
     TokenResponse,
@@ -19,6 +28,8 @@ from stealth_recovery.auth.schemas import (
     UserOut,
 )
 from stealth_recovery.core.api import DbId, error_responses
+from stealth_recovery.core.mail import send_service_email
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.organizations.models import Organization
 
 router = APIRouter(prefix="/v1", tags=["auth"])
@@ -42,12 +53,22 @@ def _api_key_out(api_key: ApiKey) -> ApiKeyOut:
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=RegisterResponse,
-    responses=error_responses(409, 422, e409="email or slug already taken"),
+    responses=error_responses(
+        403,
+        409,
+        422,
+        e403="registration is closed on this server (REGISTRATION=closed)",
+        e409="email or slug already taken",
+    ),
 )
 def register(body: RegisterRequest, session: SessionDep) -> RegisterResponse:
-    """Create an organization and its first admin, and log the admin in."""
-    organization, user = service.register(
+    """Create an organization and its first admin, and log the admin in.
+
+    Open to anyone, to holders of an invite code, or closed, as the server's REGISTRATION says.
+    """
+    organization, user = service.register_by_request(
         session,
+        invite_code=body.invite_code,
         organization_name=body.organization_name,
         organization_slug=body.organization_slug,
         email=body.email,
@@ -67,6 +88,92 @@ def register(body: RegisterRequest, session: SessionDep) -> RegisterResponse:
 def login(body: LoginRequest, session: SessionDep) -> TokenResponse:
     """Exchange email and password for a bearer JWT (`sub`, `org_id`, `role`, `exp`)."""
     user = service.authenticate(session, email=body.email, password=body.password)
+    token, expires_in = service.issue_token(user)
+    return TokenResponse(access_token=token, expires_in=expires_in)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(401, 403),
+)
+def logout(principal: UserPrincipal, session: SessionDep) -> Response:
+    """End the user's sessions: every token issued to them so far is refused from now on."""
+    assert principal.user_id is not None
+    service.logout(session, user_id=principal.user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/auth/password",
+    response_model=TokenResponse,
+    responses=error_responses(
+        401, 403, 422, e422="current_password wrong, or new_password too short or guessable"
+    ),
+)
+def change_password(
+    body: PasswordChange, principal: UserPrincipal, session: SessionDep
+) -> TokenResponse:
+    """Change one's own password. Every earlier token stops working; use the one returned."""
+    assert principal.user_id is not None
+    user = service.change_password(
+        session,
+        user_id=principal.user_id,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+    token, expires_in = service.issue_token(user)
+    return TokenResponse(access_token=token, expires_in=expires_in)
+
+
+RESET_ACCEPTED = "if the address has an account, a reset link is on its way"
+
+
+def reset_email_text(link: str, minutes: int) -> str:
+    return (
+        "Someone asked to reset the password of your Stealth Recovery account.\n\n"
+        f"Choose a new password here (the link works once, for {minutes} minutes):\n{link}\n\n"
+        "If it was not you, ignore this message: your password stays as it is.\n"
+    )
+
+
+@router.post(
+    "/auth/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses=error_responses(422),
+)
+def request_password_reset(
+    body: PasswordResetRequest, session: SessionDep, background: BackgroundTasks
+) -> Accepted:
+    """E-mail a single-use, expiring reset link. The answer is the same for every address."""
+    requested = service.request_password_reset(session, email=str(body.email))
+    if requested is not None:
+        user, token = requested
+        settings = get_settings()
+        link = f"{settings.base_url.rstrip('/')}/dashboard/reset-password?token={token}"
+        # After the response (and so after the commit): the token exists when the mail arrives,
+        # and the answer takes as long for an unknown address as for a known one.
+        background.add_task(
+            send_service_email,
+            to=user.email,
+            subject="Reset your Stealth Recovery password",
+            text=reset_email_text(link, settings.password_reset_ttl_minutes),
+        )
+    return Accepted(detail=RESET_ACCEPTED)
+
+
+@router.post(
+    "/auth/password-reset/confirm",
+    response_model=TokenResponse,
+    responses=error_responses(
+        422, e422="token unknown, expired or used; or new_password too short or guessable"
+    ),
+)
+def confirm_password_reset(body: PasswordResetConfirm, session: SessionDep) -> TokenResponse:
+    """Set a new password with the token from the e-mail; every earlier session ends."""
+    user = service.reset_password(session, token=body.token, new_password=body.new_password)
     token, expires_in = service.issue_token(user)
     return TokenResponse(access_token=token, expires_in=expires_in)
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from pydantic.config import JsonDict
 
 from stealth_recovery.auth.models import Role
-from stealth_recovery.core.api import Text
+from stealth_recovery.core.api import DisplayName, Text
 
 _ORG: JsonDict = {
     "id": 1,
@@ -37,7 +37,12 @@ SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 
 
 class RegisterRequest(BaseModel):
-    organization_name: Text = Field(min_length=1, max_length=200, examples=["Acme Subscriptions"])
+    organization_name: DisplayName = Field(
+        min_length=1,
+        max_length=200,
+        description="shown to customers as the sender of their reminders",
+        examples=["Acme Subscriptions"],
+    )
     organization_slug: Text | None = Field(
         default=None,
         pattern=SLUG_PATTERN,
@@ -46,7 +51,13 @@ class RegisterRequest(BaseModel):
     )
     email: EmailStr = Field(examples=["owner@acme.example.com"])
     password: Text = Field(min_length=10, max_length=256, examples=["correct horse battery"])
-    full_name: Text | None = Field(default=None, max_length=200, examples=["Ada Owner"])
+    full_name: DisplayName | None = Field(default=None, max_length=200, examples=["Ada Owner"])
+    invite_code: Text | None = Field(
+        default=None,
+        max_length=100,
+        description="required when the server's REGISTRATION is `invite`; spent by this call",
+        examples=["inv_3kV9yq0sXw1bX7aP2QmZr8uD5tF4hL6c"],
+    )
 
 
 class LoginRequest(BaseModel):
@@ -126,11 +137,11 @@ class UserCreate(BaseModel):
     email: EmailStr = Field(examples=["analyst@acme.example.com"])
     password: Text = Field(min_length=10, max_length=256, examples=["another long passphrase"])
     role: Role = Field(examples=["analyst"])
-    full_name: Text | None = Field(default=None, max_length=200, examples=["Alan Analyst"])
+    full_name: DisplayName | None = Field(default=None, max_length=200, examples=["Alan Analyst"])
 
 
 class ApiKeyCreate(BaseModel):
-    name: Text = Field(min_length=1, max_length=128, examples=["billing-server"])
+    name: DisplayName = Field(min_length=1, max_length=128, examples=["billing-server"])
 
 
 class ApiKeyOut(BaseModel):
@@ -152,3 +163,37 @@ class ApiKeyCreated(ApiKeyOut):
     )
 
     key: str = Field(description="the full key; shown only in this response")
+
+
+class PasswordChange(BaseModel):
+    current_password: Text = Field(min_length=1, max_length=256, examples=["correct horse battery"])
+    new_password: Text = Field(
+        min_length=10,
+        max_length=256,
+        description="at least 10 characters and not easy to guess (zxcvbn score 3 or more)",
+        examples=["a much longer and odder passphrase"],
+    )
+
+
+class PasswordResetRequest(BaseModel):
+    email: EmailStr = Field(examples=["owner@acme.example.com"])
+
+
+class PasswordResetConfirm(BaseModel):
+    token: Text = Field(min_length=1, max_length=200, description="from the link in the e-mail")
+    new_password: Text = Field(
+        min_length=10,
+        max_length=256,
+        description="at least 10 characters and not easy to guess (zxcvbn score 3 or more)",
+        examples=["a much longer and odder passphrase"],
+    )
+
+
+class Accepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"detail": "if the address has an account, a reset link is on its way"}]
+        }
+    )
+
+    detail: str

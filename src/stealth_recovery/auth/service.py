@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.models import ApiKey, Role, User
-from stealth_recovery.core.errors import Conflict, NotFound, Unauthorized
+from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, Role, User
+from stealth_recovery.auth.passwords import check_password
+from stealth_recovery.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from stealth_recovery.core.security import (
     create_access_token,
     generate_api_key,
@@ -18,6 +20,7 @@ from stealth_recovery.core.security import (
     hash_password,
     verify_password,
 )
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.organizations import repository as org_repository
 from stealth_recovery.organizations.models import Organization
@@ -46,7 +49,8 @@ def register(
     password: str,
     full_name: str | None,
 ) -> tuple[Organization, User]:
-    """Create an organization and its first admin."""
+    """Create an organization and its first admin (422 on a guessable password)."""
+    check_password(password, user_inputs=[email, organization_name, full_name])
     if email_taken(session, email):
         raise Conflict("email: already registered")
     if organization_slug is not None:
@@ -62,6 +66,78 @@ def register(
     session.flush()
     user = _new_user(session, organization.id, email, password, Role.admin, full_name)
     return organization, user
+
+
+def register_by_request(
+    session: Session,
+    *,
+    organization_name: str,
+    organization_slug: str | None,
+    email: str,
+    password: str,
+    full_name: str | None,
+    invite_code: str | None,
+) -> tuple[Organization, User]:
+    """Self-service registration, as far as REGISTRATION allows it.
+
+    `closed`: 403 (an operator runs `stealth-recovery create-admin`). `invite`: the invite code
+    must be unused and unexpired, and is spent by this registration (422 on `invite_code`
+    otherwise). `open`: anyone.
+    """
+    mode = get_settings().registration_mode
+    if mode == "closed":
+        raise Forbidden(
+            "registration is closed on this server; its operator creates organizations "
+            "with `stealth-recovery create-admin`"
+        )
+    invite: RegistrationInvite | None = None
+    if mode == "invite":
+        if not invite_code:
+            raise InvalidInput("invite_code", "is required: registration is by invitation")
+        invite = _spend_invite(session, invite_code)
+    organization, user = register(
+        session,
+        organization_name=organization_name,
+        organization_slug=organization_slug,
+        email=email,
+        password=password,
+        full_name=full_name,
+    )
+    if invite is not None:
+        invite.organization_id = organization.id
+        session.flush()
+    return organization, user
+
+
+def create_invite(session: Session, *, valid_days: int) -> tuple[RegistrationInvite, str]:
+    """A single-use registration invite; the plain code is returned once and never stored."""
+    plain = "inv_" + secrets.token_urlsafe(24)
+    invite = RegistrationInvite(
+        code_hash=hash_api_key(plain), expires_at=utc_now() + timedelta(days=valid_days)
+    )
+    session.add(invite)
+    session.flush()
+    return invite, plain
+
+
+def _spend_invite(session: Session, code: str) -> RegistrationInvite:
+    # One conditional UPDATE: two registrations racing with one code cannot both spend it.
+    now = utc_now()
+    spent = session.execute(
+        update(RegistrationInvite)
+        .where(
+            RegistrationInvite.code_hash == hash_api_key(code),
+            RegistrationInvite.used_at.is_(None),
+            RegistrationInvite.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(RegistrationInvite.id)
+    ).scalar_one_or_none()
+    if spent is None:
+        raise InvalidInput("invite_code", "is unknown, expired or already used")
+    invite = session.get(RegistrationInvite, spent)
+    assert invite is not None
+    return invite
 
 
 def _new_user(
@@ -100,7 +176,10 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
 
 def issue_token(user: User) -> tuple[str, int]:
     return create_access_token(
-        user_id=user.id, organization_id=user.organization_id, role=user.role
+        user_id=user.id,
+        organization_id=user.organization_id,
+        role=user.role,
+        version=user.token_version,
     )
 
 
@@ -113,6 +192,7 @@ def create_user(
     role: Role,
     full_name: str | None,
 ) -> User:
+    check_password(password, user_inputs=[email, full_name])
     if email_taken(session, email):
         raise Conflict("email: already registered")
     return _new_user(session, organization_id, email, password, role, full_name)
@@ -137,6 +217,97 @@ def deactivate_user(
     if user.id == acting_user_id:
         raise Conflict("user_id: an admin cannot deactivate themselves")
     user.is_active = False
+    end_sessions(user)
+    session.flush()
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Every access token and session cookie issued to the user so far stops working."""
+    user.token_version += 1
+
+
+def logout(session: Session, *, user_id: int) -> None:
+    """End the user's sessions at once (all of them: the token version is per user)."""
+    user = session.get(User, user_id)
+    if user is not None:
+        end_sessions(user)
+        session.flush()
+
+
+def change_password(
+    session: Session, *, user_id: int, current_password: str, new_password: str
+) -> User:
+    """Set a new password (422 `current_password` when wrong, 422 `new_password` when weak).
+
+    Ends every other session; the caller issues the user a fresh token.
+    """
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("user is deactivated or unknown")
+    if not verify_password(current_password, user.password_hash):
+        raise InvalidInput("current_password", "is not the current password")
+    check_password(new_password, user_inputs=[user.email, user.full_name], field="new_password")
+    _set_password(user, new_password)
+    session.flush()
+    return user
+
+
+def _set_password(user: User, new_password: str) -> None:
+    user.password_hash = hash_password(new_password)
+    end_sessions(user)
+
+
+def request_password_reset(session: Session, *, email: str) -> tuple[User, str] | None:
+    """A reset token for an active user's address (None for any other address, silently).
+
+    The plain token goes only into the e-mail; its SHA-256 is stored, valid for
+    PASSWORD_RESET_TTL_MINUTES and usable once.
+    """
+    user = session.scalar(select(User).where(User.email == _normalise_email(email)))
+    if user is None or not user.is_active:
+        return None
+    plain = secrets.token_urlsafe(32)
+    ttl = timedelta(minutes=get_settings().password_reset_ttl_minutes)
+    session.add(
+        PasswordReset(user_id=user.id, token_hash=hash_api_key(plain), expires_at=utc_now() + ttl)
+    )
+    session.flush()
+    return user, plain
+
+
+def reset_password(session: Session, *, token: str, new_password: str) -> User:
+    """Spend a reset token and set the password; every session of the user ends.
+
+    422 on `token` when it is unknown, expired or used; 422 on `new_password` when weak (the
+    token is then kept, so the person can try a better password with the same link).
+    """
+    now = utc_now()
+    reset = session.scalar(
+        select(PasswordReset).where(PasswordReset.token_hash == hash_api_key(token))
+    )
+    user = session.get(User, reset.user_id) if reset is not None else None
+    if reset is None or user is None or reset.used_at is not None or reset.expires_at <= now:
+        raise InvalidInput("token", "is unknown, expired or already used")
+    if not user.is_active:
+        raise InvalidInput("token", "is unknown, expired or already used")
+    check_password(new_password, user_inputs=[user.email, user.full_name], field="new_password")
+    # One conditional UPDATE spends the token: two submissions racing cannot both use it, and
+    # every other outstanding link of the user dies with it.
+    spent = session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.id == reset.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+        .returning(PasswordReset.id)
+    ).scalar_one_or_none()
+    if spent is None:
+        raise InvalidInput("token", "is unknown, expired or already used")
+    session.execute(
+        update(PasswordReset)
+        .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+    )
+    _set_password(user, new_password)
     session.flush()
     return user
 

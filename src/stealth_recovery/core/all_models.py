@@ -1,6 +1,6 @@
 """Imports every model so that `Base.metadata` is complete (Alembic, tests)."""
 
-from stealth_recovery.auth.models import ApiKey, User
+from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, User
 from stealth_recovery.core.database import Base
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
@@ -16,8 +16,10 @@ __all__ = [
     "NotificationLog",
     "Organization",
     "OutboxMessage",
+    "PasswordReset",
     "PspEvent",
     "RecoveryAttempt",
+    "RegistrationInvite",
     "RetryPolicy",
     "StripeConnection",
     "Transaction",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,6 +13,34 @@ def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL bytes; refusing them here keeps a bad request a 422.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Letters that render as nothing: a "name" made of them passes every length check.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Control (Cc), format (Cf: bidirectional overrides and isolates, zero-width characters, the
+# byte-order mark, soft hyphen), private use, surrogates, line and paragraph separators.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
+
+
+def invisible_character(value: str) -> str | None:
+    """The first invisible or bidirectional-control character of `value`, as `U+XXXX`, or None."""
+    for char in value:
+        if char in _BLANK_LETTERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _visible(value: str) -> str:
+    # A right-to-left override or a zero-width space in a merchant's name makes the sender a
+    # customer reads differ from the one stored (spoofing); a name shows only what it holds.
+    found = invisible_character(value)
+    if found is not None:
+        raise ValueError(
+            f"must not contain invisible or bidirectional control characters ({found})"
+        )
+    if not value.strip():
+        raise ValueError("must not be blank")
     return value
 
 
@@ -36,6 +65,8 @@ def _json_without_nul(value: Any) -> Any:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+# A name people read: a merchant (the e-mail sender name), a person, a policy, a key.
+DisplayName = Annotated[str, AfterValidator(_visible)]
 UtcDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_without_nul)]
 # Ids are PostgreSQL `integer`s: a larger number can only be a 404, never a database error.

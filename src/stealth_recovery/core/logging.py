@@ -20,6 +20,8 @@ import structlog
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
 _PHONE = re.compile(r"(?<![\w+])\+\d{5,13}(\d{3})\b")
 _PAY_TOKEN = re.compile(r"(/pay/)([A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{4,}")
+# Reset links and invite codes travel in query strings.
+_QUERY_TOKEN = re.compile(r"([?&](?:token|invite_code)=)[^&\s\"']+")
 _SECRET_MARK = "[secret]"
 # Shorter values are too likely to occur in ordinary text to be replaced everywhere.
 _MIN_SECRET_LENGTH = 6
@@ -38,6 +40,7 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, _SECRET_MARK)
         value = _PAY_TOKEN.sub(r"\1\2…", value)
+        value = _QUERY_TOKEN.sub(r"\1…", value)
         value = _EMAIL.sub(r"\1***@\2", value)
         return _PHONE.sub(r"***\1", value)
 

@@ -40,9 +40,13 @@ class TokenClaims:
     user_id: int
     organization_id: int
     role: str
+    version: int  # the user's token_version when the token was issued
 
 
-def create_access_token(*, user_id: int, organization_id: int, role: str) -> tuple[str, int]:
+def create_access_token(
+    *, user_id: int, organization_id: int, role: str, version: int
+) -> tuple[str, int]:
+    """An HS256 JWT (`sub`, `org_id`, `role`, `ver`, `iat`, `exp`) and its lifetime in seconds."""
     settings = get_settings()
     ttl = timedelta(minutes=settings.jwt_ttl_minutes)
     now = utc_now()
@@ -50,6 +54,7 @@ def create_access_token(*, user_id: int, organization_id: int, role: str) -> tup
         "sub": str(user_id),
         "org_id": organization_id,
         "role": role,
+        "ver": version,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
@@ -63,12 +68,13 @@ def decode_access_token(token: str) -> TokenClaims:
             token,
             get_settings().signing_secret(),
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "org_id", "role"]},
+            options={"require": ["sub", "exp", "org_id", "role", "ver"]},
         )
         return TokenClaims(
             user_id=int(payload["sub"]),
             organization_id=int(payload["org_id"]),
             role=str(payload["role"]),
+            version=int(payload["ver"]),
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None

@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # The key before a rotation: still decrypts stored secrets until `rotate-secrets` has run.
     secret_key_previous: SecretStr | None = None
+    # Who may create an organization through POST /v1/auth/register: anyone (`open`), holders
+    # of an invite from `stealth-recovery invite` (`invite`), nobody (`closed`: only the
+    # `create-admin` command). Unset: `closed` when ENVIRONMENT=production, `open` otherwise.
+    registration: Literal["open", "invite", "closed"] | None = None
     jwt_ttl_minutes: int = Field(default=60, ge=1)  # lifetime of an access token
+    password_reset_ttl_minutes: int = Field(default=60, ge=5, le=1440)  # a reset link's life
 
     # auto: on the embedded local set-up, channels without a provider go to the local outbox
     # (kept and shown on the dashboard, never sent); outbox: every channel; providers: never
@@ -123,6 +128,9 @@ class Settings(BaseSettings):
         "https://api.stripe.com"  # Stripe API base URL (tests point it at loopback)
     )
 
+    # The pay page's button marks the attempt paid without any payment provider: a test
+    # payment, labelled as such and never counted as recovered. Refused in production.
+    test_payments: bool = False
     attempt_ttl_days: int = Field(default=7, ge=1, le=90)  # how long a pay link stays valid
     queue_batch_size: int = Field(default=500, ge=1, le=10000)  # attempts claimed per queue pass
     queue_lease_seconds: int = Field(default=300, ge=10)  # a claimed step is re-offered after this
@@ -181,6 +189,11 @@ class Settings(BaseSettings):
                 "ENVIRONMENT=production, generates its own); make one with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
+        if self.test_payments and self.environment == "production":
+            raise ValueError(
+                "TEST_PAYMENTS must not be set when ENVIRONMENT=production: customers could "
+                "mark their debts paid without paying"
+            )
         if self.secret_key_previous is not None and (
             self.secret_key_previous.get_secret_value() == self.signing_secret_or_none()
         ):
@@ -189,6 +202,12 @@ class Settings(BaseSettings):
 
     _generated_key: str | None = PrivateAttr(default=None)
     _generated_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def registration_mode(self) -> Literal["open", "invite", "closed"]:
+        if self.registration is not None:
+            return self.registration
+        return "closed" if self.environment == "production" else "open"
 
     @property
     def secret_key_file(self) -> Path | None:

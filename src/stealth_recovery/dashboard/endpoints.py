@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode
 
 import structlog
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -23,8 +23,11 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service as auth_service
 from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.auth.endpoints import reset_email_text
 from stealth_recovery.auth.models import Role
-from stealth_recovery.core.errors import DomainError, Unauthorized
+from stealth_recovery.core.errors import DomainError, InvalidInput, Unauthorized
+from stealth_recovery.core.mail import send_service_email
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.dashboard import charts, formatting, forms, repository, timeline
 from stealth_recovery.dashboard import session as web
@@ -227,10 +230,147 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: CsrfField = None) -> Response:
+def logout(request: Request, session: SessionDep, csrf: CsrfField = None) -> Response:
     web.check_csrf(request, csrf)
+    try:
+        viewer = web.current_viewer(request, session)
+    except web.LoginRequired:
+        viewer = None
+    if viewer is not None:
+        # The cookie's token stops working on the server too, not only in this browser.
+        auth_service.logout(session, user_id=viewer.user.id)
+        log.info("dashboard_logout", user_id=viewer.user.id)
     response = redirect("/dashboard/login")
     web.clear_session_cookie(response)
+    return response
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+@router.get("/forgot-password", response_class=HTMLResponse)
+def forgot_password_form(request: Request) -> HTMLResponse:
+    return render(request, None, "forgot_password.html", {"email": "", "sent": False})
+
+
+@router.post("/forgot-password", response_class=HTMLResponse)
+def forgot_password(
+    request: Request,
+    session: SessionDep,
+    background: BackgroundTasks,
+    csrf: CsrfField = None,
+    email: Annotated[str, Form(max_length=320)] = "",
+) -> HTMLResponse:
+    web.check_csrf(request, csrf)
+    settings = get_settings()
+    address = forms.email_address(email)
+    if address is None:
+        return render(
+            request,
+            None,
+            "forgot_password.html",
+            {"email": email, "sent": False, "error": "Enter a valid email address."},
+            status_code=422,
+        )
+    requested = auth_service.request_password_reset(session, email=address)
+    if requested is not None:
+        user, token = requested
+        link = f"{settings.base_url.rstrip('/')}/dashboard/reset-password?token={token}"
+        background.add_task(
+            send_service_email,
+            to=user.email,
+            subject="Reset your Stealth Recovery password",
+            text=reset_email_text(link, settings.password_reset_ttl_minutes),
+        )
+    # The same page whether or not the address has an account.
+    return render(
+        request,
+        None,
+        "forgot_password.html",
+        {"sent": True, "minutes": settings.password_reset_ttl_minutes},
+    )
+
+
+@router.get("/reset-password", response_class=HTMLResponse)
+def reset_password_form(
+    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+) -> HTMLResponse:
+    error = None if token else "This link is incomplete: open the whole link from the e-mail."
+    return render(request, None, "reset_password.html", {"token": token, "error": error})
+
+
+@router.post("/reset-password", response_class=HTMLResponse)
+def reset_password(
+    request: Request,
+    session: SessionDep,
+    csrf: CsrfField = None,
+    token: Annotated[str, Form(max_length=200)] = "",
+    new_password: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    web.check_csrf(request, csrf)
+    try:
+        user = auth_service.reset_password(session, token=token, new_password=new_password)
+    except InvalidInput as exc:
+        if exc.field == "token":
+            message = "This link has expired or was already used. Ask for a new one."
+            return render(
+                request,
+                None,
+                "reset_password.html",
+                {"token": "", "error": message},
+                status_code=422,
+            )
+        return render(
+            request,
+            None,
+            "reset_password.html",
+            {"token": token, "error": f"The new password {exc.rule}"},
+            status_code=422,
+        )
+    log.info("password_reset", user_id=user.id)
+    return redirect(
+        "/dashboard/login", flash=("ok", "Your password is changed. Log in with the new one.")
+    )
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, viewer: Viewer) -> HTMLResponse:
+    return render(request, viewer, "account.html", {"active": "account"})
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+def change_password(
+    request: Request,
+    session: SessionDep,
+    viewer: FormViewer,
+    current_password: Annotated[str, Form(max_length=256)] = "",
+    new_password: Annotated[str, Form(max_length=256)] = "",
+) -> Response:
+    try:
+        user = auth_service.change_password(
+            session,
+            user_id=viewer.user.id,
+            current_password=current_password,
+            new_password=new_password,
+        )
+    except InvalidInput as exc:
+        message = (
+            "That is not your current password."
+            if exc.field == "current_password"
+            else f"The new password {exc.rule}"
+        )
+        return render(
+            request,
+            viewer,
+            "account.html",
+            {"active": "account", "error": message},
+            status_code=422,
+        )
+    # Every earlier token is void now, this browser's too: it gets a fresh one.
+    token, expires_in = auth_service.issue_token(user)
+    response = redirect("/dashboard/account", flash=("ok", "Your password is changed."))
+    web.set_session_cookie(response, token, expires_in)
+    log.info("password_changed", user_id=user.id)
     return response
 
 
@@ -618,7 +758,9 @@ def create_user(
     password: Annotated[str, Form()] = "",
 ) -> Response:
     form = {"email": email, "full_name": full_name, "role": role}
-    address, error = forms.check_new_user(email=email, role=role, password=password)
+    address, error = forms.check_new_user(
+        email=email, role=role, password=password, full_name=full_name
+    )
     if address is not None:
         try:
             user = auth_service.create_user(

@@ -8,6 +8,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from stealth_recovery.auth.models import Role
+from stealth_recovery.auth.passwords import password_problem
+from stealth_recovery.core.api import invisible_character
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import Channel
@@ -79,14 +81,28 @@ def schedule_rows(schedule: Schedule) -> list[dict[str, Any]]:
     return rows
 
 
-def check_new_user(*, email: str, role: str, password: str) -> tuple[str | None, str | None]:
-    """The normalised address, or the message to show next to the add-user form."""
+def email_address(value: str) -> str | None:
+    """The normalised address, or None when `value` is not one."""
     try:
-        address = validate_email(email.strip(), check_deliverability=False).normalized
+        return validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError:
+        return None
+
+
+def check_new_user(
+    *, email: str, role: str, password: str, full_name: str = ""
+) -> tuple[str | None, str | None]:
+    """The normalised address, or the message to show next to the add-user form."""
+    address = email_address(email)
+    if address is None:
         return None, "Enter a valid email address."
     if role not in {r.value for r in Role}:
         return None, "Choose a role."
-    if not 10 <= len(password) <= 256:
-        return None, "The password must be at least 10 characters."
+    if (found := invisible_character(full_name)) is not None:
+        return None, f"The name must not contain invisible or bidirectional characters ({found})."
+    if len(full_name) > 200:
+        return None, "The name must be at most 200 characters."
+    problem = password_problem(password, user_inputs=[address, full_name])
+    if problem is not None:
+        return None, f"The password {problem}"
     return address, None

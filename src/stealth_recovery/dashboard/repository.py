@@ -84,6 +84,8 @@ def recoveries_by_step(
             RecoveryAttempt.organization_id == organization_id,
             RecoveryAttempt.created_at >= since,
             RecoveryAttempt.status == AttemptStatus.completed,
+            # A test payment moved no money: it is never a recovery.
+            RecoveryAttempt.test_payment.is_(False),
         )
         .group_by(RecoveryAttempt.completed_after_step)
     )
@@ -97,6 +99,7 @@ def status_counts(session: Session, *, organization_id: int, since: datetime) ->
         .where(
             RecoveryAttempt.organization_id == organization_id,
             RecoveryAttempt.created_at >= since,
+            RecoveryAttempt.test_payment.is_(False),
         )
         .group_by(RecoveryAttempt.status)
     )
@@ -112,6 +115,8 @@ def recovered_revenue(session: Session, *, organization_id: int, since: datetime
             RecoveryAttempt.organization_id == organization_id,
             RecoveryAttempt.created_at >= since,
             RecoveryAttempt.status == AttemptStatus.completed,
+            # A test payment moved no money: it is never a recovery.
+            RecoveryAttempt.test_payment.is_(False),
         )
         .group_by(Transaction.currency)
         .order_by(func.sum(Transaction.amount_minor).desc())

@@ -141,7 +141,7 @@ def current_viewer(request: Request, session: Session) -> Viewer:
     if not token:
         raise LoginRequired(next_path)
     try:
-        principal = deps.get_principal(request, session, None, None)
+        principal = deps.principal_for_token(session, token)
     except Unauthorized:
         raise LoginRequired(next_path) from None
     if principal.user_id is None:

@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from stealth_recovery.core.database import Base, JSONType, UTCDateTime
@@ -117,6 +127,10 @@ class RecoveryAttempt(TimestampMixin, Base):
         String(16), nullable=False, default=DeclineCategory.soft
     )
     checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    # Completed on the pay page's test path: no money moved; never counted as recovered.
+    test_payment: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     # Which reminder step was last out when the customer paid (analytics).
     completed_after_step: Mapped[int | None] = mapped_column(Integer)
 

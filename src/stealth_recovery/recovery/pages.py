@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
 from stealth_recovery.core.errors import DomainError, Gone, NotFound
 from stealth_recovery.core.ratelimit import client_address, token_limiter
-from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service as stripe_service
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.recovery import repository, service
@@ -35,7 +34,16 @@ _PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     410: {"description": "expired, paid or cancelled: a page that says so", **_HTML},
     429: {"description": "too many lookups from this address: a page asking to wait", **_HTML},
 }
-_DEMO_ENVIRONMENTS = ("local", "test")
+
+
+def _payment_mode(session: Session, attempt: RecoveryAttempt) -> str:
+    """`stripe` (Checkout), `test` (no money moves) or `unavailable` (no way to pay online)."""
+    if stripe_service.has_connection(session, organization_id=attempt.organization_id):
+        return "stripe"
+    organization = session.get(Organization, attempt.organization_id)
+    if organization is not None and service.allows_test_payments(organization):
+        return "test"
+    return "unavailable"
 
 
 def _render(request: Request, name: str, status_code: int, **context: Any) -> HTMLResponse:
@@ -86,6 +94,15 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
         merchant = _merchant_of(session, token)
         contact = f"please contact {merchant}" if merchant else "please contact the merchant"
         if "already been made" in gone.detail:
+            paid = repository.get_by_token(session, token)
+            if paid is not None and paid.test_payment:
+                return _message(
+                    request,
+                    410,
+                    "A test payment was recorded for this link",
+                    "No money was moved, and there is nothing more to do.",
+                    merchant_name=merchant,
+                )
             return _message(
                 request,
                 410,
@@ -145,6 +162,7 @@ def pay_page_response(
         expires_display=page.expires_display,
         lang=page.view.locale.replace("_", "-"),
         preview=preview,
+        payment_mode=_payment_mode(session, attempt),
     )
 
 
@@ -152,9 +170,9 @@ def pay_page_response(
     "/pay/{token}/pay",
     response_class=HTMLResponse,
     responses={
-        200: {"description": "paid (test and local environments without Stripe)", **_HTML},
+        200: {"description": "a test payment (TEST_PAYMENTS or a demo organization)", **_HTML},
         303: {"description": "redirect to the merchant's Stripe Checkout"},
-        409: {"description": "the merchant has not enabled online payment", **_HTML},
+        409: {"description": "online payment is not set up for this merchant", **_HTML},
         502: {"description": "the payment provider could not start the payment", **_HTML},
         **_PAGE_RESPONSES,
     },
@@ -162,8 +180,9 @@ def pay_page_response(
 def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
     """The pay button: on to Stripe Checkout when the merchant connected Stripe.
 
-    Without Stripe, `ENVIRONMENT=local` or `test` completes the payment at once (demo and tests);
-    production says that the merchant has not enabled online payment.
+    Without Stripe, a test payment when TEST_PAYMENTS is set or the organization is the demo's
+    (completed at once, no money moved, never counted as recovered); otherwise a page saying
+    online payment is not set up.
     """
     found = _lookup(request, session, token)
     if isinstance(found, HTMLResponse):
@@ -175,7 +194,8 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
         "merchant_name": view.merchant_name,
         "lang": view.locale.replace("_", "-"),
     }
-    if stripe_service.has_connection(session, organization_id=attempt.organization_id):
+    mode = _payment_mode(session, attempt)
+    if mode == "stripe":
         try:
             url = stripe_service.checkout_url_for(session, attempt=attempt)
         except DomainError as exc:
@@ -188,24 +208,24 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
                 **common,
             )
         return RedirectResponse(url, status_code=303)
-    if get_settings().environment in _DEMO_ENVIRONMENTS:
-        service.complete_attempt(session, attempt=attempt)
-        log.info("attempt_completed_on_demo_path", attempt_id=attempt.id)
+    if mode == "test":
+        service.complete_attempt(session, attempt=attempt, test_payment=True)
+        log.info("test_payment_completed", attempt_id=attempt.id)
         return _message(
             request,
             200,
-            "Thank you — payment received",
-            f"Your payment of {view.amount_display} to {view.merchant_name} is complete. "
-            "You will not receive any more reminders about it.",
+            "Test payment recorded",
+            f"This was a test payment of {view.amount_display} to {view.merchant_name}: "
+            "no money was moved. No more reminders will be sent about it.",
             amount_display=view.amount_display,
-            hint="Test mode: no money was moved.",
+            hint="Test payment — no money was moved.",
             **common,
         )
     return _message(
         request,
         409,
-        "Online payment is not available",
-        f"{view.merchant_name} has not enabled online payment for this link yet. "
+        "Online payment is not set up",
+        f"{view.merchant_name} has not set up online payment for this link. "
         "Please contact them to pay.",
         amount_display=view.amount_display,
         **common,

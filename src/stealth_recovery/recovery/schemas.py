@@ -86,6 +86,11 @@ class AttemptOut(BaseModel):
     expires_at: datetime
     opened_at: datetime | None
     completed_at: datetime | None
+    test_payment: bool = Field(
+        default=False,
+        description="completed on the pay page's test path: no money moved, never counted as "
+        "recovered",
+    )
     cancelled_at: datetime | None
     cancel_reason: str | None
     retry_count: int = Field(description="reminder steps sent so far")

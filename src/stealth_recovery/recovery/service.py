@@ -12,6 +12,7 @@ from stealth_recovery.core.errors import Conflict, Gone, NotFound
 from stealth_recovery.core.security import generate_token
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import repository
 from stealth_recovery.recovery.models import (
@@ -108,13 +109,28 @@ def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> R
     return attempt
 
 
-def complete_attempt(session: Session, *, attempt: RecoveryAttempt) -> bool:
-    """Mark the attempt paid: no reminder is sent after this commits. False if already final."""
+def complete_attempt(
+    session: Session, *, attempt: RecoveryAttempt, test_payment: bool = False
+) -> bool:
+    """Mark the attempt paid: no reminder is sent after this commits. False if already final.
+
+    `test_payment`: completed on the pay page's test path (no money moved); the attempt is
+    labelled so and never counted as recovered.
+    """
     changed = repository.finish(
         session, attempt_id=attempt.id, status=AttemptStatus.completed, at=utc_now()
     )
     session.refresh(attempt)
+    if changed and test_payment:
+        attempt.test_payment = True
+        session.flush()
     return changed
+
+
+def allows_test_payments(organization: Organization) -> bool:
+    """Whether the pay page may complete payments without a provider (TEST_PAYMENTS, or an
+    organization the demo made)."""
+    return get_settings().test_payments or organization.is_test
 
 
 def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -> RecoveryAttempt:

@@ -156,6 +156,7 @@ def attempt_out(attempt: RecoveryAttempt, transaction: Transaction) -> AttemptOu
         expires_at=attempt.expires_at,
         opened_at=attempt.opened_at,
         completed_at=attempt.completed_at,
+        test_payment=attempt.test_payment,
         cancelled_at=attempt.cancelled_at,
         cancel_reason=attempt.cancel_reason,
         retry_count=attempt.retry_count,

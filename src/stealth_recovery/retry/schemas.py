@@ -146,6 +146,7 @@ class RetryStats(BaseModel):
                     "pending_retries": 23,
                     "sent_count": 100,
                     "completed_count": 45,
+                    "test_payment_count": 0,
                     "failed_count": 5,
                     "unconfirmed_count": 0,
                     "avg_retry_count": 2.3,
@@ -159,7 +160,12 @@ class RetryStats(BaseModel):
         description="open attempts (created, sent, opened) with a reminder still to send"
     )
     sent_count: int = Field(description="messages whose status is sent or delivered")
-    completed_count: int = Field(description="attempts completed (paid)")
+    completed_count: int = Field(description="attempts paid for real (test payments excluded)")
+    test_payment_count: int = Field(
+        default=0,
+        description="attempts completed on the pay page's test path: no money moved, never "
+        "counted as recovered",
+    )
     failed_count: int = Field(description="messages whose status is failed or bounced")
     unconfirmed_count: int = Field(
         description="messages handed to the provider without an answer (a timeout, or the "

@@ -40,7 +40,11 @@ def compute_stats(
                 # After the last reminder `next_retry_at` only marks the end of the grace period.
                 & (RecoveryAttempt.retry_count < RecoveryAttempt.max_retries)
             ),
-            _count_where(RecoveryAttempt.status == AttemptStatus.completed),
+            _count_where(
+                (RecoveryAttempt.status == AttemptStatus.completed)
+                & RecoveryAttempt.test_payment.is_(False)
+            ),
+            _count_where(RecoveryAttempt.test_payment.is_(True)),
             func.avg(cast(RecoveryAttempt.retry_count, Float)),
         ).where(*attempt_scope)
     ).one()
@@ -51,13 +55,14 @@ def compute_stats(
             _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
         ).where(*message_scope)
     ).one()
-    total, pending, completed, average = attempts
+    total, pending, completed, test_payments, average = attempts
     sent, failed, unconfirmed = messages
     return RetryStats(
         total_attempts=int(total),
         pending_retries=int(pending),
         sent_count=int(sent),
         completed_count=int(completed),
+        test_payment_count=int(test_payments),
         failed_count=int(failed),
         unconfirmed_count=int(unconfirmed),
         avg_retry_count=round(float(average), 2) if average is not None else 0.0,
