@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,6 +266,8 @@ def main(
     concurrencies = _concurrencies(celery_concurrency)
     os.environ.setdefault("ENVIRONMENT", "local")
     os.environ["LOG_LEVEL"] = "WARNING"
+    # The benchmark's databases are throwaway: a fresh key per run (PostgreSQL needs one).
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(32))
 
     configure_logging("WARNING")
     admin = make_engine(postgres_url)

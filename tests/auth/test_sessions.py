@@ -238,3 +238,17 @@ class TestPasswordStrength:
         )
         assert response.status_code == 422
         assert response.json()["detail"][0]["field"] == "password"
+
+    def test_a_long_passphrase_past_the_estimators_limit_is_accepted(
+        self, client: TestClient
+    ) -> None:
+        # zxcvbn takes at most 72 characters; a longer password must not be a 500
+        response = client.post(
+            "/v1/auth/register",
+            json={
+                "organization_name": "Acme",
+                "email": "owner@acme.example.com",
+                "password": "violet kettle under quiet harbour " * 6,
+            },
+        )
+        assert response.status_code == 201

@@ -35,6 +35,7 @@ class TestComputeStats:
             "pending_retries": 0,
             "sent_count": 0,
             "completed_count": 0,
+            "test_payment_count": 0,
             "failed_count": 0,
             "unconfirmed_count": 0,
             "avg_retry_count": 0.0,

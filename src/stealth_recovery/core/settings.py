@@ -248,8 +248,8 @@ class Settings(BaseSettings):
             for name in type(self).model_fields
             if isinstance(value := getattr(self, name), SecretStr)
         ]
-        if self.secret_key is None and self.secret_key_file is not None:
-            values.append(self.signing_secret())
+        if self._generated_key is not None:
+            values.append(self._generated_key)
         password = make_url(self.database_url).password
         for url in (self.redis_url, self.celery_broker_url, self.celery_result_backend):
             if url and "@" in url:
