@@ -206,7 +206,10 @@ class TestPayPreview:
     def test_previewing_the_pay_link_does_not_mark_it_opened(
         self, analyst_web: TestClient, admin: Account, db: Session
     ) -> None:
-        # Given an open attempt the customer has not opened
+        # Given an open attempt the customer has not opened, of an organization whose pay page
+        # takes (test) payments
+        admin.organization.is_test = True
+        db.commit()
         attempt = make_attempt(db, organization_id=admin.organization.id)
         html = analyst_web.get(f"/dashboard/attempts/{attempt.id}").text
         # When someone of the team previews its pay page from the dashboard
@@ -216,7 +219,7 @@ class TestPayPreview:
         # Then they see the customer's page, marked as a preview, with the button disabled
         assert preview.status_code == 200
         assert "Preview for your team" in preview.text
-        assert "disabled>Pay €49.00" in preview.text
+        assert "disabled>Make a test payment of €49.00" in preview.text
         # and the attempt is still not opened
         db.expire_all()
         stored = db.get(RecoveryAttempt, attempt.id)
