@@ -93,6 +93,18 @@ def install_filter(handlers: Iterable[logging.Handler], redactor: Redactor) -> N
 _redactor = Redactor()
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def current_redactor() -> Redactor:
     return _redactor
 
@@ -115,7 +127,7 @@ def configure_logging(
         secrets = get_settings().secret_values()
     _redactor = Redactor(secrets)
     numeric_level = logging.getLevelName(level.upper())
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.addFilter(RedactingFilter(_redactor))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
@@ -139,7 +151,9 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        # Without a stream, each logger takes sys.stdout when made: a replaced and closed stdout
+        # (a CLI run inside a test, say) is never written to later.
+        logger_factory=structlog.PrintLoggerFactory(stream),
         # Not cached, so a later configure_logging (tests, CLI) reaches every module's logger.
         cache_logger_on_first_use=False,
     )
