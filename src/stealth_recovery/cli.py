@@ -208,8 +208,14 @@ def serve(
     )
     # log_config=None: uvicorn's loggers (the access log among them) go through our redacting
     # handler instead of its own, so no pay-link token or e-mail reaches the log.
+    # proxy_headers=False: X-Forwarded-For is read by the app itself, only from TRUSTED_PROXIES
+    # (core.ratelimit); uvicorn's own handling would believe any local peer.
     config = uvicorn.Config(
-        create_app(run_scheduler=run_scheduler), host=host, port=port, log_config=None
+        create_app(run_scheduler=run_scheduler),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=False,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -52,7 +52,7 @@ class TestRedis:
         self, db: Session, redis_url: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # Given two app instances configured with the same Redis and a limit of 4 a minute
-        redis.Redis.from_url(redis_url).delete("sr:ratelimit:testclient")
+        redis.Redis.from_url(redis_url).delete("sr:ratelimit:paylink:testclient")
         monkeypatch.setenv("REDIS_URL", redis_url)
         monkeypatch.setenv("TOKEN_RATE_LIMIT_PER_MINUTE", "4")
         get_settings.cache_clear()
@@ -62,4 +62,4 @@ class TestRedis:
         codes = [apps[i % 2].get(f"/pay/{token}").status_code for i in range(5)]
         # Then the fifth is refused
         assert codes == [200, 200, 200, 200, 429]
-        redis.Redis.from_url(redis_url).delete("sr:ratelimit:testclient")
+        redis.Redis.from_url(redis_url).delete("sr:ratelimit:paylink:testclient")

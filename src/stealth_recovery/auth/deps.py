@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service
 from stealth_recovery.auth.models import Role, User
-from stealth_recovery.core.database import get_session, get_write_session
+from stealth_recovery.core.database import get_read_session, get_session, get_write_session
 from stealth_recovery.core.errors import Forbidden, Unauthorized
 from stealth_recovery.core.security import API_KEY_PREFIX, decode_access_token
 
@@ -24,6 +24,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 # reads ahead of its own write and a failed commit is an error response, not a false success.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Response, status
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
 from stealth_recovery.auth import service
 from stealth_recovery.auth.deps import (
     AdminPrincipal,
     CurrentPrincipal,
+    ReadSessionDep,
     SessionDep,
     UserPrincipal,
 )
@@ -27,6 +28,7 @@ from stealth_recovery.auth.schemas import (
     UserCreate,
     UserOut,
 )
+from stealth_recovery.auth.throttle import throttled_login
 from stealth_recovery.core.api import DbId, error_responses
 from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
@@ -84,10 +86,23 @@ def register(body: RegisterRequest, session: SessionDep) -> RegisterResponse:
     )
 
 
-@router.post("/auth/login", response_model=TokenResponse, responses=error_responses(401, 422))
-def login(body: LoginRequest, session: SessionDep) -> TokenResponse:
-    """Exchange email and password for a bearer JWT (`sub`, `org_id`, `role`, `exp`)."""
-    user = service.authenticate(session, email=body.email, password=body.password)
+@router.post(
+    "/auth/login",
+    response_model=TokenResponse,
+    responses=error_responses(
+        401, 422, 429, e429="too many logins from this address, or failures for this account"
+    ),
+)
+def login(body: LoginRequest, request: Request, session: ReadSessionDep) -> TokenResponse:
+    """Exchange email and password for a bearer JWT (`sub`, `org_id`, `role`, `exp`).
+
+    Throttled per client address and per account (429 with Retry-After).
+    """
+    user = throttled_login(
+        request,
+        body.email,
+        lambda: service.authenticate(session, email=body.email, password=body.password),
+    )
     token, expires_in = service.issue_token(user)
     return TokenResponse(access_token=token, expires_in=expires_in)
 

@@ -51,6 +51,9 @@ def register(
 ) -> tuple[Organization, User]:
     """Create an organization and its first admin (422 on a guessable password)."""
     check_password(password, user_inputs=[email, organization_name, full_name])
+    # Hash before the first statement: on SQLite the unit of work takes the write lock there,
+    # and no one should wait on it for argon2.
+    password_hash = hash_password(password)
     if email_taken(session, email):
         raise Conflict("email: already registered")
     if organization_slug is not None:
@@ -64,7 +67,7 @@ def register(
     organization = Organization(name=organization_name.strip(), slug=slug)
     session.add(organization)
     session.flush()
-    user = _new_user(session, organization.id, email, password, Role.admin, full_name)
+    user = _new_user(session, organization.id, email, password_hash, Role.admin, full_name)
     return organization, user
 
 
@@ -144,14 +147,14 @@ def _new_user(
     session: Session,
     organization_id: int,
     email: str,
-    password: str,
+    password_hash: str,
     role: Role,
     full_name: str | None,
 ) -> User:
     user = User(
         organization_id=organization_id,
         email=_normalise_email(email),
-        password_hash=hash_password(password),
+        password_hash=password_hash,
         role=role,
         full_name=full_name,
         is_active=True,
@@ -193,9 +196,10 @@ def create_user(
     full_name: str | None,
 ) -> User:
     check_password(password, user_inputs=[email, full_name])
+    password_hash = hash_password(password)  # before any statement, as in `register`
     if email_taken(session, email):
         raise Conflict("email: already registered")
-    return _new_user(session, organization_id, email, password, role, full_name)
+    return _new_user(session, organization_id, email, password_hash, role, full_name)
 
 
 def list_users(session: Session, *, organization_id: int) -> list[User]:

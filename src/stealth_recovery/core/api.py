@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -64,6 +67,47 @@ def _json_without_nul(value: Any) -> Any:
     return value
 
 
+MAX_JSON_DEPTH = 64
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json_document(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a provider's JSON body into values every database can store.
+
+    Raises ValueError (with the reason) for broken JSON, NaN/Infinity or numbers too large for a
+    float, nesting deeper than `max_depth` arrays/objects, and NUL characters in strings or keys
+    (PostgreSQL `jsonb` refuses `\\u0000`). Real webhook payloads nest a dozen levels at most.
+    """
+    try:
+        document = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {max_depth} levels") from None
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _no_nul(value)
+        elif isinstance(value, dict | list):
+            if depth >= max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    _no_nul(key)
+                stack.append((item, depth + 1))
+    return document
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
 # A name people read: a merchant (the e-mail sender name), a person, a policy, a key.
 DisplayName = Annotated[str, AfterValidator(_visible)]
@@ -71,6 +115,15 @@ UtcDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_without_nul)]
 # Ids are PostgreSQL `integer`s: a larger number can only be a 404, never a database error.
 DbId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def validation_messages(errors: Sequence[Any]) -> list[str]:
+    """`field: rule` for each error of a pydantic/FastAPI validation error list."""
+    messages = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        messages.append(f"{'.'.join(loc) or 'request'}: {error.get('msg', 'is not valid')}")
+    return messages
 
 
 class FieldError(BaseModel):

@@ -132,10 +132,14 @@ def reset_engine() -> None:
 
 
 def open_session(*, write: bool) -> Session:
-    session = get_session_factory()()
-    if write:
-        session.connection(execution_options={WRITE_OPTION: True})
-    return session
+    """A session; a writer's transaction is `BEGIN IMMEDIATE` on SQLite.
+
+    The transaction starts at the session's first statement, not here, so work done before it
+    (hashing a password, for one) never holds SQLite's write lock.
+    """
+    if not write:
+        return get_session_factory()()
+    return get_session_factory()(bind=get_engine().execution_options(**{WRITE_OPTION: True}))
 
 
 @contextmanager
@@ -159,6 +163,13 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_read_session() -> Iterator[Session]:
+    """FastAPI dependency for a POST that only reads (a login: it must not hold the write lock
+    of SQLite while the password is hashed)."""
+    with session_scope(write=False) as session:
+        yield session
 
 
 def get_write_session() -> Iterator[Session]:

@@ -43,7 +43,13 @@ class InvalidInput(DomainError):
 
 
 class RateLimited(DomainError):
+    """Too many requests; `retry_after` (seconds) becomes the Retry-After header."""
+
     status_code = 429
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(DomainError):

@@ -7,7 +7,8 @@ import os
 import re
 import secrets
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -143,6 +144,20 @@ class Settings(BaseSettings):
     token_rate_limit_per_minute: int = Field(
         default=30, ge=1
     )  # pay-link lookups per client address
+    login_attempts_per_minute: int = Field(
+        default=20, ge=1
+    )  # logins (API and dashboard) per client address per minute
+    login_failures_per_account: int = Field(
+        default=10, ge=1
+    )  # failed logins per account within LOGIN_FAILURE_WINDOW_MINUTES, then 429
+    login_failure_window_minutes: int = Field(default=15, ge=1)  # the per-account window
+    # Comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For is
+    # believed, e.g. "127.0.0.1,10.0.0.0/8"; unset: the peer address is the client.
+    trusted_proxies: str | None = None
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024
+    )  # larger request bodies (JSON, forms, webhooks) are refused with 413
+    metrics_token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer …"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = (
         "INFO"  # log level (any case)
@@ -179,6 +194,13 @@ class Settings(BaseSettings):
         if value is None:
             return None
         check_secret_key(value.get_secret_value())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _parsable_proxies(cls, value: str | None) -> str | None:
+        if value is not None:
+            _networks(value)
         return value
 
     @model_validator(mode="after")
@@ -284,6 +306,22 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return _networks(self.trusted_proxies) if self.trusted_proxies else ()
+
+
+def _networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    networks = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{item.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 def reveal(value: SecretStr | None) -> str | None:

@@ -16,16 +16,19 @@ from urllib.parse import quote, unquote, urlencode
 
 import structlog
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service as auth_service
-from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.auth.deps import ReadSessionDep, SessionDep
 from stealth_recovery.auth.endpoints import reset_email_text
 from stealth_recovery.auth.models import Role
-from stealth_recovery.core.errors import DomainError, InvalidInput, Unauthorized
+from stealth_recovery.auth.throttle import throttled_login
+from stealth_recovery.core.api import DbId, Text, validation_messages
+from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited, Unauthorized
 from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
@@ -43,6 +46,7 @@ log = structlog.get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC_FILES = {"dashboard.css": "text/css"}
 PAGE_SIZE = 25
+MAX_PAGE = 1_000_000  # keeps the OFFSET inside a 64-bit integer, whatever the URL says
 FLASH_COOKIE = "sr_flash"
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -69,6 +73,13 @@ class DashboardRoute(APIRoute):
                 return RedirectResponse(target, status_code=303)
             except DomainError as exc:
                 return error_page(request, exc.status_code, exc.detail)
+            except RequestValidationError as exc:
+                # A page's URL or form that no route would take: an id that cannot exist is
+                # "not found", anything else names the field and the rule.
+                errors = exc.errors()
+                if any(e.get("loc", ("",))[0] == "path" for e in errors):
+                    return error_page(request, 404, "There is nothing at this address.")
+                return error_page(request, 422, "; ".join(validation_messages(errors)))
 
         return route
 
@@ -79,7 +90,12 @@ router = APIRouter(
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
-    titles = {403: "Not allowed", 404: "Not found", 409: "Not possible right now"}
+    titles = {
+        403: "Not allowed",
+        404: "Not found",
+        409: "Not possible right now",
+        422: "The form could not be read",
+    }
     return templates.TemplateResponse(
         request,
         "error.html",
@@ -144,7 +160,7 @@ def redirect(path: str, *, flash: tuple[str, str] | None = None) -> RedirectResp
     return response
 
 
-CsrfField = Annotated[str | None, Form(alias=web.CSRF_FIELD)]
+CsrfField = Annotated[str | None, Form(alias=web.CSRF_FIELD, max_length=256)]
 
 
 def _viewer(request: Request, session: SessionDep) -> web.Viewer:
@@ -200,26 +216,38 @@ def login_form(request: Request, next: str | None = None) -> HTMLResponse:
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     csrf: CsrfField = None,
-    email: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
-    next: Annotated[str | None, Form()] = None,
+    email: Annotated[Text, Form(max_length=320)] = "",
+    password: Annotated[Text, Form(max_length=256)] = "",
+    next: Annotated[Text | None, Form(max_length=2000)] = None,
 ) -> Response:
     web.check_csrf(request, csrf)
+    form = {"next": web.safe_next(next), "email": email}
     try:
-        user = auth_service.authenticate(session, email=email, password=password)
+        user = throttled_login(
+            request,
+            email,
+            lambda: auth_service.authenticate(session, email=email, password=password),
+        )
+    except RateLimited as exc:
+        log.info("dashboard_login_throttled")
+        page = render(
+            request,
+            None,
+            "login.html",
+            {**form, "error": "Too many login attempts. Please wait a few minutes."},
+            status_code=429,
+        )
+        page.headers["Retry-After"] = str(max(1, round(exc.retry_after or 60)))
+        return page
     except Unauthorized:
         log.info("dashboard_login_failed")
         return render(
             request,
             None,
             "login.html",
-            {
-                "next": web.safe_next(next),
-                "email": email,
-                "error": "Incorrect email or password.",
-            },
+            {**form, "error": "Incorrect email or password."},
             status_code=401,
         )
     token, expires_in = auth_service.issue_token(user)
@@ -412,7 +440,7 @@ def attempts(
     q: Annotated[str | None, Query(max_length=200)] = None,
     created_from: str | None = None,
     created_to: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
     statuses = ["open", *(s.value for s in AttemptStatus)]
     categories = [c.value for c in DeclineCategory]
@@ -470,7 +498,7 @@ def attempts(
 
 @router.get("/attempts/{attempt_id}", response_class=HTMLResponse)
 def attempt_detail(
-    request: Request, session: SessionDep, viewer: Viewer, attempt_id: int
+    request: Request, session: SessionDep, viewer: Viewer, attempt_id: DbId
 ) -> HTMLResponse:
     attempt = recovery_service.get_attempt(
         session, organization_id=viewer.organization_id, attempt_id=attempt_id
@@ -521,7 +549,7 @@ def attempt_pay_preview(
 
 
 @router.post("/attempts/{attempt_id}/retry-now")
-def attempt_retry_now(session: SessionDep, attempt_id: int, viewer: AdminFormViewer) -> Response:
+def attempt_retry_now(session: SessionDep, attempt_id: DbId, viewer: AdminFormViewer) -> Response:
     from stealth_recovery.retry.service import retry_now
 
     attempt = recovery_service.get_attempt(
@@ -621,7 +649,7 @@ def policies(request: Request, session: SessionDep, viewer: Viewer) -> HTMLRespo
     )
 
 
-PolicyText = Annotated[str, Form()]
+PolicyText = Annotated[Text, Form()]
 
 
 def _policy_form(
@@ -630,7 +658,7 @@ def _policy_form(
     initial_delay_minutes: PolicyText = "",
     backoff_multiplier: PolicyText = "",
     max_delay_minutes: PolicyText = "",
-    enabled_channels: Annotated[list[str] | None, Form()] = None,
+    enabled_channels: Annotated[list[Text] | None, Form()] = None,
 ) -> dict[str, Any]:
     """The policy form as typed: strings kept as they are, so errors can show them again."""
     return {
@@ -691,7 +719,7 @@ def create_policy(
 
 
 @router.post("/policies/{policy_id}/activate")
-def activate_policy(session: SessionDep, policy_id: int, viewer: AdminFormViewer) -> Response:
+def activate_policy(session: SessionDep, policy_id: DbId, viewer: AdminFormViewer) -> Response:
     policy = policy_service.activate_policy(
         session, organization_id=viewer.organization_id, policy_id=policy_id
     )
@@ -699,7 +727,7 @@ def activate_policy(session: SessionDep, policy_id: int, viewer: AdminFormViewer
 
 
 @router.post("/policies/{policy_id}/deactivate")
-def deactivate_policy(session: SessionDep, policy_id: int, viewer: AdminFormViewer) -> Response:
+def deactivate_policy(session: SessionDep, policy_id: DbId, viewer: AdminFormViewer) -> Response:
     policy = policy_service.deactivate_policy(
         session, organization_id=viewer.organization_id, policy_id=policy_id
     )
@@ -752,10 +780,10 @@ def create_user(
     request: Request,
     session: SessionDep,
     viewer: AdminFormViewer,
-    email: Annotated[str, Form()] = "",
-    full_name: Annotated[str, Form()] = "",
-    role: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
+    email: Annotated[Text, Form()] = "",
+    full_name: Annotated[Text, Form()] = "",
+    role: Annotated[Text, Form()] = "",
+    password: Annotated[Text, Form()] = "",
 ) -> Response:
     form = {"email": email, "full_name": full_name, "role": role}
     address, error = forms.check_new_user(
@@ -781,7 +809,7 @@ def create_user(
 
 
 @router.post("/users/{user_id}/deactivate")
-def deactivate_user(session: SessionDep, user_id: int, viewer: AdminFormViewer) -> Response:
+def deactivate_user(session: SessionDep, user_id: DbId, viewer: AdminFormViewer) -> Response:
     try:
         user = auth_service.deactivate_user(
             session,
@@ -801,16 +829,11 @@ def create_api_key(
     request: Request,
     session: SessionDep,
     viewer: AdminFormViewer,
-    name: Annotated[str, Form()] = "",
+    name: Annotated[Text, Form()] = "",
 ) -> Response:
-    if not 1 <= len(name.strip()) <= 128:
-        return _team_page(
-            request,
-            session,
-            viewer,
-            key_error="Name the key (1 to 128 characters).",
-            status_code=422,
-        )
+    key_error = forms.check_api_key_name(name)
+    if key_error is not None:
+        return _team_page(request, session, viewer, key_error=key_error, status_code=422)
     _, plain = auth_service.create_api_key(
         session,
         organization_id=viewer.organization_id,
@@ -822,7 +845,7 @@ def create_api_key(
 
 
 @router.post("/api-keys/{api_key_id}/revoke")
-def revoke_api_key(session: SessionDep, api_key_id: int, viewer: AdminFormViewer) -> Response:
+def revoke_api_key(session: SessionDep, api_key_id: DbId, viewer: AdminFormViewer) -> Response:
     api_key = auth_service.revoke_api_key(
         session, organization_id=viewer.organization_id, api_key_id=api_key_id
     )

@@ -1,4 +1,8 @@
-"""Reading the dashboard's forms: text in, typed values or a message per field out."""
+"""Reading the dashboard's forms: text in, typed values or a message per field out.
+
+Each form is checked by the same schema as its API twin (`PolicyCreate`, `UserCreate`,
+`ApiKeyCreate`), so a form can never store what the API would refuse.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ import math
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ValidationError
 
 from stealth_recovery.auth.models import Role
 from stealth_recovery.auth.passwords import password_problem
+from stealth_recovery.auth.schemas import ApiKeyCreate
 from stealth_recovery.core.api import invisible_character
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import utc_now
@@ -16,6 +22,7 @@ from stealth_recovery.notifications.models import Channel
 from stealth_recovery.retry import backoff
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry.backoff import Schedule
+from stealth_recovery.retry.schemas import PolicyCreate
 
 
 def default_policy_form() -> dict[str, Any]:
@@ -49,9 +56,26 @@ def _numbers(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return values, errors
 
 
+def schema_errors(schema: type[BaseModel], values: dict[str, Any]) -> dict[str, str]:
+    """A message per field for each rule of the API's `schema` that `values` break."""
+    try:
+        schema.model_validate(values)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "form"
+            errors.setdefault(field, str(error["msg"]).removeprefix("Value error, "))
+        return errors
+    return {}
+
+
 def validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The policy's values, and a message per field that breaks a rule of `policy.validate`."""
+    """The policy's values, and a message per field that breaks a rule of the API's
+    `PolicyCreate` or of `policy.validate`."""
     values, errors = _numbers(form)
+    if errors:
+        return values, errors
+    errors = schema_errors(PolicyCreate, values)
     if errors:
         return values, errors
     try:
@@ -106,3 +130,9 @@ def check_new_user(
     if problem is not None:
         return None, f"The password {problem}"
     return address, None
+
+
+def check_api_key_name(name: str) -> str | None:
+    """The message to show next to the new-key form, or None when the API would take it."""
+    errors = schema_errors(ApiKeyCreate, {"name": name.strip()})
+    return "Name the key (1 to 128 characters)." if errors else None

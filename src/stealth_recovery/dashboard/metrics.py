@@ -7,15 +7,21 @@ COUNT on the partial index of due open attempts, run at scrape time.
 
 from __future__ import annotations
 
+import hmac
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stealth_recovery.core import metrics
+from stealth_recovery.core.api import error_responses
 from stealth_recovery.core.database import session_scope
+from stealth_recovery.core.errors import Unauthorized
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 
@@ -34,21 +40,41 @@ def due_now_count() -> int:
         return int(session.scalar(stmt) or 0)
 
 
+_scraper = HTTPBearer(auto_error=False, description="METRICS_TOKEN, when one is configured")
+
+
+def require_scrape_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_scraper)],
+) -> None:
+    """With `METRICS_TOKEN` set, a scrape must send `Authorization: Bearer <METRICS_TOKEN>`."""
+    expected = get_settings().metrics_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized("/metrics needs the bearer token of METRICS_TOKEN")
+
+
 _EXAMPLE_SCRAPE = 'stealth_recovery_messages_total{channel="email",status="sent"} 42.0\n'
 
 
 @router.get(
     "/metrics",
     response_class=Response,
+    dependencies=[Depends(require_scrape_token)],
     responses={
         200: {
             "description": "Prometheus text format",
             "content": {"text/plain": {"example": _EXAMPLE_SCRAPE}},
-        }
+        },
+        **error_responses(401, e401="METRICS_TOKEN is set and the bearer token does not match"),
     },
 )
 def prometheus_metrics() -> Response:
-    """Prometheus text format: messages, reminder steps, queue depth, latencies, HTTP."""
+    """Prometheus text format: messages, reminder steps, queue depth, latencies, HTTP.
+
+    Open unless `METRICS_TOKEN` is set; then `Authorization: Bearer <token>` is required.
+    """
     metrics.QUEUE_DEPTH.set(due_now_count())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

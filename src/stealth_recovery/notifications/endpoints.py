@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.core.api import load_json_document
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications import service
@@ -124,9 +124,9 @@ def whatsapp_events(
     """
     service.verify_whatsapp(settings=get_settings(), body=body, signature=signature)
     try:
-        payload = json.loads(body)
+        payload = load_json_document(body)
     except ValueError as exc:
-        raise InvalidInput("body", "must be JSON") from exc
+        raise InvalidInput("body", f"must be JSON ({exc})") from None
     if not isinstance(payload, dict):
         raise InvalidInput("body", "must be a JSON object")
     results = service.apply_events(session, events=service.whatsapp_events(payload))

@@ -48,7 +48,9 @@ def limit_token_lookups(request: Request) -> None:
     """Pay-link lookups per client address (429 beyond `TOKEN_RATE_LIMIT_PER_MINUTE`)."""
     wait = token_limiter(request).hit(client_address(request))
     if wait is not None:
-        raise RateLimited(f"too many requests; try again in {max(1, round(wait))} seconds")
+        raise RateLimited(
+            f"too many requests; try again in {max(1, round(wait))} seconds", retry_after=wait
+        )
 
 
 @router.get(

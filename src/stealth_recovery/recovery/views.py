@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from babel import Locale
 from sqlalchemy import and_, func, or_, select
@@ -53,11 +53,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, attempt_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        # Both halves are compared with columns: the id must fit `integer` (bool is an int to
+        # Python), the time must be UTC-representable.
         at = datetime.fromisoformat(created)
-        if at.tzinfo is None or not isinstance(attempt_id, int):
+        if at.tzinfo is None or type(attempt_id) is not int or not 0 <= attempt_id <= 2**31 - 1:
             raise ValueError("malformed")
-        return at, attempt_id
-    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        return at.astimezone(UTC), attempt_id
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeError):
         raise InvalidInput("cursor", "is not a cursor returned by this endpoint") from None
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+# One year: the API's (and the dashboard form's) upper limit on any delay. `delay_before` caps
+# at it too, so a row stored before the limit existed cannot push a date past year 9999.
+MAX_DELAY_MINUTES = 525_600
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -21,7 +25,7 @@ def delay_before(step: int, schedule: Schedule) -> timedelta:
     if step < 0:
         raise ValueError("step must be >= 0")
     # Compare in log space first so a large multiplier and step never overflow a float.
-    minutes = float(schedule.max_delay_minutes)
+    minutes = float(min(schedule.max_delay_minutes, MAX_DELAY_MINUTES))
     if schedule.backoff_multiplier == 1 or step == 0:
         minutes = min(float(schedule.initial_delay_minutes), minutes)
     else:

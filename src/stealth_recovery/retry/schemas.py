@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from stealth_recovery.core.api import Text
 from stealth_recovery.notifications.models import Channel, NotificationStatus
+from stealth_recovery.retry.backoff import MAX_DELAY_MINUTES
 
 _POLICY_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -46,13 +47,13 @@ class PolicyCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=128)
     max_retries: int = Field(ge=1, le=10, description="reminders at most, 1 to 10")
     initial_delay_minutes: int = Field(
-        ge=1, le=525_600, description="delay before the first reminder, after the failure"
+        ge=1, le=MAX_DELAY_MINUTES, description="delay before the first reminder, after the failure"
     )
     backoff_multiplier: float = Field(
         ge=1, le=100, allow_inf_nan=False, description="each next delay is the previous one × this"
     )
     max_delay_minutes: int = Field(
-        ge=1, le=525_600, description="cap on any delay; at least initial_delay_minutes"
+        ge=1, le=MAX_DELAY_MINUTES, description="cap on any delay; at least initial_delay_minutes"
     )
     enabled_channels: list[Channel] = Field(
         min_length=1, max_length=3, description="email, sms and/or whatsapp"

@@ -48,16 +48,24 @@ def parse_event(payload: Any) -> StripeEvent:
         raise MalformedEvent("the event has no type")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise MalformedEvent("the event has no data.object")
-    created = payload.get("created")
     return StripeEvent(
         id=event_id,
         type=event_type,
-        created=datetime.fromtimestamp(created, UTC)
-        if isinstance(created, int | float)
-        else utc_now(),
+        created=_created(payload.get("created")),
         livemode=bool(payload.get("livemode")),
         object=data["object"],
     )
+
+
+def _created(value: Any) -> datetime:
+    """The event's `created` (Unix seconds); now when it is not a number, MalformedEvent when
+    the number is no date Python or the database can hold."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return utc_now()
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedEvent("created is outside the supported date range") from None
 
 
 def _id(value: Any) -> str | None:

@@ -7,7 +7,6 @@ The work is a few indexed reads and writes; sending reminders is the retry queue
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from enum import StrEnum
 
@@ -15,6 +14,7 @@ import stripe
 import structlog
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.api import load_json_document
 from stealth_recovery.core.errors import DomainError, InvalidInput, NotFound
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.stripe import repository
@@ -80,7 +80,7 @@ def receive(
         log.warning("stripe_signature_rejected", organization_id=organization.id, error=str(exc))
         raise InvalidWebhook("invalid Stripe-Signature") from None
     try:
-        raw = json.loads(payload)
+        raw = load_json_document(payload)
         event = parse_event(raw)
     except (ValueError, MalformedEvent) as exc:
         raise InvalidWebhook(f"malformed event: {exc}") from None
