@@ -19,7 +19,7 @@ from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.database import get_engine
 from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited
-from stealth_recovery.core.http import SecurityHeadersMiddleware, UrlWithoutNulMiddleware
+from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
 from stealth_recovery.dashboard.metrics import HttpMetricsMiddleware
@@ -138,9 +138,6 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         description="Wins back failed payments: expiring pay links and reminders by email, "
         "SMS and WhatsApp on each merchant's retry policy.",
         lifespan=lifespan,
-        # Bodies above MAX_BODY_BYTES are a 413: at once when Content-Length says so, else as
-        # soon as the streamed bytes pass the limit (Starlette's RequestBodyLimitMiddleware).
-        max_body_size=settings.max_body_bytes,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
@@ -148,7 +145,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(UrlWithoutNulMiddleware)
+    app.add_middleware(RequestGateMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         SecurityHeadersMiddleware, https=settings.base_url.lower().startswith("https://")
     )

@@ -1,7 +1,7 @@
-"""ASGI middleware every request passes: URLs the database cannot hold, security headers.
+"""ASGI middleware every request passes: URLs and bodies no route can take, security headers.
 
 Pure ASGI (no `BaseHTTPMiddleware`), so responses stream through untouched apart from their
-headers. The body size limit is FastAPI's own (`FastAPI(max_body_size=…)`, see `app.py`).
+headers.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # No script at all is served (the pages are plain HTML), so none is allowed; styles are our own
@@ -20,6 +21,13 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 HSTS = "max-age=63072000"  # two years, without includeSubDomains: the host is all we know of
+
+
+class BodyTooLarge(HTTPException):
+    """The request body passed `MAX_BODY_BYTES` while it was being read (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
 async def _send_json(send: Send, status: int, detail: str) -> None:
@@ -37,24 +45,61 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class UrlWithoutNulMiddleware:
-    """A NUL character in the path or query string is a 400 before any route runs.
+class RequestGateMiddleware:
+    """Refuse, before any route runs or any body byte is read, what no route can take.
 
-    No id, token, slug or filter can contain one, and PostgreSQL text cannot hold one: refused
-    here, it can never reach a query as a database error, whatever the route.
+    - A NUL character in the path or query string: 400. No id, token, slug or filter can hold
+      one, and PostgreSQL text cannot store one, so it can never reach a query.
+    - A body above `max_body_bytes`: 413 before it is read whole. A `Content-Length` above
+      the limit is refused before one byte is read; a chunked (or under-declared) body is
+      counted as it streams, and `receive` raises `BodyTooLarge` (an HTTPException, so the
+      app's error handler answers) as soon as it passes the limit.
+    Every refusal answers in the service's JSON error format. (FastAPI's own `max_body_size`
+    answers a declared-too-large body in plain text, outside that format; hence this.)
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            "\x00" in scope.get("path", "")
-            or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(
+            scope.get("query_string", b"")
         ):
             await _send_json(send, 400, "the URL must not contain NUL characters")
             return
-        await self.app(scope, receive, send)
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _send_json(send, 413, BodyTooLarge(limit).detail)
+                return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _send_json(send, 413, exc.detail)
 
 
 class SecurityHeadersMiddleware:

@@ -70,18 +70,18 @@ def schema_errors(schema: type[BaseModel], values: dict[str, Any]) -> dict[str, 
 
 
 def validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The policy's values, and a message per field that breaks a rule of the API's
-    `PolicyCreate` or of `policy.validate`."""
+    """The policy's values, and a message per field that breaks a rule of `policy.validate`
+    or of the API's `PolicyCreate` (so the form accepts exactly what the API accepts)."""
     values, errors = _numbers(form)
     if errors:
         return values, errors
-    errors = schema_errors(PolicyCreate, values)
-    if errors:
-        return values, errors
     try:
-        values["enabled_channels"] = policy_service.validate(**values)
+        channels = policy_service.validate(**values)
     except InvalidInput as exc:
-        errors[exc.field] = exc.rule
+        return values, {exc.field: exc.rule}
+    errors = schema_errors(PolicyCreate, values)
+    if not errors:
+        values["enabled_channels"] = channels
     return values, errors
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 # One year: the API's (and the dashboard form's) upper limit on any delay. `delay_before` caps
 # at it too, so a row stored before the limit existed cannot push a date past year 9999.
 MAX_DELAY_MINUTES = 525_600
+MAX_BACKOFF_MULTIPLIER = 100.0
 
 
 @dataclass(frozen=True)

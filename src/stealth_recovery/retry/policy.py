@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel
 from stealth_recovery.retry import repository
-from stealth_recovery.retry.backoff import Schedule
+from stealth_recovery.retry.backoff import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES, Schedule
 from stealth_recovery.retry.models import RetryPolicy
 
 DEFAULT_SCHEDULE = Schedule(
@@ -48,12 +48,16 @@ def validate(
         raise InvalidInput("name", "must be 1 to 128 characters")
     if not 1 <= max_retries <= 10:
         raise InvalidInput("max_retries", "must be between 1 and 10")
-    if initial_delay_minutes < 1:
-        raise InvalidInput("initial_delay_minutes", "must be at least 1")
-    if backoff_multiplier < 1:
-        raise InvalidInput("backoff_multiplier", "must be at least 1")
+    if not 1 <= initial_delay_minutes <= MAX_DELAY_MINUTES:
+        raise InvalidInput("initial_delay_minutes", f"must be between 1 and {MAX_DELAY_MINUTES}")
+    if not 1 <= backoff_multiplier <= MAX_BACKOFF_MULTIPLIER:
+        raise InvalidInput(
+            "backoff_multiplier", f"must be between 1 and {MAX_BACKOFF_MULTIPLIER:g}"
+        )
     if max_delay_minutes < initial_delay_minutes:
         raise InvalidInput("max_delay_minutes", "must be at least initial_delay_minutes")
+    if max_delay_minutes > MAX_DELAY_MINUTES:
+        raise InvalidInput("max_delay_minutes", f"must be at most {MAX_DELAY_MINUTES}")
     allowed = {c.value for c in Channel}
     channels: list[str] = []
     for channel in enabled_channels:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from stealth_recovery.core.api import Text
 from stealth_recovery.notifications.models import Channel, NotificationStatus
-from stealth_recovery.retry.backoff import MAX_DELAY_MINUTES
+from stealth_recovery.retry.backoff import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES
 
 _POLICY_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -50,7 +50,10 @@ class PolicyCreate(BaseModel):
         ge=1, le=MAX_DELAY_MINUTES, description="delay before the first reminder, after the failure"
     )
     backoff_multiplier: float = Field(
-        ge=1, le=100, allow_inf_nan=False, description="each next delay is the previous one × this"
+        ge=1,
+        le=MAX_BACKOFF_MULTIPLIER,
+        allow_inf_nan=False,
+        description="each next delay is the previous one × this",
     )
     max_delay_minutes: int = Field(
         ge=1, le=MAX_DELAY_MINUTES, description="cap on any delay; at least initial_delay_minutes"
