@@ -39,6 +39,33 @@ def bounded(max_examples: int) -> Any:
     )
 
 
+def dashboard_schemas() -> tuple[Any, Any]:
+    """The dashboard's pages and forms (kept out of the public document) as one positive and
+    one negative schema: the document is built with the dashboard's routes shown, and requests
+    go to an ordinary app."""
+    from fastapi import FastAPI
+
+    from stealth_recovery.dashboard.endpoints import router
+
+    shown = FastAPI()
+    hidden = [route for route in router.routes if not getattr(route, "include_in_schema", True)]
+    try:
+        for route in hidden:
+            route.include_in_schema = True  # type: ignore[attr-defined]
+        shown.include_router(router)
+        document = shown.openapi()
+    finally:
+        for route in hidden:
+            route.include_in_schema = False  # type: ignore[attr-defined]
+    schemas = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        schema = schemathesis.openapi.from_dict(document)
+        schema.app = create_app()
+        schema.config.generation.update(modes=[mode])
+        schemas.append(schema)
+    return schemas[0], schemas[1]
+
+
 def schemas_for(path_regex: str) -> tuple[Any, Any]:
     """The operations matching `path_regex`: one schema generating valid requests, one
     generating malformed ones. Building the app touches no database; requests reach the test

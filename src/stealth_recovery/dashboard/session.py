@@ -118,7 +118,8 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     if not nonce or not submitted:
         raise Forbidden("the form has expired; reload the page and try again")
     expected = _sign(nonce, request.cookies.get(SESSION_COOKIE, ""))
-    if not hmac.compare_digest(expected, submitted):
+    # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    if not hmac.compare_digest(expected.encode(), submitted.encode()):
         raise Forbidden("the form has expired; reload the page and try again")
 
 
