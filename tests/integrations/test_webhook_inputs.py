@@ -41,8 +41,8 @@ class TestStripe:
     @pytest.mark.parametrize(
         "payload",
         [
-            '{"id": "evt_1", "type": "x", "data": {"object": {"deep": %s}}}' % _nested(5000),
-            '{"id": "evt_1", "type": "x", "data": {"object": {"deep": %s}}}' % _nested(100),
+            '{"id": "evt_1", "type": "x", "data": {"object": {"deep": ' + _nested(5000) + "}}}",
+            '{"id": "evt_1", "type": "x", "data": {"object": {"deep": ' + _nested(100) + "}}}",
             '{"id": "evt_1", "type": "x", "data": {"object": {"n": NaN}}}',
             '{"id": "evt_1", "type": "x", "data": {"object": {"n": 1e999}}}',
             '{"id": "evt_1", "type": "x", "data": {"object": {"s": "a\\u0000b"}}}',
@@ -65,7 +65,7 @@ class TestStripe:
 class TestWhatsApp:
     @pytest.mark.parametrize(
         "payload",
-        ['{"entry": %s}' % _nested(5000), '{"entry": [{"x": NaN}]}'],
+        ['{"entry": ' + _nested(5000) + "}", '{"entry": [{"x": NaN}]}'],
         ids=["deep", "nan"],
     )
     def test_a_signed_body_too_deep_or_not_json_is_422(
