@@ -531,7 +531,7 @@ def attempt_detail(
 
 @router.get("/attempts/{attempt_id}/pay-preview", response_class=HTMLResponse)
 def attempt_pay_preview(
-    request: Request, session: SessionDep, viewer: Viewer, attempt_id: int
+    request: Request, session: SessionDep, viewer: Viewer, attempt_id: DbId
 ) -> HTMLResponse:
     """The customer's pay page as an operator preview: the attempt is not marked `opened`."""
     from stealth_recovery.recovery.pages import pay_page_response
