@@ -83,3 +83,39 @@ class TestFakeStripe:
         assert other.status_code == 400
         assert other.json()["error"]["type"] == "idempotency_error"
         assert len(fake.sessions) == 1
+
+    def test_invoice_payments_are_listed_by_invoice_or_by_payment_intent(
+        self, fake: FakeStripe
+    ) -> None:
+        fake.add_invoice(
+            {"id": "in_1", "object": "invoice", "amount_due": 500, "currency": "usd"},
+            payment_intent="pi_1",
+        )
+        fake.add_invoice({"id": "in_2", "object": "invoice"}, payment_intent="pi_2")
+        auth = (fake.secret_key, "")
+        by_invoice = httpx.get(
+            f"{fake.base_url}/v1/invoice_payments", params={"invoice": "in_1"}, auth=auth
+        ).json()
+        by_intent = httpx.get(
+            f"{fake.base_url}/v1/invoice_payments",
+            params={"payment[type]": "payment_intent", "payment[payment_intent]": "pi_2"},
+            auth=auth,
+        ).json()
+        assert by_invoice["object"] == "list"
+        [first] = by_invoice["data"]
+        assert (first["object"], first["invoice"], first["is_default"]) == (
+            "invoice_payment",
+            "in_1",
+            True,
+        )
+        assert first["payment"] == {"type": "payment_intent", "payment_intent": "pi_1"}
+        assert [p["invoice"] for p in by_intent["data"]] == ["in_2"]
+
+    def test_invoice_payments_by_payment_need_its_type(self, fake: FakeStripe) -> None:
+        response = httpx.get(
+            f"{fake.base_url}/v1/invoice_payments",
+            params={"payment[payment_intent]": "pi_2"},
+            auth=(fake.secret_key, ""),
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "payment[type]"

@@ -134,12 +134,22 @@ class TestSignature:
         _ack(theirs.post(body), "attempt_opened")
         assert _only_attempt(db).organization_id == theirs.organization_id
 
-    def test_unknown_slug_is_404(self, stripe_org: StripeOrg, db: Session) -> None:
-        response = stripe_org.post(event("customer.created", {}), slug="no-such-org")
-        assert response.status_code == 404
+    def test_an_unknown_slug_answers_exactly_like_a_bad_signature(
+        self, stripe_org: StripeOrg, db: Session
+    ) -> None:
+        # Given one event posted with a wrong signature to a real organization
+        body = event("customer.created", {"id": "cus_1", "object": "customer"})
+        bad_signature = stripe_org.post(body, secret="whsec_notTheRightSecret123")
+        # When the same event, correctly signed, goes to a slug that does not exist
+        unknown = stripe_org.post(body, slug="no-such-org")
+        # Then both answers are the same: nobody learns which organizations exist
+        assert unknown.status_code == bad_signature.status_code == 400
+        assert unknown.json() == bad_signature.json() == {"detail": "invalid Stripe-Signature"}
         assert _count(db, PspEvent) == 0
 
-    def test_an_organization_without_stripe_is_404(self, client: TestClient, db: Session) -> None:
+    def test_an_organization_without_stripe_answers_like_a_bad_signature(
+        self, client: TestClient, db: Session
+    ) -> None:
         account = make_account(db)
         payload = b"{}"
         response = client.post(
@@ -147,8 +157,8 @@ class TestSignature:
             content=payload,
             headers={"Stripe-Signature": sign(payload, "whsec_anything12345")},
         )
-        assert response.status_code == 404
-        assert response.json() == {"detail": "Stripe is not connected for this organization"}
+        assert response.status_code == 400
+        assert response.json() == {"detail": "invalid Stripe-Signature"}
 
     @pytest.mark.parametrize(
         "payload",
@@ -190,17 +200,23 @@ class TestReplay:
         _ack(stripe_org.post(paid), "duplicate")
         assert _only_attempt(db).completed_at == completed_at
 
-    def test_an_event_id_is_handled_once_even_across_organizations(
+    def test_one_stripe_account_feeding_two_organizations_acts_for_both(
         self, client: TestClient, db: Session, stripe_server: FakeStripe
     ) -> None:
-        # Stripe event ids are global: one Stripe account feeding two organizations' endpoints
-        # delivers the same event to both, and only the first acts on it (documented limit).
+        # Given one Stripe account whose events reach two organizations' endpoints
         first = connect(client, db, stripe_server.secret_key)
         second = connect(client, db, stripe_server.secret_key)
         body = event("payment_intent.payment_failed", payment_intent())
+        # When the same event is delivered to both, and again to each
         _ack(first.post(body), "attempt_opened")
+        _ack(second.post(body), "attempt_opened")
+        _ack(first.post(body), "duplicate")
         _ack(second.post(body), "duplicate")
-        assert _only_attempt(db).organization_id == first.organization_id
+        # Then each organization acted on it once
+        see_committed(db)
+        owners = sorted(a.organization_id for a in db.scalars(select(RecoveryAttempt)))
+        assert owners == sorted([first.organization_id, second.organization_id])
+        assert _count(db, PspEvent) == 2
 
     def test_concurrent_deliveries_of_one_event_act_once(
         self, stripe_org: StripeOrg, db: Session, postgres_only: None

@@ -1,13 +1,19 @@
-"""A loopback HTTP server that speaks the part of Stripe's API we call: Checkout Sessions.
+"""A loopback HTTP server that speaks the part of Stripe's API we call.
 
-`FakeStripe` answers `POST /v1/checkout/sessions` and `GET /v1/checkout/sessions/{id}` as
-Stripe's API reference documents them: form-encoded requests with bracketed nested keys
+`FakeStripe` answers, as Stripe's API reference documents them:
+- `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`;
+- `GET /v1/invoice_payments` (by `invoice`, or by `payment[type]=payment_intent` and
+  `payment[payment_intent]`): the invoice <-> payment intent link that API versions from
+  2025-03-31.basil leave out of invoices and payment intents;
+
+with form-encoded requests with bracketed nested keys
 (`line_items[0][price_data][currency]=usd`), the secret key as a bearer token or as the user of
 HTTP basic auth, `Idempotency-Key` replays, JSON `checkout.session` objects, and Stripe's error
 shape (`{"error": {"type", "code", "message", "param"}}`) with its status codes.
 
-Tests drive what Stripe would do on its side with `pay()` (the customer paid on Checkout) and
-`expire()`, and read every request received in `requests`.
+Tests drive what Stripe would do on its side with `pay()` (the customer paid on Checkout),
+`expire()` and `add_invoice()` (an invoice and its default payment), and read every request
+received in `requests`.
 
 Use the `stripe_server` fixture (import it into your conftest:
 `from tests.support.stripe_server import stripe_server  # noqa: F401`); it points
@@ -33,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 _SESSION_PATH = re.compile(r"^/v1/checkout/sessions/(?P<id>[^/]+)$")
+_INVOICE_PAYMENTS_PATH = "/v1/invoice_payments"
 _KEY_PART = re.compile(r"\[([^\]]*)\]")
 _CHECKOUT_LIFETIME_SECONDS = 24 * 3600
 
@@ -51,6 +58,8 @@ class FakeStripe:
 
     secret_key: str
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoice_payments: list[dict[str, Any]] = field(default_factory=list)
     requests: list[ReceivedRequest] = field(default_factory=list)
     _idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,7 +120,35 @@ class FakeStripe:
             return dict(checkout)
 
     def created_sessions(self) -> list[ReceivedRequest]:
-        return [r for r in self.requests if r.method == "POST"]
+        return [
+            r for r in self.requests if r.method == "POST" and r.path == "/v1/checkout/sessions"
+        ]
+
+    def add_invoice(self, invoice: dict[str, Any], *, payment_intent: str) -> dict[str, Any]:
+        """An invoice on the account, paid (or to be paid) by `payment_intent` as its default
+        invoice payment (`inpay_…`, status `open` until the invoice is paid)."""
+        with self._lock:
+            stored = dict(invoice)
+            self.invoices[stored["id"]] = stored
+            payment = {
+                "id": "inpay_" + secrets.token_hex(12),
+                "object": "invoice_payment",
+                "amount_paid": stored.get("amount_paid") or None,
+                "amount_requested": stored.get("amount_due", 0),
+                "created": int(time.time()),
+                "currency": stored.get("currency", "usd"),
+                "invoice": stored["id"],
+                "is_default": True,
+                "livemode": False,
+                "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+                "status": "paid" if stored.get("status") == "paid" else "open",
+                "status_transitions": {"canceled_at": None, "paid_at": None},
+            }
+            self.invoice_payments.append(payment)
+            return dict(payment)
+
+    def requests_to(self, path: str) -> list[ReceivedRequest]:
+        return [r for r in self.requests if r.path == path]
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -135,6 +172,10 @@ class FakeStripe:
                 return
             status, body, extra = self._create(params, headers.get("idempotency-key"))
             self._reply(handler, status, body, extra)
+            return
+        if method == "GET" and path == _INVOICE_PAYMENTS_PATH:
+            status, body = self._list_invoice_payments(params)
+            self._reply(handler, status, body)
             return
         match = _SESSION_PATH.match(path)
         if method == "GET" and match:
@@ -172,6 +213,35 @@ class FakeStripe:
 
     def _bad_key_message(self) -> str:
         return "Invalid API Key provided: " + self.secret_key[:8] + "*" * 8
+
+    def _list_invoice_payments(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        payment = params.get("payment")
+        if payment is not None and (
+            not isinstance(payment, dict) or payment.get("type") != "payment_intent"
+        ):
+            return 400, _error(
+                "invalid_request_error",
+                "payment[type]",
+                "Missing required param: payment[type].",
+                code="parameter_missing",
+            )
+        limit = int(params.get("limit", 10))
+        with self._lock:
+            found = [
+                dict(p)
+                for p in self.invoice_payments
+                if ("invoice" not in params or p["invoice"] == params["invoice"])
+                and (
+                    payment is None
+                    or p["payment"].get("payment_intent") == payment.get("payment_intent")
+                )
+            ]
+        return 200, {
+            "object": "list",
+            "url": _INVOICE_PAYMENTS_PATH,
+            "has_more": len(found) > limit,
+            "data": found[:limit],
+        }
 
     def _create(
         self, params: dict[str, Any], idempotency_key: str | None

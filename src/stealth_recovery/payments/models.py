@@ -19,6 +19,9 @@ class Transaction(TimestampMixin, Base):
         UniqueConstraint("organization_id", "external_ref"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         Index("ix_transactions_org_customer_email", "organization_id", "customer_email"),
+        # Stripe's debt-ending events name the customer or the subscription, not the payment.
+        Index("ix_transactions_org_psp_customer", "organization_id", "psp_customer_id"),
+        Index("ix_transactions_org_psp_subscription", "organization_id", "psp_subscription_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -36,6 +39,10 @@ class Transaction(TimestampMixin, Base):
     description: Mapped[str | None] = mapped_column(String(500))
     psp_customer_id: Mapped[str | None] = mapped_column(String(255))
     psp_payment_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # The provider's invoice and subscription behind the payment, when there is one: the links
+    # newer Stripe API versions leave out of their events are remembered here once learned.
+    psp_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    psp_subscription_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class FailureEvent(Base):
@@ -62,10 +69,14 @@ class FailureEvent(Base):
 
 
 class PspEvent(Base):
-    """Every provider webhook event we accepted: the idempotency record."""
+    """Every provider webhook event we accepted: the idempotency record.
+
+    Unique per organization: one Stripe account may feed the endpoints of two organizations,
+    and each acts on the event once.
+    """
 
     __tablename__ = "psp_events"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    __table_args__ = (UniqueConstraint("organization_id", "provider", "event_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int | None] = mapped_column(

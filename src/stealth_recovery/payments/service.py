@@ -57,6 +57,9 @@ class FailureInput:
     raw_metadata: dict[str, Any] = field(default_factory=dict)
     # None classifies `decline_code` with the decline table.
     decline_category: DeclineCategory | None = None
+    # The provider's invoice and subscription behind the payment (Stripe's in_… and sub_…).
+    psp_invoice_id: str | None = None
+    psp_subscription_id: str | None = None
 
 
 def default_idempotency_key(*, gateway: str, external_ref: str, occurred_at: datetime) -> str:
@@ -164,6 +167,8 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
             "customer_timezone": timezone,
             "psp_customer_id": data.psp_customer_id,
             "psp_payment_id": data.psp_payment_id,
+            "psp_invoice_id": data.psp_invoice_id,
+            "psp_subscription_id": data.psp_subscription_id,
         },
     )
     failure = FailureEvent(
@@ -190,6 +195,30 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
         return _replayed(session, failure=existing)
 
     category = data.decline_category or classify_decline(data.decline_code)
+    sticky = repository.hard_declined_attempt(
+        session,
+        organization_id=organization_id,
+        transaction_id=transaction.id,
+        refs=[external_ref, data.psp_payment_id, data.psp_invoice_id],
+    )
+    if sticky is not None:
+        # A hard decline sticks to its payment: no later report about it reopens a chase.
+        stopped = recovery_service.open_attempt_of(session, transaction_id=transaction.id)
+        if stopped is not None:
+            recovery_service.apply_later_decline(
+                session,
+                attempt=stopped,
+                code=sticky.decline_code,
+                category=DeclineCategory.hard,
+            )
+        log.info(
+            "failure_recorded_after_hard_decline",
+            organization_id=organization_id,
+            transaction_id=transaction.id,
+            failure_event_id=failure.id,
+            attempt_id=sticky.id,
+        )
+        return OpenedAttempt(stopped or sticky, created=False)
     opened = recovery_service.open_attempt(
         session,
         transaction=transaction,

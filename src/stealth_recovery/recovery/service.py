@@ -102,6 +102,11 @@ def open_attempt(
     return OpenedAttempt(attempt, created=True)
 
 
+def open_attempt_of(session: Session, *, transaction_id: int) -> RecoveryAttempt | None:
+    """The transaction's open attempt, if any (there is at most one)."""
+    return repository.get_open_for_transaction(session, transaction_id=transaction_id)
+
+
 def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> RecoveryAttempt:
     attempt = session.get(RecoveryAttempt, attempt_id)
     if attempt is None or attempt.organization_id != organization_id:
@@ -146,6 +151,15 @@ def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -
         raise Conflict(f"attempt is already {attempt.status}")
     session.refresh(attempt)
     return attempt
+
+
+def stop_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -> bool:
+    """Cancel the attempt if it is still open (the debt ended elsewhere); False if final."""
+    changed = repository.finish(
+        session, attempt_id=attempt.id, status=AttemptStatus.cancelled, at=utc_now(), reason=reason
+    )
+    session.refresh(attempt)
+    return changed
 
 
 def apply_later_decline(

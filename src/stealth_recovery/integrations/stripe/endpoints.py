@@ -23,6 +23,7 @@ from stealth_recovery.integrations.stripe.schemas import (
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import repository as recovery_repository
+from stealth_recovery.recovery.models import AttemptStatus
 
 router = APIRouter(tags=["stripe"])
 
@@ -48,6 +49,7 @@ _HEADINGS = {
     "paid": "Thank you — your payment was received",
     "pending": "We are confirming your payment",
     "unknown": "Payment link not found",
+    "ended": "This payment link is no longer valid",
 }
 # The pay-link token is in the URL: never cache it, never leak it in a Referer.
 _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -117,8 +119,10 @@ async def _raw_body(request: Request) -> bytes:
     "/v1/webhooks/stripe/{org_slug}",
     response_model=WebhookAck,
     responses={
-        400: {"description": "missing or invalid Stripe-Signature, or not an event"},
-        404: {"description": "unknown organization, or Stripe not connected"},
+        400: {
+            "description": "missing or invalid Stripe-Signature (also for an unknown "
+            "organization or one without Stripe), or not an event"
+        },
     },
 )
 def stripe_webhook(
@@ -129,7 +133,8 @@ def stripe_webhook(
 ) -> WebhookAck:
     """Stripe's events for one organization, verified with its signing secret.
 
-    Each event is acted on once; a replay answers 200 with `outcome: duplicate`.
+    Each event is acted on once per organization; a replay answers 200 with `outcome:
+    duplicate`. An unknown organization answers exactly like a bad signature.
     """
     event_id, outcome = webhooks.receive(
         session, org_slug=org_slug, payload=payload, signature=stripe_signature
@@ -150,6 +155,9 @@ def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLRe
     attempt = recovery_repository.get_by_token(session, token)
     if attempt is None:
         return _page("unknown", status_code=404)
+    if attempt.status in (AttemptStatus.cancelled, AttemptStatus.expired):
+        # Nothing about a closed debt (amount, merchant, customer) to whoever holds the link.
+        return _page("ended", status_code=410)
     state = service.confirm_checkout(session, attempt=attempt)
     transaction = session.get(Transaction, attempt.transaction_id)
     organization = session.get(Organization, attempt.organization_id)

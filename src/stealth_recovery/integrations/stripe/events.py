@@ -96,6 +96,11 @@ class PaymentRefs:
     checkout_session_id: str | None
     attempt_id: int | None  # set on the Checkout Sessions (and their payment intents) we create
     organization_id: int | None
+    subscription_id: str | None = None
+    customer_id: str | None = None
+    # The object comes from an API version that leaves the invoice <-> payment intent link out
+    # (2025-03-31.basil and later): only Stripe's invoice payments can tell.
+    link_missing: bool = False
 
     @property
     def candidates(self) -> list[str]:
@@ -112,13 +117,20 @@ def _invoice_payment_intent(invoice: dict[str, Any]) -> str | None:
     direct = _id(invoice.get("payment_intent"))
     if direct:
         return direct
-    # Newer API versions list the invoice's payments instead.
+    # Newer API versions list the invoice's payments instead (when the event expands them).
     for entry in _dict(invoice.get("payments")).get("data") or []:
         payment = _dict(_dict(entry).get("payment"))
         found = _id(payment.get("payment_intent"))
         if found:
             return found
     return None
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
+    # 2025-03-31.basil moved `invoice.subscription` to `parent.subscription_details`.
+    return _id(invoice.get("subscription")) or _id(
+        _dict(_dict(invoice.get("parent")).get("subscription_details")).get("subscription")
+    )
 
 
 def _int(value: Any) -> int | None:
@@ -130,28 +142,45 @@ def _int(value: Any) -> int | None:
 
 
 def refs_of(event: StripeEvent) -> PaymentRefs:
+    """The ids an event's object names, in any API version's shape."""
     obj = event.object
     kind = obj.get("object")
     object_id = _id(obj.get("id")) or ""
-    invoice_id = payment_intent_id = charge_id = checkout_session_id = None
+    invoice_id = payment_intent_id = charge_id = checkout_session_id = subscription_id = None
+    customer_id = _id(obj.get("customer"))
+    link_missing = False
     if kind == "invoice":
         invoice_id = object_id
         payment_intent_id = _invoice_payment_intent(obj)
         charge_id = _id(obj.get("charge"))
+        subscription_id = _invoice_subscription(obj)
+        link_missing = payment_intent_id is None and "payment_intent" not in obj
     elif kind == "payment_intent":
         payment_intent_id = object_id
         invoice_id = _id(obj.get("invoice"))
         charge_id = _id(obj.get("latest_charge")) or _id(
             _dict(obj.get("last_payment_error")).get("charge")
         )
+        link_missing = "invoice" not in obj
     elif kind == "charge":
         charge_id = object_id
         payment_intent_id = _id(obj.get("payment_intent"))
         invoice_id = _id(obj.get("invoice"))
+        link_missing = payment_intent_id is not None and "invoice" not in obj
+    elif kind == "invoice_payment":
+        # 2025-03-31.basil: one payment of an invoice, naming both sides.
+        invoice_id = _id(obj.get("invoice"))
+        payment_intent_id = _id(_dict(obj.get("payment")).get("payment_intent"))
+        charge_id = _id(_dict(obj.get("payment")).get("charge"))
     elif kind == "checkout.session":
         checkout_session_id = object_id
         payment_intent_id = _id(obj.get("payment_intent"))
         invoice_id = _id(obj.get("invoice"))
+    elif kind == "subscription":
+        subscription_id = object_id
+        invoice_id = _id(obj.get("latest_invoice"))
+    elif kind == "customer":
+        customer_id = object_id
     metadata = _dict(obj.get("metadata"))
     return PaymentRefs(
         object_id=object_id,
@@ -161,7 +190,21 @@ def refs_of(event: StripeEvent) -> PaymentRefs:
         checkout_session_id=checkout_session_id,
         attempt_id=_int(metadata.get(METADATA_ATTEMPT_ID)),
         organization_id=_int(metadata.get(METADATA_ORGANIZATION_ID)),
+        subscription_id=subscription_id,
+        customer_id=customer_id,
+        link_missing=link_missing,
     )
+
+
+def debt_already_ended(obj: dict[str, Any]) -> bool:
+    """The object itself says nothing is owed any more: a void or uncollectible invoice, a
+    canceled payment intent (Stripe's `status` values)."""
+    status = obj.get("status")
+    if obj.get("object") == "invoice":
+        return status in ("void", "uncollectible")
+    if obj.get("object") == "payment_intent":
+        return status == "canceled"
+    return False
 
 
 @dataclass(frozen=True)
@@ -303,8 +346,10 @@ def failure_input(event: StripeEvent, refs: PaymentRefs, *, external_ref: str) -
         decline_code=decline.code[:64] if decline.code else None,
         occurred_at=event.created,
         idempotency_key=refs.object_id,
-        psp_customer_id=_id(obj.get("customer")),
+        psp_customer_id=refs.customer_id,
         psp_payment_id=refs.payment_intent_id or refs.charge_id,
+        psp_invoice_id=refs.invoice_id,
+        psp_subscription_id=refs.subscription_id,
         raw_metadata={
             "stripe_event_id": event.id,
             "stripe_event_type": event.type,

@@ -43,9 +43,10 @@ def record_event(
     """Insert the event's idempotency row; None when the event was already recorded.
 
     Prevents two deliveries of one event (Stripe's retries, or a replay) from both acting: the
-    unique key (provider, event_id) lets one insert through; on PostgreSQL a concurrent second
-    insert waits for the first transaction and then fails here. The savepoint keeps the caller's
-    transaction usable after the conflict.
+    unique key (organization, provider, event_id) lets one insert through per organization (one
+    Stripe account may feed two organizations, and each acts on the event); on PostgreSQL a
+    concurrent second insert waits for the first transaction and then fails here. The savepoint
+    keeps the caller's transaction usable after the conflict.
     """
     row = PspEvent(
         organization_id=organization_id,
@@ -63,13 +64,7 @@ def record_event(
     return row
 
 
-def get_event(session: Session, *, event_id: str) -> PspEvent | None:
-    return session.scalar(
-        select(PspEvent).where(PspEvent.provider == PROVIDER, PspEvent.event_id == event_id)
-    )
-
-
-def success_recorded(
+def event_recorded(
     session: Session,
     *,
     organization_id: int,
@@ -77,11 +72,12 @@ def success_recorded(
     event_types: Sequence[str],
     since: datetime,
 ) -> bool:
-    """Whether a success event about one of these Stripe objects arrived since `since`.
+    """Whether an event of these types about one of these Stripe objects arrived since `since`.
 
-    Stripe does not promise delivery order: a failure retried after its payment's success must
-    not open an attempt. Bounded by time (Stripe stops retrying after three days) and scoped by
-    the organization's index, so it reads recent events only.
+    Stripe does not promise delivery order: a failure delivered after its payment's success, or
+    after the invoice was voided, must not open an attempt. Bounded by time (Stripe stops
+    retrying after three days) and scoped by the organization's index, so it reads recent
+    events only.
     """
     if not object_ids:
         return False
@@ -114,12 +110,38 @@ def find_transaction(
         select(Transaction)
         .where(
             Transaction.organization_id == organization_id,
-            or_(Transaction.external_ref.in_(refs), Transaction.psp_payment_id.in_(refs)),
+            or_(
+                Transaction.external_ref.in_(refs),
+                Transaction.psp_payment_id.in_(refs),
+                Transaction.psp_invoice_id.in_(refs),
+            ),
         )
         .order_by(Transaction.id)
         .limit(1)
     )
     return session.scalar(stmt)
+
+
+def transactions_of_customer(
+    session: Session, *, organization_id: int, customer_id: str
+) -> Sequence[Transaction]:
+    stmt = select(Transaction).where(
+        Transaction.organization_id == organization_id,
+        Transaction.psp_customer_id == customer_id,
+    )
+    return session.scalars(stmt).all()
+
+
+def transactions_of_subscription(
+    session: Session, *, organization_id: int, subscription_id: str, refs: Sequence[str]
+) -> Sequence[Transaction]:
+    """The subscription's payments: by the subscription id remembered on the transaction, or by
+    the ids the subscription object names (its latest invoice)."""
+    matches = [Transaction.psp_subscription_id == subscription_id]
+    if refs:
+        matches += [Transaction.external_ref.in_(refs), Transaction.psp_invoice_id.in_(refs)]
+    stmt = select(Transaction).where(Transaction.organization_id == organization_id, or_(*matches))
+    return session.scalars(stmt).all()
 
 
 def open_attempt_for_transaction(

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Events the webhook endpoint acts on; the dashboard's endpoint should subscribe to these.
+# Events the webhook endpoint acts on; the merchant's Stripe endpoint subscribes to these.
 FAILURE_EVENTS: tuple[str, ...] = (
     "invoice.payment_failed",
     "payment_intent.payment_failed",
@@ -13,11 +13,23 @@ FAILURE_EVENTS: tuple[str, ...] = (
 )
 SUCCESS_EVENTS: tuple[str, ...] = (
     "invoice.paid",
+    "invoice.payment_succeeded",
+    "invoice_payment.paid",
     "payment_intent.succeeded",
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
 )
-HANDLED_EVENTS: tuple[str, ...] = FAILURE_EVENTS + SUCCESS_EVENTS
+# Events after which nothing is owed any more (Stripe's API reference, "Types of events"), and
+# the reason the attempt is cancelled with, as the merchant reads it.
+DEBT_ENDED_EVENTS: dict[str, str] = {
+    "invoice.voided": "invoice voided in Stripe",
+    "invoice.marked_uncollectible": "invoice marked uncollectible in Stripe",
+    "invoice.deleted": "invoice deleted in Stripe",
+    "customer.subscription.deleted": "subscription cancelled in Stripe",
+    "payment_intent.canceled": "payment cancelled in Stripe",
+    "customer.deleted": "customer deleted in Stripe",
+}
+HANDLED_EVENTS: tuple[str, ...] = FAILURE_EVENTS + SUCCESS_EVENTS + tuple(DEBT_ENDED_EVENTS)
 
 
 class StripeConnectionIn(BaseModel):
@@ -75,6 +87,6 @@ class WebhookAck(BaseModel):
     event_id: str
     outcome: str = Field(
         description="what the event did: attempt_opened, attempt_exists, attempt_cancelled, "
-        "attempt_completed, already_final, already_paid, no_matching_attempt, awaiting_payment, "
-        "own_checkout_failure, unusable, ignored, duplicate"
+        "attempt_completed, already_final, already_paid, debt_ended, no_matching_attempt, "
+        "awaiting_payment, own_checkout_failure, own_checkout_event, unusable, ignored, duplicate"
     )

@@ -183,6 +183,65 @@ def client_for(connection: StripeConnection) -> stripe.StripeClient:
     )
 
 
+@dataclass(frozen=True)
+class InvoiceLink:
+    """One invoice and the payment intent that pays it, as Stripe's invoice payments say."""
+
+    invoice_id: str
+    payment_intent_id: str
+
+
+def find_invoice_link(
+    session: Session,
+    *,
+    organization_id: int,
+    invoice_id: str | None = None,
+    payment_intent_id: str | None = None,
+) -> InvoiceLink | None:
+    """Ask Stripe which invoice a payment intent pays, or which payment intent pays an invoice.
+
+    API versions from 2025-03-31.basil leave `invoice.payment_intent` and
+    `payment_intent.invoice` out; the link lives in invoice payments (`GET /v1/invoice_payments`
+    with `invoice`, or with `payment[type]=payment_intent&payment[payment_intent]`). The
+    invoice's default payment wins when there are several. None when Stripe knows no link, or
+    cannot be asked (no key, an error: logged, and the next event about the payment asks again).
+    """
+    if not invoice_id and not payment_intent_id:
+        return None
+    connection = repository.get_connection(session, organization_id=organization_id)
+    if connection is None:
+        return None
+    params: dict[str, Any] = {"limit": 10}
+    if invoice_id:
+        params["invoice"] = invoice_id
+    else:
+        params["payment"] = {"type": "payment_intent", "payment_intent": payment_intent_id}
+    try:
+        page = client_for(connection).v1.invoice_payments.list(params=params)  # type: ignore[arg-type]
+    except stripe.StripeError as exc:
+        log.warning(
+            "stripe_invoice_link_unknown",
+            organization_id=organization_id,
+            error=type(exc).__name__,
+            http_status=exc.http_status,
+            request_id=exc.request_id,
+        )
+        return None
+    found: list[InvoiceLink] = []
+    for entry in page.to_dict().get("data") or []:
+        payment = entry.get("payment") or {}
+        pi = payment.get("payment_intent")
+        pi_id = pi.get("id") if isinstance(pi, dict) else pi
+        invoice = entry.get("invoice")
+        in_id = invoice.get("id") if isinstance(invoice, dict) else invoice
+        if isinstance(pi_id, str) and isinstance(in_id, str):
+            link = InvoiceLink(invoice_id=in_id, payment_intent_id=pi_id)
+            if entry.get("is_default"):
+                return link
+            found.append(link)
+    return found[0] if found else None
+
+
 def _log_stripe_error(exc: stripe.StripeError, *, attempt_id: int) -> None:
     log.warning(
         "stripe_request_failed",

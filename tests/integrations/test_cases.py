@@ -1,0 +1,224 @@
+"""Real-world Stripe cases, replayed: each JSON file in `cases/` is one kind of failure seen
+against Stripe (event shapes, orders, API versions) with its steps and expected outcome.
+
+Every file becomes a test. Placeholders in braces (`{inv}`, `{pi}`, …) are fresh ids per run;
+steps are signed webhook deliveries (`stripe`), a "retry now" of every open attempt
+(`retry_now_open`, then the whole reminder schedule), and clicks on the pay button
+(`pay_click`). The checks per case spell out its `expected` sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.retry import engine
+from stealth_recovery.retry.runtime import reset_runtime
+from tests.integrations.conftest import StripeOrg, new_id, see_committed
+from tests.support.smtp import SmtpSink
+from tests.support.stripe_server import FakeStripe
+
+CASES = Path(__file__).parent / "cases"
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PREFIXES = {"inv": "in", "cus": "cus", "sub": "sub", "pi": "pi", "ch": "ch", "cs": "cs_test"}
+# The default policy's three reminders, 60 min ×2 apart: these offsets pass all of them.
+_WHOLE_SCHEDULE = (timedelta(hours=h, seconds=5) for h in (3, 7, 24, 24 * 6))
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime() -> Iterator[None]:
+    reset_runtime()
+    yield
+    reset_runtime()
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    """The case's JSON with each `{name}` replaced by this run's id for it."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(
+            lambda m: ids.setdefault(m[1], new_id(_PREFIXES.get(m[1], m[1]))), value
+        )
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class Replay:
+    """One case being replayed against one connected organization."""
+
+    org: StripeOrg
+    stripe: FakeStripe
+    db: Session
+    smtp: SmtpSink
+    api_version: str
+    ids: dict[str, str] = field(default_factory=dict)
+    outcomes: list[str] = field(default_factory=list)
+    pay_clicks: list[Any] = field(default_factory=list)
+
+    def attempts(self) -> list[RecoveryAttempt]:
+        """The attempts about this replay's payments (its fresh ids)."""
+        see_committed(self.db)
+        ids = list(self.ids.values())
+        return list(
+            self.db.scalars(
+                select(RecoveryAttempt)
+                .join(Transaction, Transaction.id == RecoveryAttempt.transaction_id)
+                .where(
+                    RecoveryAttempt.organization_id == self.org.organization_id,
+                    or_(
+                        Transaction.external_ref.in_(ids),
+                        Transaction.psp_payment_id.in_(ids),
+                        Transaction.psp_invoice_id.in_(ids),
+                    ),
+                )
+                .order_by(RecoveryAttempt.id)
+            )
+        )
+
+    def deliver(self, event_type: str, obj: dict[str, Any]) -> None:
+        body = {
+            "id": new_id("evt"),
+            "object": "event",
+            "api_version": self.api_version,
+            "created": int(time.time()),
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        response = self.org.post(body)
+        assert response.status_code == 200, response.text
+        self.outcomes.append(response.json()["outcome"])
+
+    def retry_now_open(self) -> None:
+        for attempt in self.attempts():
+            if attempt.status in OPEN_STATUSES:
+                response = self.org.client.post(
+                    f"/v1/retry/attempts/{attempt.id}/retry-now", headers=self.org.account.headers
+                )
+                assert response.status_code == 202, response.text
+        engine.run_due_now()
+        for offset in _WHOLE_SCHEDULE:
+            with shifted_clock(offset):
+                engine.run_due_now()
+
+    def pay_click(self) -> None:
+        [attempt] = [a for a in self.attempts() if a.status in OPEN_STATUSES]
+        response = self.org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
+        self.ids.setdefault("aid", str(attempt.id))
+        self.pay_clicks.append(response)
+
+    def run(self, steps: list[dict[str, Any]]) -> None:
+        for raw in steps:
+            step = _fill(raw, self.ids)
+            if "stripe" in step:
+                self.deliver(step["stripe"], step["object"])
+            elif step.get("retry_now_open"):
+                self.retry_now_open()
+            elif step.get("pay_click"):
+                self.pay_click()
+            else:
+                raise AssertionError(f"unknown step {step}")
+
+
+def _register_basil_invoices(replay: Replay, steps: list[dict[str, Any]]) -> None:
+    """Stripe knows which payment intent pays which invoice even when the events do not say."""
+    filled = _fill(steps, replay.ids)
+    for step in filled:
+        if step.get("stripe", "").startswith("invoice."):
+            replay.stripe.add_invoice(step["object"], payment_intent=replay.ids["pi"])
+
+
+# -- what each case expects ------------------------------------------------------------------
+
+
+def _one_attempt_one_reminder_per_step(replay: Replay, case: dict[str, Any]) -> None:
+    # "one attempt, one reminder per step (both events describe one failed payment)"
+    [attempt] = replay.attempts()
+    assert attempt.retry_count == attempt.max_retries
+    assert len(replay.smtp.messages) == attempt.max_retries
+    assert {m.rcpt_tos[0] for m in replay.smtp.messages} == {"customer.one@example.com"}
+    # And Stripe was asked for the link once, not once per event
+    assert len(replay.stripe.requests_to("/v1/invoice_payments")) == 1
+
+
+def _no_open_attempt_no_reminder(replay: Replay, case: dict[str, Any]) -> None:
+    # "no open attempt; no reminder to a stolen-card customer"
+    attempts = replay.attempts()
+    assert attempts, "the failure is recorded"
+    assert all(a.status == "cancelled" for a in attempts)
+    assert {a.cancel_reason for a in attempts} == {"hard decline: stolen_card"}
+    assert replay.smtp.messages == []
+
+
+def _stopped_with(reason: str) -> Callable[[Replay, dict[str, Any]], None]:
+    def check(replay: Replay, case: dict[str, Any]) -> None:
+        # "attempt stopped; no reminder" after the debt ended in Stripe
+        [attempt] = replay.attempts()
+        assert (attempt.status, attempt.cancel_reason) == ("cancelled", reason)
+        assert "attempt_cancelled" in replay.outcomes
+        assert replay.smtp.messages == []
+
+    return check
+
+
+EXPECTED: dict[str, Callable[[Replay, dict[str, Any]], None]] = {
+    "C04_basil_unlinked_events": _one_attempt_one_reminder_per_step,
+    "C03_hard_decline_then_soft_event": _no_open_attempt_no_reminder,
+    "invoice_voided": _stopped_with("invoice voided in Stripe"),
+    "C07_subscription_cancelled_mid_dunning": _stopped_with("subscription cancelled in Stripe"),
+}
+
+
+def _cases() -> list[Any]:
+    return [pytest.param(path, id=path.stem) for path in sorted(CASES.glob("*.json"))]
+
+
+def test_every_case_file_has_its_expectation() -> None:
+    names = {json.loads(p.read_text())["case"] for p in CASES.glob("*.json")}
+    assert names == set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", _cases())
+def test_case(
+    path: Path,
+    stripe_org: StripeOrg,
+    stripe_server: FakeStripe,
+    db: Session,
+    smtp_sink: SmtpSink,
+) -> None:
+    case = json.loads(path.read_text())
+    sequences = [case["steps"]] + ([case["minimal"]] if "minimal" in case else [])
+    for steps in sequences:
+        # Given fresh ids for each sequence of the case
+        smtp_sink.messages.clear()
+        replay = Replay(
+            stripe_org,
+            stripe_server,
+            db,
+            smtp_sink,
+            api_version=case.get("api_version", "2024-06-20"),
+        )
+        if "basil" in replay.api_version:
+            _register_basil_invoices(replay, steps)
+        # When its steps are replayed in order
+        replay.run(steps)
+        # Then the outcome is the one the case expects
+        EXPECTED[case["case"]](replay, case)
