@@ -120,9 +120,10 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scheduler = None
         if run_scheduler:
+            from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
             from stealth_recovery.retry.scheduler import EmbeddedScheduler
 
-            scheduler = EmbeddedScheduler.from_settings()
+            scheduler = EmbeddedScheduler.from_settings(extra_jobs=[sweep_ended_checkouts])
             scheduler.start()
         try:
             yield

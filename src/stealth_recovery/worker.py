@@ -24,7 +24,7 @@ def create_celery() -> Celery:
         "stealth_recovery",
         broker=settings.broker_url or "memory://",
         backend=settings.result_backend,
-        include=["stealth_recovery.retry.tasks"],
+        include=["stealth_recovery.retry.tasks", "stealth_recovery.integrations.stripe.tasks"],
     )
     app.conf.update(
         task_serializer="json",
@@ -51,6 +51,12 @@ def create_celery() -> Celery:
                 "task": "retry.process_retry_queue",
                 "schedule": settings.beat_queue_interval_seconds,
                 # A tick that waited longer than a period is useless: the next one comes.
+                "options": {"expires": settings.beat_queue_interval_seconds},
+            },
+            # An attempt that ended by any route must not leave a Checkout that takes money.
+            "close-ended-checkouts": {
+                "task": "stripe.close_ended_checkouts",
+                "schedule": settings.beat_queue_interval_seconds,
                 "options": {"expires": settings.beat_queue_interval_seconds},
             },
             "cleanup-expired-attempts": {

@@ -23,11 +23,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
-from stealth_recovery.retry import engine
+from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.integrations.conftest import StripeOrg, new_id, see_committed
+from tests.integrations.conftest import StripeOrg, new_id, payment_intent, see_committed
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_server import FakeStripe
 
@@ -122,7 +123,11 @@ class Replay:
     def pay_click(self) -> None:
         [attempt] = [a for a in self.attempts() if a.status in OPEN_STATUSES]
         response = self.org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
+        assert response.status_code == 303, response.text
         self.ids.setdefault("aid", str(attempt.id))
+        opened = self.attempts()[0].checkout_session_id
+        if opened:
+            self.ids.setdefault("cs", opened)
         self.pay_clicks.append(response)
 
     def run(self, steps: list[dict[str, Any]]) -> None:
@@ -138,12 +143,13 @@ class Replay:
                 raise AssertionError(f"unknown step {step}")
 
 
-def _register_basil_invoices(replay: Replay, steps: list[dict[str, Any]]) -> None:
-    """Stripe knows which payment intent pays which invoice even when the events do not say."""
-    filled = _fill(steps, replay.ids)
-    for step in filled:
-        if step.get("stripe", "").startswith("invoice."):
-            replay.stripe.add_invoice(step["object"], payment_intent=replay.ids["pi"])
+def _register_invoices(replay: Replay, steps: list[dict[str, Any]]) -> None:
+    """The case's invoices exist at Stripe, paid by the case's payment intent (Stripe knows the
+    link even when the events of a basil account do not say it)."""
+    for raw in steps:
+        if raw.get("stripe") == "invoice.payment_failed":
+            obj = _fill(raw["object"], replay.ids)
+            replay.stripe.add_invoice(obj, payment_intent=_fill("{pi}", replay.ids))
 
 
 # -- what each case expects ------------------------------------------------------------------
@@ -179,7 +185,34 @@ def _stopped_with(reason: str) -> Callable[[Replay, dict[str, Any]], None]:
     return check
 
 
+def _invoice_settled_or_second_charge_flagged(replay: Replay, case: dict[str, Any]) -> None:
+    # "after the recovery payment the original invoice is settled at Stripe (no second
+    # charge), or the second charge is flagged"
+    [click] = replay.pay_clicks
+    invoice = replay.stripe.invoices[replay.ids["inv"]]
+    # The pay button pays the invoice itself: no separate Checkout payment is ever created
+    assert click.headers["location"] == invoice["hosted_invoice_url"]
+    assert replay.stripe.created_sessions() == []
+    # And a payment that still arrived beside it (the case's Checkout) is flagged, not lost
+    [attempt] = replay.attempts()
+    assert attempt.status == "completed"
+    assert replay.outcomes[-2:] == ["attempt_completed", "second_payment"]
+    assert attempt.second_payment_ref == "debt"
+
+
+def _paid_after_dunning_ended(replay: Replay, case: dict[str, Any]) -> None:
+    # "attempt completed (money came in), or the Checkout Session expired when the attempt
+    # ended": both hold
+    [attempt] = replay.attempts()
+    assert replay.outcomes[-1] == "attempt_completed_after_end"
+    assert (attempt.status, attempt.paid_after_end) == ("completed", True)
+    assert attempt.cancel_reason == "retries exhausted"
+    assert replay.stripe.sessions[replay.ids["cs"]]["status"] == "expired"
+
+
 EXPECTED: dict[str, Callable[[Replay, dict[str, Any]], None]] = {
+    "C22_recovery_payment_leaves_invoice_open": _invoice_settled_or_second_charge_flagged,
+    "C21_paid_after_dunning_ended": _paid_after_dunning_ended,
     "C04_basil_unlinked_events": _one_attempt_one_reminder_per_step,
     "C03_hard_decline_then_soft_event": _no_open_attempt_no_reminder,
     "invoice_voided": _stopped_with("invoice voided in Stripe"),
@@ -205,6 +238,9 @@ def test_case(
     smtp_sink: SmtpSink,
 ) -> None:
     case = json.loads(path.read_text())
+    if "checkout_completed" in case:
+        _replay_paid_after_the_end(case, stripe_org, stripe_server, db, smtp_sink)
+        return
     sequences = [case["steps"]] + ([case["minimal"]] if "minimal" in case else [])
     for steps in sequences:
         # Given fresh ids for each sequence of the case
@@ -216,9 +252,42 @@ def test_case(
             smtp_sink,
             api_version=case.get("api_version", "2024-06-20"),
         )
-        if "basil" in replay.api_version:
-            _register_basil_invoices(replay, steps)
+        _register_invoices(replay, steps)
         # When its steps are replayed in order
         replay.run(steps)
         # Then the outcome is the one the case expects
         EXPECTED[case["case"]](replay, case)
+
+
+def _replay_paid_after_the_end(
+    case: dict[str, Any],
+    org: StripeOrg,
+    stripe: FakeStripe,
+    db: Session,
+    smtp: SmtpSink,
+) -> None:
+    """A case whose steps are implied: a failure under the case's policy, the customer opening
+    Checkout, every reminder and the grace period passing, then the Checkout payment."""
+    policy.create_policy(
+        db,
+        organization_id=org.organization_id,
+        name="case policy",
+        max_retries=int(case["policy"]["max_retries"]),
+        initial_delay_minutes=60,
+        backoff_multiplier=2.0,
+        max_delay_minutes=1440,
+        enabled_channels=["email"],
+    )
+    db.commit()
+    replay = Replay(org, stripe, db, smtp, api_version="2024-06-20")
+    failed = payment_intent(pi_id=_fill("{pi}", replay.ids), currency="eur", amount=2500)
+    replay.deliver("payment_intent.payment_failed", failed)
+    replay.pay_click()
+    with shifted_clock(timedelta(hours=1, seconds=5)):
+        engine.run_due_now()
+    with shifted_clock(timedelta(hours=4)):
+        engine.run_due_now()
+    assert replay.attempts()[0].status == "cancelled"
+    sweep_ended_checkouts()
+    replay.deliver("checkout.session.completed", _fill(case["checkout_completed"], replay.ids))
+    EXPECTED[case["case"]](replay, case)

@@ -2,6 +2,8 @@
 
 `FakeStripe` answers, as Stripe's API reference documents them:
 - `POST /v1/checkout/sessions`, `GET /v1/checkout/sessions/{id}`;
+- `POST /v1/checkout/sessions/{id}/expire` (only an `open` session can be expired);
+- `GET /v1/invoices/{id}` (with its `hosted_invoice_url`, the invoice's own payment page);
 - `GET /v1/invoice_payments` (by `invoice`, or by `payment[type]=payment_intent` and
   `payment[payment_intent]`): the invoice <-> payment intent link that API versions from
   2025-03-31.basil leave out of invoices and payment intents;
@@ -12,7 +14,8 @@ HTTP basic auth, `Idempotency-Key` replays, JSON `checkout.session` objects, and
 shape (`{"error": {"type", "code", "message", "param"}}`) with its status codes.
 
 Tests drive what Stripe would do on its side with `pay()` (the customer paid on Checkout),
-`expire()` and `add_invoice()` (an invoice and its default payment), and read every request
+`expire()`, `add_invoice()` (an invoice and its default payment) and `pay_invoice()` (the
+customer paid on the hosted invoice page), and read every request
 received in `requests`.
 
 Use the `stripe_server` fixture (import it into your conftest:
@@ -39,6 +42,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 _SESSION_PATH = re.compile(r"^/v1/checkout/sessions/(?P<id>[^/]+)$")
+_EXPIRE_PATH = re.compile(r"^/v1/checkout/sessions/(?P<id>[^/]+)/expire$")
+_INVOICE_PATH = re.compile(r"^/v1/invoices/(?P<id>[^/]+)$")
 _INVOICE_PAYMENTS_PATH = "/v1/invoice_payments"
 _KEY_PART = re.compile(r"\[([^\]]*)\]")
 _CHECKOUT_LIFETIME_SECONDS = 24 * 3600
@@ -129,6 +134,8 @@ class FakeStripe:
         invoice payment (`inpay_…`, status `open` until the invoice is paid)."""
         with self._lock:
             stored = dict(invoice)
+            stored.setdefault("status", "open")
+            stored["hosted_invoice_url"] = f"{self.base_url}/i/{stored['id']}"
             self.invoices[stored["id"]] = stored
             payment = {
                 "id": "inpay_" + secrets.token_hex(12),
@@ -146,6 +153,24 @@ class FakeStripe:
             }
             self.invoice_payments.append(payment)
             return dict(payment)
+
+    def pay_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """The customer paid the invoice itself (its hosted page, or Stripe's own retry)."""
+        with self._lock:
+            invoice = self.invoices[invoice_id]
+            due = invoice.get("amount_remaining", invoice.get("amount_due", 0))
+            invoice.update(
+                status="paid", amount_paid=invoice.get("amount_paid", 0) + due, amount_remaining=0
+            )
+            for payment in self.invoice_payments:
+                if payment["invoice"] == invoice_id and payment["is_default"]:
+                    payment.update(status="paid", amount_paid=due)
+            return dict(invoice)
+
+    def set_invoice_status(self, invoice_id: str, status: str) -> None:
+        """The merchant voided the invoice or marked it uncollectible in the Dashboard."""
+        with self._lock:
+            self.invoices[invoice_id]["status"] = status
 
     def requests_to(self, path: str) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.path == path]
@@ -176,6 +201,21 @@ class FakeStripe:
         if method == "GET" and path == _INVOICE_PAYMENTS_PATH:
             status, body = self._list_invoice_payments(params)
             self._reply(handler, status, body)
+            return
+        expiring = _EXPIRE_PATH.match(path)
+        if method == "POST" and expiring:
+            status, body = self._expire(expiring["id"])
+            self._reply(handler, status, body)
+            return
+        invoice_match = _INVOICE_PATH.match(path)
+        if method == "GET" and invoice_match:
+            with self._lock:
+                invoice = self.invoices.get(invoice_match["id"])
+                body = dict(invoice) if invoice else None
+            if body is None:
+                self._reply(handler, 404, _missing("invoice", invoice_match["id"]))
+            else:
+                self._reply(handler, 200, body)
             return
         match = _SESSION_PATH.match(path)
         if method == "GET" and match:
@@ -213,6 +253,21 @@ class FakeStripe:
 
     def _bad_key_message(self) -> str:
         return "Invalid API Key provided: " + self.secret_key[:8] + "*" * 8
+
+    def _expire(self, session_id: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            checkout = self.sessions.get(session_id)
+            if checkout is None:
+                return 404, _missing("checkout.session", session_id)
+            if checkout["status"] != "open":
+                return 400, _error(
+                    "invalid_request_error",
+                    None,
+                    f'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                    f'Checkout Session has a status of "{checkout["status"]}".',
+                )
+            checkout.update(status="expired", url=None)
+            return 200, dict(checkout)
 
     def _list_invoice_payments(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         payment = params.get("payment")
@@ -330,6 +385,12 @@ def _error(
     if code is not None:
         error["code"] = code
     return {"error": error}
+
+
+def _missing(kind: str, object_id: str) -> dict[str, Any]:
+    return _error(
+        "invalid_request_error", "id", f"No such {kind}: '{object_id}'", code="resource_missing"
+    )
 
 
 def _invalid_create_params(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -25,6 +25,14 @@ SEND_SECONDS = Histogram(
     ["channel"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+LATE_PAYMENTS = Counter(
+    "stealth_recovery_payments_after_end_total",
+    "Payments received for attempts that had already ended (cancelled or expired).",
+)
+SECOND_PAYMENTS = Counter(
+    "stealth_recovery_second_payments_total",
+    "Second payments received for attempts already paid (the merchant should refund one).",
+)
 QUEUE_DEPTH = Gauge(
     "stealth_recovery_queue_depth",
     "Reminder steps due now and not claimed (counted when /metrics is scraped).",

@@ -112,7 +112,22 @@ def build_timeline(
     if attempt.status == AttemptStatus.completed and attempt.completed_at is not None:
         steps = attempt.completed_after_step or 0
         after = "before any reminder" if steps == 0 else f"after {steps} reminder(s)"
+        if attempt.paid_after_end:
+            after += ", after the reminders had ended"
+            if attempt.cancelled_at is not None:
+                events.append(
+                    Event(attempt.cancelled_at, "cancelled", "Cancelled", attempt.cancel_reason)
+                )
         events.append(Event(attempt.completed_at, "completed", "Paid", f"Recovered {after}"))
+        if attempt.second_payment_at is not None:
+            events.append(
+                Event(
+                    attempt.second_payment_at,
+                    "second_payment",
+                    "Paid a second time",
+                    f"{attempt.second_payment_ref}: refund one of the two payments",
+                )
+            )
     elif attempt.status == AttemptStatus.cancelled and attempt.cancelled_at is not None:
         events.append(Event(attempt.cancelled_at, "cancelled", "Cancelled", attempt.cancel_reason))
     elif attempt.status == AttemptStatus.expired:

@@ -37,6 +37,10 @@ FINAL_STATUSES: tuple[str, ...] = (
 )
 _OPEN_SQL = "status IN ('created', 'sent', 'opened')"
 _EXHAUSTED_SQL = _OPEN_SQL + " AND retry_count >= max_retries"
+_CHECKOUT_TO_CLOSE_SQL = (
+    "checkout_session_id IS NOT NULL AND checkout_closed_at IS NULL "
+    "AND status IN ('completed', 'expired', 'cancelled')"
+)
 
 
 class DeclineCategory(StrEnum):
@@ -82,6 +86,13 @@ class RecoveryAttempt(TimestampMixin, Base):
             unique=True,
             postgresql_where=text(_OPEN_SQL),
             sqlite_where=text(_OPEN_SQL),
+        ),
+        # Ended attempts whose Checkout Session may still be open at Stripe: expired there.
+        Index(
+            "ix_recovery_attempts_checkout_to_close",
+            "id",
+            postgresql_where=text(_CHECKOUT_TO_CLOSE_SQL),
+            sqlite_where=text(_CHECKOUT_TO_CLOSE_SQL),
         ),
         Index("ix_recovery_attempts_org_created", "organization_id", "created_at"),
         Index("ix_recovery_attempts_org_status", "organization_id", "status"),
@@ -131,6 +142,18 @@ class RecoveryAttempt(TimestampMixin, Base):
     test_payment: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
+    # When the Checkout Session was expired at Stripe (or found closed) after the attempt ended.
+    checkout_closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The payment that completed the attempt: "debt" (the invoice / payment intent itself, e.g.
+    # Stripe's own retry), "checkout:<payment intent or session id>", or None (other paths).
+    paid_via: Mapped[str | None] = mapped_column(String(255))
+    # Money that came in after the attempt had ended (cancelled, expired): recovered late.
+    paid_after_end: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    # A second payment for an attempt already completed: flagged for the merchant to refund.
+    second_payment_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    second_payment_ref: Mapped[str | None] = mapped_column(String(255))
     # Which reminder step was last out when the customer paid (analytics).
     completed_after_step: Mapped[int | None] = mapped_column(Integer)
 

@@ -29,6 +29,7 @@ def finish(
     status: AttemptStatus,
     at: datetime,
     reason: str | None = None,
+    paid_via: str | None = None,
 ) -> bool:
     """Move an open attempt to a final state; False when it was already final.
 
@@ -39,6 +40,7 @@ def finish(
     if status == AttemptStatus.completed:
         values["completed_at"] = at
         values["completed_after_step"] = RecoveryAttempt.retry_count
+        values["paid_via"] = paid_via
     else:
         values["cancelled_at"] = at
         values["cancel_reason"] = reason
@@ -62,6 +64,46 @@ def mark_opened(session: Session, *, attempt_id: int, at: datetime) -> bool:
             RecoveryAttempt.opened_at.is_(None),
         )
         .values(status=AttemptStatus.opened, opened_at=at, updated_at=at)
+        .returning(RecoveryAttempt.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+def complete_after_end(session: Session, *, attempt_id: int, at: datetime, paid_via: str) -> bool:
+    """A payment for an attempt that had ended (cancelled, expired): completed, marked as paid
+    after the end. False when the attempt is open or already completed."""
+    result = session.execute(
+        update(RecoveryAttempt)
+        .where(
+            RecoveryAttempt.id == attempt_id,
+            RecoveryAttempt.status.in_((AttemptStatus.cancelled, AttemptStatus.expired)),
+        )
+        .values(
+            status=AttemptStatus.completed,
+            completed_at=at,
+            completed_after_step=RecoveryAttempt.retry_count,
+            next_retry_at=None,
+            paid_after_end=True,
+            paid_via=paid_via,
+            updated_at=at,
+        )
+        .returning(RecoveryAttempt.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+def flag_second_payment(session: Session, *, attempt_id: int, at: datetime, ref: str) -> bool:
+    """Record the first extra payment of a completed attempt; False if one is already flagged."""
+    result = session.execute(
+        update(RecoveryAttempt)
+        .where(
+            RecoveryAttempt.id == attempt_id,
+            RecoveryAttempt.status == AttemptStatus.completed,
+            RecoveryAttempt.second_payment_at.is_(None),
+        )
+        .values(second_payment_at=at, second_payment_ref=ref, updated_at=at)
         .returning(RecoveryAttempt.id)
         .execution_options(synchronize_session=False)
     )

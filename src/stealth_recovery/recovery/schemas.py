@@ -33,6 +33,9 @@ ATTEMPT_EXAMPLE: dict[str, Any] = {
     "completed_at": None,
     "cancelled_at": None,
     "cancel_reason": None,
+    "paid_after_end": False,
+    "second_payment_at": None,
+    "second_payment_ref": None,
     "retry_count": 0,
     "max_retries": 3,
     "last_retry_at": None,
@@ -93,6 +96,16 @@ class AttemptOut(BaseModel):
     )
     cancelled_at: datetime | None
     cancel_reason: str | None
+    paid_after_end: bool = Field(
+        description="paid after the attempt had ended (cancelled or expired): recovered late"
+    )
+    second_payment_at: datetime | None = Field(
+        description="a second payment arrived for this already-paid attempt (refund one)"
+    )
+    second_payment_ref: str | None = Field(
+        description='the second payment: "debt" (the original invoice or payment itself) or '
+        '"checkout:<payment intent id>"'
+    )
     retry_count: int = Field(description="reminder steps sent so far")
     max_retries: int
     last_retry_at: datetime | None

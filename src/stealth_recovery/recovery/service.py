@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import Conflict, Gone, NotFound
+from stealth_recovery.core.metrics import LATE_PAYMENTS, SECOND_PAYMENTS
 from stealth_recovery.core.security import generate_token
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
@@ -22,6 +25,8 @@ from stealth_recovery.recovery.models import (
 )
 from stealth_recovery.retry.backoff import Schedule, calculate_next_retry
 from stealth_recovery.retry.policy import effective_policy
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,15 +120,25 @@ def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> R
 
 
 def complete_attempt(
-    session: Session, *, attempt: RecoveryAttempt, test_payment: bool = False
+    session: Session,
+    *,
+    attempt: RecoveryAttempt,
+    test_payment: bool = False,
+    paid_via: str | None = None,
 ) -> bool:
     """Mark the attempt paid: no reminder is sent after this commits. False if already final.
 
     `test_payment`: completed on the pay page's test path (no money moved); the attempt is
-    labelled so and never counted as recovered.
+    labelled so and never counted as recovered. `paid_via` names the payment ("debt" for the
+    failed payment itself, "checkout:<id>" for a recovery Checkout), so a later payment by
+    another route can be told apart.
     """
     changed = repository.finish(
-        session, attempt_id=attempt.id, status=AttemptStatus.completed, at=utc_now()
+        session,
+        attempt_id=attempt.id,
+        status=AttemptStatus.completed,
+        at=utc_now(),
+        paid_via=paid_via,
     )
     session.refresh(attempt)
     if changed and test_payment:
@@ -136,6 +151,42 @@ def allows_test_payments(organization: Organization) -> bool:
     """Whether the pay page may complete payments without a provider (TEST_PAYMENTS, or an
     organization the demo made)."""
     return get_settings().test_payments or organization.is_test
+
+
+class PaymentOutcome(StrEnum):
+    completed = "completed"  # the open attempt is paid
+    completed_after_end = "completed_after_end"  # it had ended: money in, recovered late
+    second_payment = "second_payment"  # already paid by another payment: flagged
+    already_completed = "already_completed"  # the same payment reported again
+
+
+def record_payment(session: Session, *, attempt: RecoveryAttempt, paid_via: str) -> PaymentOutcome:
+    """Money came in for this attempt: it is never reported as lost.
+
+    An open attempt completes; a cancelled or expired one completes too, marked
+    `paid_after_end`; a completed one paid by another route gets `second_payment_at` (logged and
+    counted: the merchant should refund one of the two).
+    """
+    if complete_attempt(session, attempt=attempt, paid_via=paid_via):
+        return PaymentOutcome.completed
+    now = utc_now()
+    if repository.complete_after_end(session, attempt_id=attempt.id, at=now, paid_via=paid_via):
+        session.refresh(attempt)
+        LATE_PAYMENTS.inc()
+        log.info("attempt_paid_after_end", attempt_id=attempt.id, paid_via=paid_via)
+        return PaymentOutcome.completed_after_end
+    if attempt.paid_via is None or attempt.paid_via == paid_via:
+        return PaymentOutcome.already_completed
+    SECOND_PAYMENTS.inc()
+    log.warning(
+        "attempt_paid_twice",
+        attempt_id=attempt.id,
+        first_payment=attempt.paid_via,
+        second_payment=paid_via,
+    )
+    if repository.flag_second_payment(session, attempt_id=attempt.id, at=now, ref=paid_via):
+        session.refresh(attempt)
+    return PaymentOutcome.second_payment
 
 
 def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -> RecoveryAttempt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import structlog
@@ -18,16 +19,20 @@ _current: EmbeddedScheduler | None = None
 
 
 class EmbeddedScheduler:
-    def __init__(self, interval_seconds: float) -> None:
+    def __init__(
+        self, interval_seconds: float, extra_jobs: Sequence[Callable[[], object]] = ()
+    ) -> None:
         self.interval_seconds = interval_seconds
+        # Work of later layers run at each tick (e.g. expiring Stripe Checkouts of ended attempts).
+        self._extra_jobs = tuple(extra_jobs)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sr-scheduler", daemon=True)
         self._last_cleanup_day: datetime | None = None
 
     @classmethod
-    def from_settings(cls) -> EmbeddedScheduler:
-        return cls(get_settings().scheduler_interval_seconds)
+    def from_settings(cls, extra_jobs: Sequence[Callable[[], object]] = ()) -> EmbeddedScheduler:
+        return cls(get_settings().scheduler_interval_seconds, extra_jobs)
 
     def start(self) -> None:
         global _current
@@ -53,6 +58,11 @@ class EmbeddedScheduler:
         """One pass: send every due step; at the first tick after 02:00 UTC, the cleanup."""
         now = utc_now()
         engine.run_due_now(now=now)
+        for job in self._extra_jobs:
+            try:
+                job()
+            except Exception:
+                log.exception("embedded_scheduler_job_failed", job=getattr(job, "__name__", "?"))
         cleanup_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         if now.hour >= 2 and self._last_cleanup_day != cleanup_day:
             with session_scope() as session:

@@ -154,6 +154,7 @@ class RetryStats(BaseModel):
                     "failed_count": 5,
                     "unconfirmed_count": 0,
                     "avg_retry_count": 2.3,
+                    "recovered_after_end_count": 2,
                 }
             ]
         }
@@ -178,6 +179,11 @@ class RetryStats(BaseModel):
     avg_retry_count: float = Field(
         description="mean reminder steps sent per attempt (retry_count), 2 decimals; 0 without "
         "attempts"
+    )
+    recovered_after_end_count: int = Field(
+        default=0,
+        description="completed attempts paid after their reminders had ended (the attempt was "
+        "cancelled or expired when the money came in); included in completed_count",
     )
 
 

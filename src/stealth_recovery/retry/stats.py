@@ -46,6 +46,10 @@ def compute_stats(
             ),
             _count_where(RecoveryAttempt.test_payment.is_(True)),
             func.avg(cast(RecoveryAttempt.retry_count, Float)),
+            _count_where(
+                (RecoveryAttempt.status == AttemptStatus.completed)
+                & RecoveryAttempt.paid_after_end.is_(True)
+            ),
         ).where(*attempt_scope)
     ).one()
     messages = session.execute(
@@ -55,7 +59,7 @@ def compute_stats(
             _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
         ).where(*message_scope)
     ).one()
-    total, pending, completed, test_payments, average = attempts
+    total, pending, completed, test_payments, average, late = attempts
     sent, failed, unconfirmed = messages
     return RetryStats(
         total_attempts=int(total),
@@ -66,4 +70,5 @@ def compute_stats(
         failed_count=int(failed),
         unconfirmed_count=int(unconfirmed),
         avg_retry_count=round(float(average), 2) if average is not None else 0.0,
+        recovered_after_end_count=int(late),
     )

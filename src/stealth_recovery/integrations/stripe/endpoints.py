@@ -155,10 +155,13 @@ def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLRe
     attempt = recovery_repository.get_by_token(session, token)
     if attempt is None:
         return _page("unknown", status_code=404)
-    if attempt.status in (AttemptStatus.cancelled, AttemptStatus.expired):
+    state = service.confirm_checkout(session, attempt=attempt)
+    if state != service.CheckoutState.paid and attempt.status in (
+        AttemptStatus.cancelled,
+        AttemptStatus.expired,
+    ):
         # Nothing about a closed debt (amount, merchant, customer) to whoever holds the link.
         return _page("ended", status_code=410)
-    state = service.confirm_checkout(session, attempt=attempt)
     transaction = session.get(Transaction, attempt.transaction_id)
     organization = session.get(Organization, attempt.organization_id)
     assert transaction is not None and organization is not None

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.payments.models import PspEvent, Transaction
-from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.recovery.models import FINAL_STATUSES, OPEN_STATUSES, RecoveryAttempt
 
 PROVIDER = "stripe"
 
@@ -188,3 +188,22 @@ def attempt_in_organization(
 def mark_processed(session: Session, *, event: PspEvent, at: datetime) -> None:
     event.processed_at = at
     session.flush()
+
+
+def ended_attempts_with_checkout(session: Session, *, limit: int) -> Sequence[RecoveryAttempt]:
+    """Ended attempts whose Checkout Session has not been closed at Stripe yet, oldest first.
+
+    Read through their partial index; rows another sweeper holds are skipped (PostgreSQL).
+    """
+    stmt = (
+        select(RecoveryAttempt)
+        .where(
+            RecoveryAttempt.checkout_session_id.is_not(None),
+            RecoveryAttempt.checkout_closed_at.is_(None),
+            RecoveryAttempt.status.in_(FINAL_STATUSES),
+        )
+        .order_by(RecoveryAttempt.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(stmt).all()

@@ -87,6 +87,7 @@ class WebhookAck(BaseModel):
     event_id: str
     outcome: str = Field(
         description="what the event did: attempt_opened, attempt_exists, attempt_cancelled, "
-        "attempt_completed, already_final, already_paid, debt_ended, no_matching_attempt, "
+        "attempt_completed, attempt_completed_after_end, second_payment, already_final, "
+        "already_paid, debt_ended, no_matching_attempt, "
         "awaiting_payment, own_checkout_failure, own_checkout_event, unusable, ignored, duplicate"
     )

@@ -302,10 +302,13 @@ def _checkout_params(session: Session, attempt: RecoveryAttempt) -> dict[str, An
 
 
 def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
-    """Where to send the customer to pay: the attempt's open Checkout Session, or a new one.
+    """Where to send the customer to pay.
 
-    A session that is already complete sends the customer to our success page (which confirms
-    with Stripe) instead of opening a second payment for the same debt.
+    A failed Stripe invoice is paid through the invoice itself — its hosted invoice page — so
+    the payment settles that invoice and Stripe's own retries cannot collect it a second time.
+    Any other failure pays through a Checkout Session: the attempt's open one, or a new one. A
+    session that is already complete sends the customer to our success page (which confirms with
+    Stripe) instead of opening a second payment for the same debt.
     """
     if not attempt.is_open:
         raise Conflict(f"attempt is already {attempt.status}")
@@ -313,6 +316,12 @@ def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
     if connection is None:
         raise Conflict("Stripe is not connected for this organization")
     client = client_for(connection)
+    transaction = session.get(Transaction, attempt.transaction_id)
+    assert transaction is not None
+    if transaction.psp_invoice_id:
+        return _invoice_pay_url(
+            session, client, attempt=attempt, invoice_id=transaction.psp_invoice_id
+        )
     previous = attempt.checkout_session_id
     if previous:
         try:
@@ -342,16 +351,49 @@ def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
     return str(created.url)
 
 
+# Invoice statuses (Stripe's API reference, "The Invoice object"): what the pay button does.
+_INVOICE_ENDED = {
+    "void": "invoice voided in Stripe",
+    "uncollectible": "invoice marked uncollectible in Stripe",
+}
+
+
+def _invoice_pay_url(
+    session: Session, client: stripe.StripeClient, *, attempt: RecoveryAttempt, invoice_id: str
+) -> str:
+    """The invoice's `hosted_invoice_url` while it is `open`; when it was paid or ended in the
+    meantime, the attempt follows (completed, or cancelled with the reason) and the customer
+    goes to the return page, which says so."""
+    try:
+        invoice = client.v1.invoices.retrieve(invoice_id)
+    except stripe.StripeError as exc:
+        # Never fall back to a separate payment: Stripe could still collect the invoice too.
+        raise _provider_error(exc, attempt_id=attempt.id) from exc
+    if invoice.status == "open" and invoice.hosted_invoice_url:
+        log.info("stripe_invoice_page_used", attempt_id=attempt.id, invoice_id=invoice_id)
+        return str(invoice.hosted_invoice_url)
+    if invoice.status == "paid":
+        recovery_service.complete_attempt(session, attempt=attempt, paid_via="debt")
+    elif invoice.status in _INVOICE_ENDED:
+        recovery_service.stop_attempt(
+            session, attempt=attempt, reason=_INVOICE_ENDED[invoice.status]
+        )
+    else:
+        raise PaymentProviderError(f"the Stripe invoice is {invoice.status}, not payable")
+    return success_url(attempt)
+
+
 class CheckoutState(StrEnum):
     paid = "paid"
     pending = "pending"
 
 
 def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutState:
-    """Ask Stripe whether the attempt's Checkout Session is paid, and complete the attempt if so.
+    """Ask Stripe whether the attempt's Checkout Session is paid, and record the payment if so.
 
     The success redirect alone proves nothing (anyone can open the URL): only Stripe's answer,
-    or the signed webhook, completes an attempt.
+    or the signed webhook, completes an attempt. A session paid after the attempt ended still
+    records the payment (`recovery.service.record_payment`).
     """
     if attempt.status == AttemptStatus.completed:
         return CheckoutState.paid
@@ -366,12 +408,62 @@ def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutS
         # The customer sees "being confirmed"; the webhook completes the attempt meanwhile.
         _log_stripe_error(exc, attempt_id=attempt.id)
         return CheckoutState.pending
-    metadata: dict[str, Any] = checkout.to_dict().get("metadata") or {}
+    data = checkout.to_dict()
+    metadata: dict[str, Any] = data.get("metadata") or {}
     if metadata.get(METADATA_ATTEMPT_ID) != str(attempt.id):
         log.warning("stripe_checkout_metadata_mismatch", attempt_id=attempt.id)
         return CheckoutState.pending
     if checkout.payment_status != "paid":
         return CheckoutState.pending
-    if recovery_service.complete_attempt(session, attempt=attempt):
-        log.info("attempt_completed_by_checkout_check", attempt_id=attempt.id)
+    payment = data.get("payment_intent")
+    payment_id = payment.get("id") if isinstance(payment, dict) else payment
+    result = recovery_service.record_payment(
+        session, attempt=attempt, paid_via=f"checkout:{payment_id or checkout.id}"
+    )
+    mark_checkout_closed(session, attempt=attempt)
+    log.info("attempt_paid_by_checkout_check", attempt_id=attempt.id, result=result.value)
     return CheckoutState.paid
+
+
+def mark_checkout_closed(session: Session, *, attempt: RecoveryAttempt) -> None:
+    """The attempt's session can take no more money (paid, expired): nothing to expire."""
+    if attempt.checkout_session_id and attempt.checkout_closed_at is None:
+        attempt.checkout_closed_at = utc_now()
+        session.flush()
+
+
+def close_checkout(session: Session, *, attempt: RecoveryAttempt) -> bool:
+    """Expire the ended attempt's Checkout Session at Stripe (`POST
+    /v1/checkout/sessions/{id}/expire`), so an old link cannot take money for a closed debt.
+
+    True when the session is closed now (expired, or Stripe says it is not open: complete or
+    already expired, or unknown to the account). False when Stripe could not be asked; the
+    sweeper (`close_ended_checkouts`) tries again. Open attempts are left alone.
+    """
+    if attempt.is_open or not attempt.checkout_session_id or attempt.checkout_closed_at:
+        return attempt.checkout_closed_at is not None
+    connection = repository.get_connection(session, organization_id=attempt.organization_id)
+    if connection is not None:
+        try:
+            client_for(connection).v1.checkout.sessions.expire(attempt.checkout_session_id)
+        except stripe.InvalidRequestError as exc:
+            # 400: not open any more (complete or expired); 404: not on this account's keys.
+            log.info("stripe_checkout_not_open", attempt_id=attempt.id, http_status=exc.http_status)
+        except stripe.StripeError as exc:
+            _log_stripe_error(exc, attempt_id=attempt.id)
+            return False
+        else:
+            log.info("stripe_checkout_expired", attempt_id=attempt.id)
+    # Without a connection no one can pay through it either: the keys are gone.
+    mark_checkout_closed(session, attempt=attempt)
+    return True
+
+
+def close_ended_checkouts(session: Session, *, limit: int = 50) -> int:
+    """Expire at Stripe the Checkout Sessions of attempts that ended by any route (operator
+    cancel, expiry, retries exhausted, …); returns how many were closed. Run periodically."""
+    closed = 0
+    for attempt in repository.ended_attempts_with_checkout(session, limit=limit):
+        if close_checkout(session, attempt=attempt):
+            closed += 1
+    return closed

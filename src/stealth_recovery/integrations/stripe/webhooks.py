@@ -61,6 +61,8 @@ class Outcome(StrEnum):
     attempt_exists = "attempt_exists"
     attempt_cancelled = "attempt_cancelled"  # a hard decline, or the debt ended in Stripe
     attempt_completed = "attempt_completed"
+    attempt_completed_after_end = "attempt_completed_after_end"  # paid after it had ended
+    second_payment = "second_payment"  # paid again by another payment: flagged on the attempt
     already_final = "already_final"
     no_matching_attempt = "no_matching_attempt"
     awaiting_payment = "awaiting_payment"  # Checkout completed, asynchronous payment pending
@@ -234,6 +236,7 @@ def _refine_open_attempt(
     """A later event about the same payment may say more than the first one (an invoice event
     carries no decline code; its payment intent's does)."""
     if recovery.apply_later_decline(session, attempt=attempt, code=code, category=category):
+        service.close_checkout(session, attempt=attempt)
         return Outcome.attempt_cancelled
     if attempt.is_open:
         return Outcome.attempt_exists
@@ -284,6 +287,7 @@ def _on_debt_ended(session: Session, *, organization_id: int, event: StripeEvent
         attempt = repository.open_attempt_for_transaction(session, transaction_id=transaction.id)
         if attempt is not None and recovery.stop_attempt(session, attempt=attempt, reason=reason):
             stopped += 1
+            service.close_checkout(session, attempt=attempt)
             log.info(
                 "attempt_cancelled_by_stripe",
                 attempt_id=attempt.id,
@@ -330,7 +334,30 @@ def _on_success(session: Session, *, organization_id: int, event: StripeEvent) -
     attempt = _attempt_for_success(session, organization_id=organization_id, refs=refs)
     if attempt is None:
         return Outcome.no_matching_attempt
-    if recovery.complete_attempt(session, attempt=attempt):
-        log.info("attempt_completed_by_stripe", attempt_id=attempt.id, event_id=event.id)
-        return Outcome.attempt_completed
-    return Outcome.already_final
+    ours = refs.attempt_id is not None or refs.checkout_session_id is not None
+    paid_via = (
+        f"checkout:{refs.payment_intent_id or refs.checkout_session_id or refs.object_id}"
+        if ours
+        else "debt"
+    )
+    result = recovery.record_payment(session, attempt=attempt, paid_via=paid_via)
+    if refs.checkout_session_id and refs.checkout_session_id == attempt.checkout_session_id:
+        service.mark_checkout_closed(session, attempt=attempt)  # this very session paid
+    else:
+        service.close_checkout(session, attempt=attempt)
+    log.info(
+        "stripe_payment_recorded",
+        attempt_id=attempt.id,
+        event_id=event.id,
+        paid_via=paid_via,
+        result=result.value,
+    )
+    return _PAYMENT_OUTCOMES[result]
+
+
+_PAYMENT_OUTCOMES = {
+    recovery.PaymentOutcome.completed: Outcome.attempt_completed,
+    recovery.PaymentOutcome.completed_after_end: Outcome.attempt_completed_after_end,
+    recovery.PaymentOutcome.second_payment: Outcome.second_payment,
+    recovery.PaymentOutcome.already_completed: Outcome.already_final,
+}

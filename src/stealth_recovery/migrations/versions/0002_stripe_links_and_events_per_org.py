@@ -31,6 +31,12 @@ def upgrade() -> None:
             ["organization_id", "psp_subscription_id"],
             unique=False,
         )
+    # Transactions Stripe events opened before: their reference is the invoice id.
+    op.execute(
+        "UPDATE transactions SET psp_invoice_id = external_ref "
+        "WHERE psp_invoice_id IS NULL AND external_ref LIKE 'in!_%' ESCAPE '!' "
+        "AND id IN (SELECT transaction_id FROM failure_events WHERE gateway = 'stripe')"
+    )
     with op.batch_alter_table("psp_events") as batch:
         batch.drop_constraint("uq_psp_events_provider_event_id", type_="unique")
         batch.create_unique_constraint(

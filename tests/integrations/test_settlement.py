@@ -1,0 +1,341 @@
+"""No double charge, and no money reported as lost: a failed invoice is paid through the invoice
+itself, an ended attempt's Checkout is expired at Stripe, a payment after the end is recorded,
+and a second payment is flagged. Real webhooks, the fake Stripe server, the real engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.integrations.stripe import service
+from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
+from stealth_recovery.recovery.models import RecoveryAttempt
+from stealth_recovery.retry import engine
+from stealth_recovery.retry.runtime import reset_runtime
+from stealth_recovery.retry.stats import compute_stats
+from tests.integrations.conftest import (
+    StripeOrg,
+    event,
+    invoice,
+    new_id,
+    open_attempt,
+    payment_intent,
+    see_committed,
+)
+from tests.support.smtp import SmtpSink
+from tests.support.stripe_server import FakeStripe
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime() -> Iterator[None]:
+    reset_runtime()
+    yield
+    reset_runtime()
+
+
+def _reload(db: Session, attempt_id: int) -> RecoveryAttempt:
+    see_committed(db)
+    found = db.get(RecoveryAttempt, attempt_id)
+    assert found is not None
+    return found
+
+
+def _outcome(org: StripeOrg, body: dict[str, Any]) -> str:
+    response = org.post(body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["outcome"])
+
+
+def _failed_invoice(org: StripeOrg, stripe: FakeStripe, db: Session) -> tuple[dict[str, Any], int]:
+    inv = invoice(amount_due=4900, currency="eur", payment_intent_id=new_id("pi"))
+    stripe.add_invoice(inv, payment_intent=inv["payment_intent"])
+    assert _outcome(org, event("invoice.payment_failed", inv)) == "attempt_opened"
+    [attempt] = db.scalars(select(RecoveryAttempt)).all()
+    return inv, attempt.id
+
+
+def _click(client: TestClient, db: Session, attempt_id: int) -> Any:
+    token = _reload(db, attempt_id).token
+    return client.post(f"/pay/{token}/pay", follow_redirects=False)
+
+
+def _checkout_completed(attempt: RecoveryAttempt, org: StripeOrg, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": attempt.checkout_session_id or new_id("cs_test"),
+        "object": "checkout.session",
+        "mode": "payment",
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_total": 4900,
+        "currency": "eur",
+        "payment_intent": new_id("pi"),
+        "metadata": {
+            "stealth_recovery_attempt_id": str(attempt.id),
+            "stealth_recovery_organization_id": str(org.organization_id),
+        },
+        **extra,
+    }
+
+
+class TestAFailedInvoiceIsPaidThroughTheInvoice:
+    def test_the_pay_button_goes_to_the_hosted_invoice_page_and_no_checkout_is_made(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given a failed subscription invoice being recovered
+        inv, attempt_id = _failed_invoice(stripe_org, stripe_server, db)
+        # When the customer presses pay
+        response = _click(client, db, attempt_id)
+        # Then they pay the invoice itself, on Stripe's hosted invoice page
+        assert response.status_code == 303
+        assert (
+            response.headers["location"] == stripe_server.invoices[inv["id"]]["hosted_invoice_url"]
+        )
+        assert stripe_server.created_sessions() == []
+        # And when they pay it, Stripe settles that very invoice and tells us
+        paid = stripe_server.pay_invoice(inv["id"])
+        assert _outcome(stripe_org, event("invoice.paid", paid)) == "attempt_completed"
+        attempt = _reload(db, attempt_id)
+        assert (attempt.status, attempt.paid_via) == ("completed", "debt")
+        # So Stripe's own retries find nothing left to collect
+        assert stripe_server.invoices[inv["id"]]["amount_remaining"] == 0
+        assert [p["status"] for p in stripe_server.invoice_payments] == ["paid"]
+
+    def test_an_invoice_paid_meanwhile_completes_the_attempt_on_the_click(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        inv, attempt_id = _failed_invoice(stripe_org, stripe_server, db)
+        stripe_server.pay_invoice(inv["id"])
+        response = _click(client, db, attempt_id)
+        assert response.status_code == 303
+        assert response.headers["location"].endswith("/success")
+        assert _reload(db, attempt_id).status == "completed"
+        assert "received" in client.get(response.headers["location"]).text
+
+    @pytest.mark.parametrize(
+        ("status", "reason"),
+        [
+            ("void", "invoice voided in Stripe"),
+            ("uncollectible", "invoice marked uncollectible in Stripe"),
+        ],
+    )
+    def test_an_invoice_ended_meanwhile_stops_the_attempt_on_the_click(
+        self,
+        client: TestClient,
+        stripe_org: StripeOrg,
+        stripe_server: FakeStripe,
+        db: Session,
+        status: str,
+        reason: str,
+    ) -> None:
+        inv, attempt_id = _failed_invoice(stripe_org, stripe_server, db)
+        stripe_server.set_invoice_status(inv["id"], status)
+        response = _click(client, db, attempt_id)
+        assert response.status_code == 303
+        attempt = _reload(db, attempt_id)
+        assert (attempt.status, attempt.cancel_reason) == ("cancelled", reason)
+        page = client.get(response.headers["location"])
+        assert page.status_code == 410
+        assert "49" not in page.text and stripe_org.account.organization.name not in page.text
+
+    def test_stripe_refusing_the_invoice_lookup_never_falls_back_to_a_second_payment(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        inv, attempt_id = _failed_invoice(stripe_org, stripe_server, db)
+        del stripe_server.invoices[inv["id"]]
+        response = _click(client, db, attempt_id)
+        assert response.status_code == 502
+        assert stripe_server.created_sessions() == []
+        assert _reload(db, attempt_id).status == "created"
+
+    def test_a_payment_without_invoice_keeps_checkout(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        pi = payment_intent()
+        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        [attempt] = db.scalars(select(RecoveryAttempt)).all()
+        response = _click(client, db, attempt.id)
+        assert response.status_code == 303
+        assert "/c/pay/cs_test_" in response.headers["location"]
+        assert len(stripe_server.created_sessions()) == 1
+
+
+def _cancel_by_operator(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
+    response = client.post(
+        f"/v1/attempts/{attempt.id}/cancel",
+        json={"reason": "customer paid by bank transfer"},
+        headers=org.account.headers,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _exhaust(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
+    for hours in (1, 3, 7, 24, 48):
+        with shifted_clock(timedelta(hours=hours, seconds=5)):
+            engine.run_due_now()
+
+
+def _expire(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
+    with shifted_clock(timedelta(days=8)):
+        engine.run_due_now()
+
+
+def _void(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
+    pi = {**payment_intent(pi_id=attempt_pi[attempt.id]), "status": "canceled"}
+    assert _outcome(org, event("payment_intent.canceled", pi)) == "attempt_cancelled"
+
+
+attempt_pi: dict[int, str] = {}
+_ENDINGS: dict[str, tuple[Callable[[TestClient, StripeOrg, RecoveryAttempt], None], str]] = {
+    "operator-cancel": (_cancel_by_operator, "cancelled"),
+    "retries-exhausted": (_exhaust, "cancelled"),
+    "link-expired": (_expire, "expired"),
+    "debt-ended-in-stripe": (_void, "cancelled"),
+}
+
+
+class TestAnEndedAttemptsCheckoutIsExpiredAtStripe:
+    @pytest.mark.parametrize("ending", list(_ENDINGS))
+    def test_its_open_session_can_no_longer_take_money(
+        self,
+        client: TestClient,
+        stripe_org: StripeOrg,
+        stripe_server: FakeStripe,
+        db: Session,
+        smtp_sink: SmtpSink,
+        ending: str,
+    ) -> None:
+        # Given an attempt whose customer opened a Checkout Session and left it open
+        pi = payment_intent()
+        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        [attempt] = db.scalars(select(RecoveryAttempt)).all()
+        attempt_pi[attempt.id] = pi["id"]
+        assert _click(client, db, attempt.id).status_code == 303
+        session_id = _reload(db, attempt.id).checkout_session_id
+        assert session_id is not None and stripe_server.sessions[session_id]["status"] == "open"
+        # When the attempt ends by this route, and the periodic sweep runs
+        end, status = _ENDINGS[ending]
+        end(client, stripe_org, _reload(db, attempt.id))
+        assert _reload(db, attempt.id).status == status
+        sweep_ended_checkouts()
+        # Then the session is expired at Stripe, once
+        assert stripe_server.sessions[session_id]["status"] == "expired"
+        assert _reload(db, attempt.id).checkout_closed_at is not None
+        assert sweep_ended_checkouts() == 0
+        expiries = stripe_server.requests_to(f"/v1/checkout/sessions/{session_id}/expire")
+        assert len(expiries) == 1
+
+    def test_a_paid_session_is_not_expired_and_stripe_unreachable_is_tried_again(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        service.checkout_url_for(db, attempt=attempt)
+        db.commit()
+        real_key = stripe_server.secret_key
+        stripe_server.secret_key = "sk_test_revokedXXXXXXXXXXXX"
+        _cancel_by_operator(client, stripe_org, attempt)
+        assert sweep_ended_checkouts() == 0  # Stripe refused: left for the next pass
+        stripe_server.secret_key = real_key
+        assert sweep_ended_checkouts() == 1
+        assert (
+            stripe_server.sessions[_reload(db, attempt.id).checkout_session_id or ""]["status"]
+            == "expired"
+        )
+
+
+class TestMoneyThatComesInIsNeverLost:
+    @pytest.mark.parametrize("ending", list(_ENDINGS))
+    def test_a_payment_after_the_attempt_ended_completes_it_and_counts(
+        self,
+        client: TestClient,
+        stripe_org: StripeOrg,
+        stripe_server: FakeStripe,
+        db: Session,
+        smtp_sink: SmtpSink,
+        ending: str,
+    ) -> None:
+        # Given an attempt that ended by this route, with its Checkout not yet expired
+        pi = payment_intent()
+        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        [attempt] = db.scalars(select(RecoveryAttempt)).all()
+        attempt_pi[attempt.id] = pi["id"]
+        _click(client, db, attempt.id)
+        end, _status = _ENDINGS[ending]
+        end(client, stripe_org, _reload(db, attempt.id))
+        # When the customer pays through the old session anyway
+        paid = _checkout_completed(_reload(db, attempt.id), stripe_org)
+        outcome = _outcome(stripe_org, event("checkout.session.completed", paid))
+        # Then the money is recorded: completed, marked as after the end
+        assert outcome == "attempt_completed_after_end"
+        done = _reload(db, attempt.id)
+        assert (done.status, done.paid_after_end) == ("completed", True)
+        assert done.completed_at is not None
+        # And it shows in the API, the stats and recovered revenue
+        shown = client.get(f"/v1/attempts/{attempt.id}", headers=stripe_org.account.headers)
+        assert shown.json()["status"] == "completed"
+        assert shown.json()["paid_after_end"] is True
+        stats = compute_stats(db, organization_id=stripe_org.organization_id)
+        assert (stats.completed_count, stats.recovered_after_end_count) == (1, 1)
+
+    def test_the_return_page_records_a_session_paid_after_the_end(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        service.checkout_url_for(db, attempt=attempt)
+        db.commit()
+        stripe_server.pay(_reload(db, attempt.id).checkout_session_id or "")
+        _cancel_by_operator(client, stripe_org, attempt)
+        page = client.get(f"/pay/{attempt.token}/success")
+        assert page.status_code == 200
+        assert "received" in page.text
+        assert _reload(db, attempt.id).paid_after_end is True
+
+    def test_the_return_page_of_an_ended_unpaid_attempt_shows_nothing_about_it(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        attempt = open_attempt(db, organization_id=stripe_org.organization_id, email="zed@x.io")
+        service.checkout_url_for(db, attempt=attempt)
+        db.commit()
+        _cancel_by_operator(client, stripe_org, attempt)
+        page = client.get(f"/pay/{attempt.token}/success")
+        assert page.status_code == 410
+        for secret in ("49", "€", "zed", "Jane", stripe_org.account.organization.name):
+            assert secret not in page.text
+
+    def test_a_second_payment_is_flagged_not_answered_already_final(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given an invoice attempt completed by a recovery Checkout payment
+        inv = invoice(amount_due=4900, currency="eur", payment_intent_id=new_id("pi"))
+        _outcome(stripe_org, event("invoice.payment_failed", inv))
+        [attempt] = db.scalars(select(RecoveryAttempt)).all()
+        paid = _checkout_completed(attempt, stripe_org)
+        assert _outcome(stripe_org, event("checkout.session.completed", paid)) == (
+            "attempt_completed"
+        )
+        # And the same payment reported again by its payment intent is not a second one
+        ours = payment_intent(
+            pi_id=paid["payment_intent"], status="succeeded", metadata=paid["metadata"]
+        )
+        assert _outcome(stripe_org, event("payment_intent.succeeded", ours)) == "already_final"
+        assert _reload(db, attempt.id).second_payment_at is None
+        # When Stripe's own retry then collects the invoice as well
+        collected = {**inv, "status": "paid", "paid": True, "amount_remaining": 0}
+        outcome = _outcome(stripe_org, event("invoice.paid", collected))
+        # Then the second payment is flagged on the attempt, for the merchant to refund
+        assert outcome == "second_payment"
+        flagged = _reload(db, attempt.id)
+        assert flagged.second_payment_at is not None
+        assert flagged.second_payment_ref == "debt"
+        shown = client.get(f"/v1/attempts/{attempt.id}", headers=stripe_org.account.headers)
+        assert shown.json()["second_payment_ref"] == "debt"
+        # And the invoice's other success events about the same payment flag nothing more
+        again = _outcome(stripe_org, event("invoice.payment_succeeded", collected))
+        assert again == "second_payment"
+        assert _reload(db, attempt.id).second_payment_at == flagged.second_payment_at
