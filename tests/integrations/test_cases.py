@@ -15,20 +15,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.numbers import parse_decimal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.integrations.stripe.currencies import stripe_digits
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.runtime import reset_runtime
 from tests.integrations.conftest import StripeOrg, new_id, payment_intent, see_committed
+from tests.payments.conftest import api_key_headers
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_server import FakeStripe
 
@@ -71,6 +75,8 @@ class Replay:
     ids: dict[str, str] = field(default_factory=dict)
     outcomes: list[str] = field(default_factory=list)
     pay_clicks: list[Any] = field(default_factory=list)
+    # (what the case expects the customer to read, what the pay page shows, what Stripe charges)
+    amounts: list[tuple[str, str, Decimal]] = field(default_factory=list)
 
     def attempts(self) -> list[RecoveryAttempt]:
         """The attempts about this replay's payments (its fresh ids)."""
@@ -210,7 +216,15 @@ def _paid_after_dunning_ended(replay: Replay, case: dict[str, Any]) -> None:
     assert replay.stripe.sessions[replay.ids["cs"]]["status"] == "expired"
 
 
+def _message_amount_is_what_stripe_charges(replay: Replay, case: dict[str, Any]) -> None:
+    # "message amount equals the amount Stripe charges": checked in `_replay_amounts`
+    for expected, shown, charged in replay.amounts:
+        assert shown == expected
+        assert _read(shown) == charged
+
+
 EXPECTED: dict[str, Callable[[Replay, dict[str, Any]], None]] = {
+    "C09_psp_minor_unit_mismatch": _message_amount_is_what_stripe_charges,
     "C22_recovery_payment_leaves_invoice_open": _invoice_settled_or_second_charge_flagged,
     "C21_paid_after_dunning_ended": _paid_after_dunning_ended,
     "C04_basil_unlinked_events": _one_attempt_one_reminder_per_step,
@@ -240,6 +254,9 @@ def test_case(
     case = json.loads(path.read_text())
     if "checkout_completed" in case:
         _replay_paid_after_the_end(case, stripe_org, stripe_server, db, smtp_sink)
+        return
+    if "api_checkout" in case:
+        _replay_amounts(case, stripe_org, stripe_server, db)
         return
     sequences = [case["steps"]] + ([case["minimal"]] if "minimal" in case else [])
     for steps in sequences:
@@ -290,4 +307,57 @@ def _replay_paid_after_the_end(
     assert replay.attempts()[0].status == "cancelled"
     sweep_ended_checkouts()
     replay.deliver("checkout.session.completed", _fill(case["checkout_completed"], replay.ids))
+    EXPECTED[case["case"]](replay, case)
+
+
+def _read(shown: str) -> Decimal:
+    return parse_decimal(re.sub(r"[^\d.,]", "", shown), locale="en")
+
+
+def _shown_amount(replay: Replay, attempt: RecoveryAttempt) -> str:
+    page = replay.org.client.get(f"/pay/{attempt.token}")
+    assert page.status_code == 200, page.text
+    found = re.search(r'class="amount"[^>]*>([^<]+)<', page.text)
+    assert found is not None, page.text
+    return found[1].strip()
+
+
+def _replay_amounts(case: dict[str, Any], org: StripeOrg, stripe: FakeStripe, db: Session) -> None:
+    """Amounts in both directions: a Stripe event's amount as the customer reads it, and an API
+    amount as Checkout charges it."""
+    headers = api_key_headers(db, org.account.organization)
+    db.commit()
+    replay = Replay(org, stripe, db, smtp=None, api_version="2024-06-20")  # type: ignore[arg-type]
+    for entry in case["stripe"]:
+        inv = {
+            **_fill(
+                {"id": "{inv}", "object": "invoice", "customer_email": "cur@example.com"},
+                replay.ids,
+            ),
+            "currency": entry["currency"],
+            "amount_due": entry["amount_due"],
+            "amount_remaining": entry["amount_due"],
+        }
+        replay.deliver("invoice.payment_failed", inv)
+        [attempt] = replay.attempts()
+        expected = entry["expect"].split(" ")[0]
+        charged = Decimal(entry["amount_due"]).scaleb(-stripe_digits(entry["currency"]))
+        replay.amounts.append((expected, _shown_amount(replay, attempt), charged))
+    for entry in case["api_checkout"]:
+        body = {**entry, "occurred_at": "2026-11-30T12:00:00Z"}
+        response = org.client.post(
+            "/v1/events/payment_failed",
+            json=body,
+            headers=headers,
+        )
+        assert response.status_code == 201, response.text
+        see_committed(db)
+        attempt = db.get(RecoveryAttempt, response.json()["id"])
+        assert attempt is not None
+        clicked = org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
+        assert clicked.status_code == 303, clicked.text
+        price = stripe.created_sessions()[-1].params["line_items"][0]["price_data"]
+        charged = Decimal(int(price["unit_amount"])).scaleb(-stripe_digits(price["currency"]))
+        shown = _shown_amount(replay, attempt)
+        replay.amounts.append((shown, shown, charged))
     EXPECTED[case["case"]](replay, case)

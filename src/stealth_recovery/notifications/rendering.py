@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_skeleton, format_time
-from babel.numbers import format_currency, get_currency_precision
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.notifications.types import MessageContext
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -117,8 +116,8 @@ def _zone(name: str | None) -> ZoneInfo:
 
 
 def format_amount(amount_minor: int, currency: str, locale: Locale) -> str:
-    digits = get_currency_precision(currency.upper())
-    return format_currency(Decimal(amount_minor).scaleb(-digits), currency.upper(), locale=locale)
+    """The amount (ISO 4217 minor units) as the customer reads it (`core.money.format_minor`)."""
+    return format_minor(amount_minor, currency, locale)
 
 
 def format_expiry(expires_at: datetime, timezone: str | None, locale: Locale) -> str:

@@ -44,7 +44,10 @@ class PaymentFailedIn(BaseModel):
         description="your own reference of the payment; one transaction per reference",
     )
     amount_minor: int = Field(
-        gt=0, le=10**15, description="amount in the currency's minor unit (4999 = 49.99 EUR)"
+        gt=0,
+        le=10**15,
+        description="amount in the currency's ISO 4217 minor unit (4999 = 49.99 EUR, "
+        "500 = 500 JPY, 1299000 = 12,990.00 HUF, 5120 = 5.120 KWD)",
     )
     currency: Text = Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. EUR")
     customer_locale: Text = Field(

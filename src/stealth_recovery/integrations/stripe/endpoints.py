@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
-from babel.numbers import format_currency, get_currency_precision
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service, webhooks
@@ -166,11 +165,7 @@ def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLRe
     organization = session.get(Organization, attempt.organization_id)
     assert transaction is not None and organization is not None
     locale = transaction.customer_locale or "en"
-    amount = format_currency(
-        Decimal(transaction.amount_minor).scaleb(-get_currency_precision(transaction.currency)),
-        transaction.currency,
-        locale=locale,
-    )
+    amount = format_minor(transaction.amount_minor, transaction.currency, locale)
     return _page(
         state.value,
         lang=locale.replace("_", "-"),

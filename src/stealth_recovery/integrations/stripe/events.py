@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.integrations.stripe.currencies import from_stripe
 from stealth_recovery.integrations.stripe.service import (
     METADATA_ATTEMPT_ID,
     METADATA_ORGANIZATION_ID,
@@ -312,7 +313,7 @@ def decline_of(obj: dict[str, Any]) -> Decline:
     return Decline(code=code, category=category, reason=reason)
 
 
-def _amount(obj: dict[str, Any]) -> int:
+def _stripe_amount(obj: dict[str, Any]) -> int:
     if obj.get("object") == "invoice":
         for name in ("amount_remaining", "amount_due", "total"):
             value = obj.get(name)
@@ -321,6 +322,17 @@ def _amount(obj: dict[str, Any]) -> int:
         return 0
     value = obj.get("amount")
     return value if isinstance(value, int) else 0
+
+
+def _amount_minor(obj: dict[str, Any], currency: str | None) -> int:
+    """The amount owed in ISO 4217 minor units (Stripe's units converted; 0 if unreadable)."""
+    amount = _stripe_amount(obj)
+    if not amount or not currency:
+        return amount
+    try:
+        return from_stripe(amount, currency)
+    except (KeyError, ValueError):
+        return amount  # an unknown currency: `record_failure` refuses it by name
 
 
 def failure_input(event: StripeEvent, refs: PaymentRefs, *, external_ref: str) -> FailureInput:
@@ -334,7 +346,7 @@ def failure_input(event: StripeEvent, refs: PaymentRefs, *, external_ref: str) -
     decline = decline_of(obj)
     return FailureInput(
         external_ref=external_ref,
-        amount_minor=_amount(obj),
+        amount_minor=_amount_minor(obj, _str(obj.get("currency"))),
         currency=_str(obj.get("currency")) or "",
         customer_email=_usable_email(contact.email),
         customer_phone=_usable_phone(contact.phone, contact.country),

@@ -18,6 +18,7 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.integrations.stripe import repository
+from stealth_recovery.integrations.stripe.currencies import to_stripe
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import service as recovery_service
@@ -284,7 +285,8 @@ def _checkout_params(session: Session, attempt: RecoveryAttempt) -> dict[str, An
                 "quantity": 1,
                 "price_data": {
                     "currency": transaction.currency.lower(),
-                    "unit_amount": transaction.amount_minor,
+                    # Stripe's units, not ISO's (zero-decimal, ISK, UGX, …).
+                    "unit_amount": to_stripe(transaction.amount_minor, transaction.currency),
                     "product_data": product,
                 },
             }
