@@ -295,6 +295,7 @@ class TestStats:
             "failed_count": 0,
             "unconfirmed_count": 0,
             "avg_retry_count": 0.0,
+            "recovered_after_end_count": 0,
         }
 
     @pytest.mark.parametrize("role", [Role.admin, Role.analyst, Role.operator])

@@ -39,6 +39,7 @@ class TestComputeStats:
             "failed_count": 0,
             "unconfirmed_count": 0,
             "avg_retry_count": 0.0,
+            "recovered_after_end_count": 0,
         }
 
     def test_each_figure_follows_its_definition(self, db: Session) -> None:
