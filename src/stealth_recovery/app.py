@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
+from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
 from stealth_recovery.core.database import get_engine
 from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited
 from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
@@ -132,14 +133,19 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
                 scheduler.stop()
 
     # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package,
-    # never from a CDN: a self-hosted install often has no route to one.
+    # never from a CDN (a self-hosted install often has no route to one), under a CSP that pins
+    # their inline start-up scripts by hash (core/api_docs.py).
     app = FastAPIOffline(
         title="Stealth Recovery",
         version=__version__,
         description="Wins back failed payments: expiring pay links and reminders by email, "
         "SMS and WhatsApp on each merchant's retry policy.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        static_url=STATIC_URL,
     )
+    add_api_docs(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
