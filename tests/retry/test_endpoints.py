@@ -294,6 +294,7 @@ class TestStats:
             "test_payment_count": 0,
             "failed_count": 0,
             "unconfirmed_count": 0,
+            "outbox_count": 0,
             "avg_retry_count": 0.0,
             "recovered_after_end_count": 0,
         }

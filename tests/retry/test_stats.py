@@ -12,7 +12,14 @@ from stealth_recovery.retry.stats import compute_stats
 from tests.factories import make_account, make_attempt
 
 
-def _message(session: Session, attempt_id: int, org_id: int, number: int, status: str) -> None:
+def _message(
+    session: Session,
+    attempt_id: int,
+    org_id: int,
+    number: int,
+    status: str,
+    provider: str = "smtp",
+) -> None:
     session.add(
         NotificationLog(
             organization_id=org_id,
@@ -21,7 +28,7 @@ def _message(session: Session, attempt_id: int, org_id: int, number: int, status
             channel="email",
             recipient="customer@example.com",
             status=status,
-            provider="smtp",
+            provider=provider,
         )
     )
 
@@ -38,6 +45,7 @@ class TestComputeStats:
             "test_payment_count": 0,
             "failed_count": 0,
             "unconfirmed_count": 0,
+            "outbox_count": 0,
             "avg_retry_count": 0.0,
             "recovered_after_end_count": 0,
         }
@@ -72,6 +80,19 @@ class TestComputeStats:
         assert stats.failed_count == 2  # failed or bounced
         assert stats.unconfirmed_count == 1  # handed over without an answer; never resent
         assert stats.avg_retry_count == round((1 + 3 + 1 + 0) / 4, 2)
+
+    def test_outbox_messages_are_kept_apart_from_sent_ones(self, db: Session) -> None:
+        # Given one reminder that went to a customer and two the local outbox kept
+        org = make_account(db).organization
+        attempt = make_attempt(db, org)
+        _message(db, attempt.id, org.id, 0, "sent")
+        _message(db, attempt.id, org.id, 1, "sent", provider="outbox")
+        _message(db, attempt.id, org.id, 2, "sent", provider="outbox")
+        db.commit()
+        # When the stats are computed
+        stats = compute_stats(db, organization_id=org.id)
+        # Then only the one that went out counts as sent; the outbox is counted on its own
+        assert (stats.sent_count, stats.outbox_count) == (1, 2)
 
     def test_average_is_rounded_to_two_decimals(self, db: Session) -> None:
         org = make_account(db).organization

@@ -121,7 +121,8 @@ def stats(principal: CurrentPrincipal, session: SessionDep) -> RetryStats:
 
     - `total_attempts`: every recovery attempt, in any status.
     - `pending_retries`: open attempts (created, sent, opened) with a next reminder scheduled.
-    - `sent_count`: messages (notification log rows) whose status is `sent` or `delivered`.
+    - `sent_count`: messages (notification log rows) whose status is `sent` or `delivered`,
+      outbox messages excepted (`outbox_count`: kept by the local outbox, never sent).
     - `completed_count`: attempts completed (paid).
     - `failed_count`: messages whose status is `failed` or `bounced`.
     - `unconfirmed_count`: messages handed over without an answer (may have arrived; never

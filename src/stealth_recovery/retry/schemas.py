@@ -149,6 +149,7 @@ class RetryStats(BaseModel):
                     "total_attempts": 150,
                     "pending_retries": 23,
                     "sent_count": 100,
+                    "outbox_count": 0,
                     "completed_count": 45,
                     "test_payment_count": 0,
                     "failed_count": 5,
@@ -164,7 +165,13 @@ class RetryStats(BaseModel):
     pending_retries: int = Field(
         description="open attempts (created, sent, opened) with a reminder still to send"
     )
-    sent_count: int = Field(description="messages whose status is sent or delivered")
+    sent_count: int = Field(
+        description="messages sent to a customer through a provider (status sent or delivered)"
+    )
+    outbox_count: int = Field(
+        default=0,
+        description="messages the local outbox kept instead of sending (never reached a customer)",
+    )
     completed_count: int = Field(description="attempts paid for real (test payments excluded)")
     test_payment_count: int = Field(
         default=0,

@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import NotificationLog, NotificationStatus
+from stealth_recovery.notifications.outbox import PROVIDER as OUTBOX
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.schemas import RetryStats
 
@@ -54,17 +55,20 @@ def compute_stats(
     ).one()
     messages = session.execute(
         select(
-            _count_where(NotificationLog.status.in_(_SENT)),
+            # A message the local outbox kept never reached a customer: counted apart.
+            _count_where(NotificationLog.status.in_(_SENT) & (NotificationLog.provider != OUTBOX)),
             _count_where(NotificationLog.status.in_(_FAILED)),
+            _count_where(NotificationLog.status.in_(_SENT) & (NotificationLog.provider == OUTBOX)),
             _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
         ).where(*message_scope)
     ).one()
     total, pending, completed, test_payments, average, late = attempts
-    sent, failed, unconfirmed = messages
+    sent, failed, kept, unconfirmed = messages
     return RetryStats(
         total_attempts=int(total),
         pending_retries=int(pending),
         sent_count=int(sent),
+        outbox_count=int(kept),
         completed_count=int(completed),
         test_payment_count=int(test_payments),
         failed_count=int(failed),
