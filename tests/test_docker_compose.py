@@ -7,6 +7,7 @@ docker client the check is skipped, except in CI where it must run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from stealth_recovery.core.settings import Settings
 
@@ -21,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("migrate", "api", "worker", "beat", "flower")
 ALL_SERVICES = {*APP_SERVICES, "postgres", "redis", "mailpit"}
+# A variable compose must get from .env, or it refuses to start: `${NAME:?message}`.
+REQUIRED = re.compile(r"\$\{[A-Z_]+:\?[^}]+\}")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -35,6 +39,7 @@ def _compose_client() -> list[str] | None:
 
 
 REAL_SECRET = "a-real-secret-of-forty-characters-0123456"
+DB_PASSWORD = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4"
 
 
 def _resolve(dot_env: str, tmp_path: Path) -> dict[str, Any]:
@@ -63,13 +68,20 @@ def _resolve(dot_env: str, tmp_path: Path) -> dict[str, Any]:
     return config
 
 
+def _example_with(*, secret_key: bool = True, db_password: bool = True) -> str:
+    """`.env.example` copied to `.env` with SECRET_KEY and POSTGRES_PASSWORD set, as the compose
+    file's header says (either left empty on request)."""
+    text = (ROOT / ".env.example").read_text()
+    assert "\nSECRET_KEY=\n" in text and "\nPOSTGRES_PASSWORD=\n" in text
+    if secret_key:
+        text = text.replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={REAL_SECRET}\n")
+    if db_password:
+        text = text.replace("\nPOSTGRES_PASSWORD=\n", f"\nPOSTGRES_PASSWORD={DB_PASSWORD}\n")
+    return text
+
+
 def _example_with_a_secret() -> str:
-    """`.env.example` copied to `.env` with SECRET_KEY set, as the file's header says."""
-    return (
-        (ROOT / ".env.example")
-        .read_text()
-        .replace("\nSECRET_KEY=\n", f"\nSECRET_KEY={REAL_SECRET}\n")
-    )
+    return _example_with()
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +132,27 @@ class TestComposeConfig:
     def test_without_a_secret_key_in_dot_env_compose_refuses_to_start(self, tmp_path: Path) -> None:
         # Given the example copied as .env without setting SECRET_KEY
         with pytest.raises(AssertionError) as refused:
-            _resolve((ROOT / ".env.example").read_text(), tmp_path)
+            _resolve(_example_with(secret_key=False), tmp_path)
         # Then compose refuses, naming the variable, instead of running without a real key
         assert "SECRET_KEY" in str(refused.value)
+
+    def test_without_a_postgres_password_in_dot_env_compose_refuses_to_start(
+        self, tmp_path: Path
+    ) -> None:
+        # Given the example copied as .env with SECRET_KEY set but no POSTGRES_PASSWORD
+        with pytest.raises(AssertionError) as refused:
+            _resolve(_example_with(db_password=False), tmp_path)
+        # Then compose refuses, naming the variable, instead of using a published password
+        assert "POSTGRES_PASSWORD" in str(refused.value)
+
+    def test_the_database_password_from_dot_env_is_the_one_everyone_uses(
+        self, resolved: dict[str, Any]
+    ) -> None:
+        services = resolved["services"]
+        assert _env(services["postgres"])["POSTGRES_PASSWORD"] == DB_PASSWORD
+        for name in APP_SERVICES:
+            url = make_url(_env(services[name])["DATABASE_URL"])
+            assert (url.username, url.password, url.host) == ("stealth", DB_PASSWORD, "postgres")
 
 
 class TestEverySettingReachesTheContainers:
@@ -130,6 +160,7 @@ class TestEverySettingReachesTheContainers:
         # Given a .env that sets every setting of the settings class to a value of its own
         names = sorted(name.upper() for name in Settings.model_fields)
         dot_env = "".join(f"{name}=from-dot-env-{name.lower()}\n" for name in names)
+        dot_env += f"POSTGRES_PASSWORD={DB_PASSWORD}\n"
         # When compose resolves the layout
         services = _resolve(dot_env, tmp_path)["services"]
         wired = set(yaml.safe_load(COMPOSE_FILE.read_text())["x-app"]["environment"])
@@ -165,6 +196,22 @@ class TestComposeFileAgainstTheSettings:
         for name in APP_SERVICES:
             unknown = set(_env(raw["services"][name])) - fields
             assert not unknown, f"{name}: not settings: {sorted(unknown)}"
+
+    def test_no_password_or_secret_is_written_in_the_file(self) -> None:
+        # Every password, secret and URL credential is a required `${VAR:?…}` from .env.
+        raw = yaml.safe_load(COMPOSE_FILE.read_text())
+        environments = {"x-app": raw["x-app"]["environment"]}
+        environments |= {name: _env(svc) for name, svc in raw["services"].items()}
+        for where, env in environments.items():
+            for name, value in env.items():
+                value = str(value)
+                if "PASSWORD" in name or "SECRET" in name:
+                    assert REQUIRED.fullmatch(value), f"{where}: {name} is written in the file"
+                credentials = re.match(r"^[a-z+]+://[^:/@]+:(.+)@", value)
+                if credentials is not None:
+                    assert REQUIRED.fullmatch(credentials.group(1)), (
+                        f"{where}: {name} has a password written in the file"
+                    )
 
     def test_the_image_is_python_311_slim_installed_with_the_constraints(self) -> None:
         dockerfile = (ROOT / "Dockerfile").read_text()

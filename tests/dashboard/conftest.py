@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.models import Role
 from tests.dashboard.helpers import web_login
 from tests.factories import Account, make_account
+from tests.support.smtp import smtp_sink  # noqa: F401
 
 
 @pytest.fixture

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.models import ApiKey, User
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
+from stealth_recovery.retry.runtime import reset_runtime
+from stealth_recovery.retry.tasks import send_recovery_notification
 from tests.dashboard.helpers import (
     add_message,
     csrf_from,
@@ -22,6 +28,7 @@ from tests.dashboard.helpers import (
     post_form,
 )
 from tests.factories import Account, make_account
+from tests.support.smtp import SmtpSink
 
 
 def _stat(html: str, name: str) -> str:
@@ -286,28 +293,113 @@ class TestOutbox:
 
 
 class TestRetryNow:
-    def test_an_admin_makes_the_next_reminder_due_now(
-        self, admin_web: TestClient, admin: Account, db: Session
+    @pytest.fixture(autouse=True)
+    def fresh_runtime(self) -> Iterator[None]:
+        """Provider clients are rebuilt for each test, which points them at its own servers."""
+        reset_runtime()
+        yield
+        reset_runtime()
+
+    def test_embedded_sends_it_at_once_and_the_flash_tells_the_outcome(
+        self, admin_web: TestClient, admin: Account, db: Session, smtp_sink: SmtpSink
     ) -> None:
+        # Given the embedded layout (no broker) and an attempt whose first reminder is an hour away
         attempt = make_attempt(db, organization_id=admin.organization.id)
         page = f"/dashboard/attempts/{attempt.id}"
         assert 'id="retry-now"' in admin_web.get(page).text
-        before = utc_now()
+        # When an admin clicks "Retry now"
         response = post_form(admin_web, page, f"{page}/retry-now", {})
         assert response.status_code == 303
+        # Then the message went out before the answer
+        assert len(smtp_sink.messages) == 1
         db.expire_all()
         fresh = db.get(RecoveryAttempt, attempt.id)
-        assert fresh is not None and fresh.next_retry_at is not None
-        assert fresh.next_retry_at <= utc_now() + timedelta(seconds=1)
-        assert fresh.next_retry_at >= before - timedelta(seconds=1)
+        assert fresh is not None and fresh.retry_count == 1 and fresh.lease_owner is None
         db.commit()  # end the read: on SQLite an open read would block the app's next write
-        # Then the flash and the timeline say the same: queued, not yet sent
+        # And the flash and the timeline say the same: sent
         html = admin_web.get(page).text
-        assert "Reminder 1 of 3 is queued to go out now" in html
+        assert "Reminder 1 of 3: email sent to ada@example.com." in html
         timeline = html.split('id="timeline"')[1]
-        assert "Reminder 1 of 3 queued to go out now" in timeline
-        assert "Reminder 1 by" not in timeline
+        assert "Reminder 1 by email" in timeline
+        assert '<span class="badge status-sent">sent</span>' in timeline
+        assert "queued to go out now" not in timeline
+        assert "handed to the worker" not in timeline
+        assert "1 of 3 reminders went out" in html
+
+    def test_embedded_with_the_smtp_server_down_says_it_failed(
+        self, admin_web: TestClient, admin: Account, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given the embedded layout whose SMTP server refuses connections
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(port))
+        monkeypatch.setenv("SMTP_SECURITY", "none")
+        get_settings.cache_clear()
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        page = f"/dashboard/attempts/{attempt.id}"
+        # When an admin clicks "Retry now"
+        post_form(admin_web, page, f"{page}/retry-now", {})
+        db.commit()
+        html = admin_web.get(page).text
+        # Then the flash says it did not go out and when it is tried again, as the timeline does
+        flash = html.split('class="flash')[1].split("</div>")[0]
+        assert "Reminder 1 of 3: email not sent: SMTP connection error" in flash
+        retry_at = flash.split("It is tried again at ")[1].rstrip(".")
+        timeline = html.split('id="timeline"')[1]
+        assert '<span class="badge status-sent">' not in timeline
+        assert '<span class="badge status-pending">pending</span>' in timeline
+        scheduled = timeline.split("Reminder 1 of 3 scheduled")[1]
+        assert retry_at in scheduled.split("</li>")[0]
         assert "0 of 3 reminders went out" in html
+
+    def test_celery_hands_it_to_the_worker_and_the_timeline_says_so(
+        self,
+        admin_web: TestClient,
+        admin: Account,
+        db: Session,
+        redis_url: str,
+        smtp_sink: SmtpSink,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Given the Celery layout (Redis broker) and an attempt whose first reminder is an hour away
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        get_settings.cache_clear()
+        attempt = make_attempt(db, organization_id=admin.organization.id)
+        page = f"/dashboard/attempts/{attempt.id}"
+        # When an admin clicks "Retry now"
+        before = utc_now().replace(second=0, microsecond=0)
+        response = post_form(admin_web, page, f"{page}/retry-now", {})
+        assert response.status_code == 303
+        # Then the step is claimed for the worker (the hand-over is recorded), nothing sent yet
+        db.expire_all()
+        fresh = db.get(RecoveryAttempt, attempt.id)
+        assert fresh is not None and fresh.lease_owner is not None
+        assert fresh.lease_owner.startswith("q:") and fresh.retry_count == 0
+        claim = fresh.lease_owner
+        db.commit()
+        assert smtp_sink.messages == []
+        # And the flash and the timeline both say it is in the worker's hands, since when
+        html = admin_web.get(page).text
+        assert "Reminder 1 of 3 handed to the worker at " in html
+        timeline = html.split('id="timeline"')[1]
+        assert "Reminder 1 of 3 handed to the worker" in timeline
+        assert "queued; it shows as sent once the worker records it" in timeline
+        assert "scheduled" not in timeline
+        stamp = html.split("handed to the worker at ")[1].split(";")[0]
+        assert datetime.strptime(stamp, "%d %b %Y, %H:%M UTC").replace(tzinfo=UTC) >= before
+        assert stamp in timeline
+        # When the worker runs the task it was handed
+        send_recovery_notification(attempt.id, 0, claim)
+        # Then the timeline shows the message sent, and the hand-over is over
+        html = admin_web.get(page).text
+        timeline = html.split('id="timeline"')[1]
+        assert "Reminder 1 by email" in timeline
+        assert '<span class="badge status-sent">sent</span>' in timeline
+        assert "handed to the worker" not in timeline
+        assert "Reminder 2 of 3 scheduled" in timeline
+        assert len(smtp_sink.messages) == 1
 
     def test_a_finished_attempt_explains_why_not(
         self, admin_web: TestClient, admin: Account, db: Session

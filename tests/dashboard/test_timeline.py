@@ -105,3 +105,38 @@ class TestBuildTimeline:
         )
         events = build_timeline(attempt, None, [])
         assert (events[-1].kind, events[-1].detail) == ("cancelled", "retries exhausted")
+
+
+class TestStepInAWorkersHands:
+    def test_a_claimed_step_is_handed_to_the_worker_since_its_claim(self) -> None:
+        # Given a step claimed for the queue 30 s ago under a 300 s lease
+        claimed_at = utc_now() - timedelta(seconds=30)
+        attempt = _attempt(
+            next_retry_at=claimed_at + timedelta(seconds=300), lease_owner="q:0123456789abcdef"
+        )
+        # When the timeline is built
+        events = build_timeline(attempt, None, [], lease=timedelta(seconds=300))
+        # Then it ends with the hand-over at the claim time, not a scheduled reminder
+        last = events[-1]
+        assert (last.kind, last.title, last.at) == (
+            "handed_over",
+            "Reminder 2 of 3 handed to the worker",
+            claimed_at,
+        )
+        assert last.detail == "queued; it shows as sent once the worker records it"
+
+    def test_a_step_a_worker_took_over_is_being_sent(self) -> None:
+        attempt = _attempt(
+            next_retry_at=utc_now() + timedelta(seconds=200), lease_owner="w:host:42:abcd1234"
+        )
+        events = build_timeline(attempt, None, [], lease=timedelta(seconds=300))
+        assert (events[-1].kind, events[-1].title) == ("handed_over", "Reminder 2 of 3 being sent")
+
+    def test_a_lapsed_lease_is_due_again(self) -> None:
+        # Given a claim whose worker never recorded it, its lease over
+        attempt = _attempt(next_retry_at=utc_now(), lease_owner="q:0123456789abcdef")
+        events = build_timeline(attempt, None, [], lease=timedelta(seconds=300))
+        assert (events[-1].kind, events[-1].title) == (
+            "next",
+            "Reminder 2 of 3 queued to go out now",
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Coroutine
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode
@@ -506,6 +506,7 @@ def attempt_detail(
     transaction = repository.transaction_of(session, attempt)
     failure = repository.failure_of(session, attempt)
     logs = repository.notifications_of(session, attempt)
+    settings = get_settings()
     now = utc_now()
     payable = attempt.is_open and attempt.expires_at > now
     can_retry = payable and attempt.retry_count < attempt.max_retries
@@ -519,7 +520,9 @@ def attempt_detail(
             "transaction": transaction,
             "failure": failure,
             "logs": logs,
-            "timeline": timeline.build_timeline(attempt, failure, logs),
+            "timeline": timeline.build_timeline(
+                attempt, failure, logs, lease=timedelta(seconds=settings.queue_lease_seconds)
+            ),
             "can_retry": can_retry,
             "can_preview": payable,
             "reminders_out": timeline.reminders_out(logs),
@@ -550,24 +553,50 @@ def attempt_pay_preview(
 
 @router.post("/attempts/{attempt_id}/retry-now")
 def attempt_retry_now(session: SessionDep, attempt_id: DbId, viewer: AdminFormViewer) -> Response:
-    from stealth_recovery.retry.service import retry_now
+    """Send the next reminder now; the flash says what the timeline then shows.
+
+    Embedded layout: the step is claimed, committed and sent in this process before the
+    redirect, so the flash tells its outcome. Celery layout: the step is claimed and handed to
+    the broker; the flash and the timeline both say it is in the worker's hands since then.
+    """
+    from stealth_recovery.retry.service import claim_now, retry_now
 
     attempt = recovery_service.get_attempt(
         session, organization_id=viewer.organization_id, attempt_id=attempt_id
     )
     target = f"/dashboard/attempts/{attempt.id}"
+    embedded = get_settings().broker_url is None
     try:
-        number = retry_now(session, attempt=attempt)
+        if embedded:
+            step = claim_now(session, attempt=attempt)
+        else:
+            number = retry_now(session, attempt=attempt)
     except DomainError as exc:
         return redirect(target, flash=("error", exc.detail))
+    if embedded:
+        from stealth_recovery.retry.runtime import get_runtime
+
+        # The claim is recorded before any provider call, as a queue pass records its own.
+        session.commit()
+        report = get_runtime().run_steps([step])
+        session.expire_all()
+        logs = [
+            log_row
+            for log_row in repository.notifications_of(session, attempt)
+            if log_row.retry_number == step.retry_number
+        ]
+        log.info("dashboard_retry_now", attempt_id=attempt.id, retry_number=step.retry_number)
+        retry_at = formatting.when(attempt.next_retry_at) if report.deferred else None
+        flash = timeline.sent_now_flash(step.retry_number, attempt, logs, retry_at=retry_at)
+        return redirect(target, flash=flash)
     log.info("dashboard_retry_now", attempt_id=attempt.id, retry_number=number)
-    # Queued, not sent: the timeline shows the message once the queue has sent it.
+    title = timeline.handed_over_title(number, attempt.max_retries)
     return redirect(
         target,
         flash=(
             "ok",
-            f"Reminder {number + 1} of {attempt.max_retries} is queued to go out now; "
-            "it appears in the timeline once sent.",
+            f"{title} at {formatting.when(utc_now())}; the timeline shows it as sent once the "
+            "worker records it.",
         ),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import NotificationLog
@@ -31,7 +31,8 @@ class Change:
 @dataclass
 class Event:
     at: datetime
-    kind: str  # opened / message / link_opened / completed / cancelled / expired / next
+    # opened / message / link_opened / completed / cancelled / expired / handed_over / next
+    kind: str
     title: str
     detail: str | None = None
     status: str | None = None
@@ -88,9 +89,18 @@ def shown_status(log: NotificationLog) -> str:
 
 
 def build_timeline(
-    attempt: RecoveryAttempt, failure: FailureEvent | None, logs: Sequence[NotificationLog]
+    attempt: RecoveryAttempt,
+    failure: FailureEvent | None,
+    logs: Sequence[NotificationLog],
+    *,
+    lease: timedelta = timedelta(seconds=300),
 ) -> list[Event]:
-    """Events oldest first; the next scheduled reminder, if any, comes last."""
+    """Events oldest first; the step in a worker's hands, or the next scheduled one, comes last.
+
+    `lease` is the queue lease (`QUEUE_LEASE_SECONDS`): a step claimed by a queue pass or by
+    "Retry now" holds the attempt's `lease_owner` (a `q:` claim token) and `next_retry_at` at
+    claim time + lease, so the hand-over time is `next_retry_at - lease`.
+    """
     opened_detail = "Pay link created"
     if failure is not None:
         reason = failure.reason or failure.decline_code or "payment failed"
@@ -135,13 +145,66 @@ def build_timeline(
         events.append(Event(at, "expired", "Pay link expired", "No more reminders are sent"))
     events.sort(key=lambda e: e.at)
     if attempt.is_open and attempt.next_retry_at is not None:
-        due = attempt.next_retry_at
-        due_now = due <= utc_now()
-        if attempt.retry_count < attempt.max_retries:
-            reminder = f"Reminder {attempt.retry_count + 1} of {attempt.max_retries}"
-            title = f"{reminder} queued to go out now" if due_now else f"{reminder} scheduled"
-        else:
-            title = "Closes as unpaid if the customer has not paid by then"
-        detail = "due now" if due_now else None
-        events.append(Event(due, "next", title, detail))
+        events.append(_what_comes_next(attempt, attempt.next_retry_at, lease))
     return events
+
+
+def sent_now_flash(
+    retry_number: int,
+    attempt: RecoveryAttempt,
+    logs: Sequence[NotificationLog],
+    *,
+    retry_at: str | None = None,
+) -> tuple[str, str]:
+    """The "Retry now" flash after a step ran in this process: each channel's outcome, in the
+    words of the timeline's badges. `logs` are the step's messages; `retry_at` (as displayed)
+    when a provider failed for a moment and the step is due again then. Returns (kind, message).
+    """
+    reminder = f"Reminder {retry_number + 1} of {attempt.max_retries}"
+    if not logs:
+        return "error", f"{reminder} was not sent: the attempt ended or another worker holds it."
+    parts = []
+    for log in logs:
+        status = shown_status(log)
+        if status in WENT_OUT:
+            parts.append(f"{log.channel} {status} to {log.recipient}")
+        elif status == "outbox":
+            parts.append(f"{log.channel} kept in the local outbox (not sent to the customer)")
+        elif status == "pending":
+            parts.append(f"{log.channel} not sent: {log.error_message or 'no answer yet'}")
+        elif log.error_message:
+            parts.append(f"{log.channel} {status}: {log.error_message}")
+        else:
+            parts.append(f"{log.channel} {status}")
+    message = f"{reminder}: " + "; ".join(parts) + "."
+    if retry_at is not None:
+        message += f" It is tried again at {retry_at}."
+    ok = any(shown_status(log) in (*WENT_OUT, "outbox") for log in logs)
+    return ("ok" if ok else "error"), message
+
+
+def handed_over_title(retry_number: int, max_retries: int) -> str:
+    """The words the timeline and the "Retry now" flash both use for a step a worker holds."""
+    return f"Reminder {retry_number + 1} of {max_retries} handed to the worker"
+
+
+def _what_comes_next(attempt: RecoveryAttempt, due: datetime, lease: timedelta) -> Event:
+    now = utc_now()
+    reminder = f"Reminder {attempt.retry_count + 1} of {attempt.max_retries}"
+    held = attempt.lease_owner is not None and due > now
+    if attempt.retry_count < attempt.max_retries and held:
+        # Claimed (queue pass or "Retry now") and not recorded yet: in a worker's hands.
+        owner = attempt.lease_owner or ""
+        if owner.startswith("q:"):
+            detail = "queued; it shows as sent once the worker records it"
+            title = handed_over_title(attempt.retry_count, attempt.max_retries)
+        else:
+            detail = "a worker is sending it; its messages show above as they go out"
+            title = f"{reminder} being sent"
+        return Event(min(now, due - lease), "handed_over", title, detail)
+    if attempt.retry_count < attempt.max_retries:
+        due_now = due <= now
+        title = f"{reminder} queued to go out now" if due_now else f"{reminder} scheduled"
+        return Event(due, "next", title, "due now" if due_now else None)
+    title = "Closes as unpaid if the customer has not paid by then"
+    return Event(due, "next", title, "due now" if due <= now else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -37,27 +37,56 @@ def _check_broker(url: str) -> None:
         ) from exc
 
 
-def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
-    """Send the attempt's next reminder now, through the queue; returns its retry number.
-
-    Raises Conflict when the attempt cannot get another reminder, and ServiceUnavailable (within
-    about a second, changing nothing) when the Celery broker does not answer.
-    """
-    now = utc_now()
+def _check_can_retry(attempt: RecoveryAttempt, now: datetime) -> None:
     if attempt.status not in OPEN_STATUSES:
         raise Conflict(f"attempt is {attempt.status}: no reminder can be sent")
     if attempt.expires_at <= now:
         raise Conflict("attempt has expired: no reminder can be sent")
     if attempt.retry_count >= attempt.max_retries:
         raise Conflict(f"all {attempt.max_retries} reminders have been sent")
+
+
+def _claim(session: Session, attempt: RecoveryAttempt, now: datetime) -> ClaimedStep:
+    """Lease the attempt's next step under a fresh claim token, like a queue pass does.
+
+    `next_retry_at` becomes the lease end (`QUEUE_LEASE_SECONDS` from now): if the step is lost
+    before a worker records it, it comes due again then.
+    """
+    step = ClaimedStep(attempt.id, attempt.retry_count, claim=new_claim_token())
+    attempt.next_retry_at = now + timedelta(seconds=get_settings().queue_lease_seconds)
+    attempt.lease_owner = step.claim
+    session.flush()
+    return step
+
+
+def claim_now(session: Session, *, attempt: RecoveryAttempt) -> ClaimedStep:
+    """Claim the attempt's next reminder for sending in this process (the embedded layout).
+
+    The caller commits the claim, then runs the step (`Runtime.run_steps`). Raises Conflict
+    when the attempt cannot get another reminder.
+    """
+    now = utc_now()
+    _check_can_retry(attempt, now)
+    return _claim(session, attempt, now)
+
+
+def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
+    """Send the attempt's next reminder now, through the queue; returns its retry number.
+
+    On the Celery layout the step is claimed (the attempt's `lease_owner` is the claim token,
+    `next_retry_at` the lease end) and handed to the broker after commit; on the embedded
+    layout it is made due now and the in-process scheduler woken.
+
+    Raises Conflict when the attempt cannot get another reminder, and ServiceUnavailable (within
+    about a second, changing nothing) when the Celery broker does not answer.
+    """
+    now = utc_now()
+    _check_can_retry(attempt, now)
     settings = get_settings()
     if settings.broker_url is not None:
         _check_broker(settings.broker_url)
         # Claimed for the lease, like a queue claim: if the task is lost, the step comes back.
-        step = ClaimedStep(attempt.id, attempt.retry_count, claim=new_claim_token())
-        attempt.next_retry_at = now + timedelta(seconds=settings.queue_lease_seconds)
-        attempt.lease_owner = step.claim
-        session.flush()
+        step = _claim(session, attempt, now)
 
         def enqueue() -> None:
             from stealth_recovery.retry.tasks import send_recovery_notification
