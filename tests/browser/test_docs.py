@@ -10,9 +10,8 @@ from tests.browser.conftest import screenshot
 pytestmark = pytest.mark.browser
 
 
-# What the page needs to work; ReDoc's credit line also asks its CDN for a logo image, which
-# simply does not show offline.
-NEEDED = {"document", "script", "stylesheet", "font", "fetch", "xhr"}
+# What a page may ask for: none of it may leave the service (ReDoc's credit logo included).
+NEEDED = {"document", "script", "stylesheet", "font", "fetch", "xhr", "image"}
 
 
 @pytest.fixture
@@ -50,7 +49,16 @@ class TestOfflineDocs:
 
     def test_redoc_renders_the_reference(self, context: BrowserContext, offline: list[str]) -> None:
         page = context.new_page()
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         page.goto("/redoc")
         expect(page.locator("h1").first).to_contain_text("Stealth Recovery")
         expect(page.get_by_text("Report a failed payment", exact=False).first).to_be_attached()
+        # The credit line stays, without a logo from Redocly's CDN (nothing is even attempted)
+        expect(page.get_by_text("API docs by Redocly")).to_be_attached()
+        assert page.locator('img[alt="redocly logo"]').count() == 0
         assert offline == []
+        assert refused == []

@@ -42,3 +42,15 @@ def test_docs_assets_are_served_by_the_app(client: TestClient) -> None:
 def test_other_html_pages_still_allow_no_script(client: TestClient) -> None:
     response = client.get("/dashboard/login")
     assert "script-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_redoc_loads_a_bundle_that_asks_no_cdn_for_anything(client: TestClient) -> None:
+    # Given the ReDoc page and the bundle it loads
+    page = client.get("/redoc").text
+    (bundle_url,) = re.findall(r'src="([^"]+redoc\.standalone\.js)"', page)
+    bundle = client.get(bundle_url)
+    # Then the bundle is served by the app, without the CDN logo of ReDoc's credit line
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"].startswith("application/javascript")
+    assert "cdn.redoc.ly" not in bundle.text
+    assert "redocly logo" in bundle.text  # the same bundle otherwise

@@ -3,7 +3,8 @@
 The assets come from the installed `fastapi-offline` package, never a CDN. The pages are the
 only ones that run script: their `Content-Security-Policy` allows our own files plus the one
 inline start-up script each page has, pinned by its SHA-256 hash (CSP Level 2), so no other
-inline script can run there either.
+inline script can run there either. ReDoc's bundle is served with its one outside address (the
+credit line's logo, fetched from Redocly's CDN) removed, so the page asks nothing of the network.
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import cache
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 STATIC_URL = "/static-offline-docs"  # where fastapi-offline mounts its assets
+# ReDoc's bundle, served from here without the CDN logo of its credit line.
+REDOC_JS_URL = "/api-docs/redoc.standalone.js"
+_REDOC_BUNDLE = Path(fastapi_offline.__file__).parent / "static" / "redoc.standalone.js"
+# The credit's <img>; an empty `src` fires its `onError`, on which ReDoc drops the image.
+_CDN_LOGO = 'src:"https://cdn.redoc.ly/redoc/logo-mini.svg"'
+_NO_LOGO = 'src:""'
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -34,6 +44,15 @@ def docs_content_security_policy(html: str) -> str:
         "img-src 'self' data:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
         "frame-ancestors 'none'"
     )
+
+
+@cache
+def redoc_bundle() -> bytes:
+    """ReDoc's standalone bundle from the installed package, its credit logo's CDN URL removed.
+
+    Raises FileNotFoundError when fastapi-offline no longer ships the bundle.
+    """
+    return _REDOC_BUNDLE.read_text(encoding="utf-8").replace(_CDN_LOGO, _NO_LOGO).encode()
 
 
 def _with_policy(page: HTMLResponse) -> HTMLResponse:
@@ -64,6 +83,14 @@ def add_api_docs(app: FastAPI) -> None:
             )
         )
 
+    @app.get(REDOC_JS_URL, include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(
+            redoc_bundle(),
+            media_type="application/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
@@ -71,7 +98,7 @@ def add_api_docs(app: FastAPI) -> None:
             get_redoc_html(
                 openapi_url=f"{root}{openapi_url}",
                 title=f"{app.title} - ReDoc",
-                redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+                redoc_js_url=f"{root}{REDOC_JS_URL}",
                 redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
                 with_google_fonts=False,
             )
