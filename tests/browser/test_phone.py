@@ -1,5 +1,6 @@
-"""Every dashboard page at a phone's width (390 px): nothing scrolls sideways, chart labels stay
-readable. Each page is also kept as a picture at desktop and phone size (test-artifacts/)."""
+"""Every dashboard page at a phone's width (390 px): nothing scrolls sideways, charts fit their
+card with readable labels. Each page is also kept as a picture at desktop and phone size
+(test-artifacts/)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,12 @@ WIDEST = f"""() => {{
 }}"""
 
 
+CHART_BOXES = ".chart-card, .chart-card *"
+# Chart cards, or anything inside them, whose content is wider than their box.
+CRAMPED = """els => els.filter(e => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.tagName}.${e.className} ${e.scrollWidth} > ${e.clientWidth}`).join(', ')"""
+
+
 def _sideways(page: Page) -> int:
     """How many CSS pixels the page is wider than the phone's screen (0: no sideways scroll).
 
@@ -134,10 +141,15 @@ def test_every_page_fits_a_phone_and_keeps_chart_labels_readable(
         if (extra := _sideways(phone)) > 0:
             wide = phone.evaluate(WIDEST)
             problems.append(f"{name}: {extra} px wider than the phone ({wide})")
-        # and every chart label is drawn at a readable size
+        # and every chart label drawn is at a readable size
         heights = phone.eval_on_selector_all(
-            "svg.chart text", "els => els.map(e => e.getBoundingClientRect().height)"
+            "svg.chart text",
+            "els => els.filter(e => e.getClientRects().length)"
+            ".map(e => e.getBoundingClientRect().height)",
         )
         if heights and min(heights) < READABLE_PX:
             problems.append(f"{name}: chart text {min(heights):.1f} px high")
+        # and each chart fits its card: nothing to scroll sideways inside it either
+        if cramped := phone.eval_on_selector_all(CHART_BOXES, CRAMPED):
+            problems.append(f"{name}: charts scroll inside their card ({cramped})")
     assert problems == []

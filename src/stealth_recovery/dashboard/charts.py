@@ -26,6 +26,9 @@ STATUS_COLOURS: dict[str, str] = {
 }
 
 WIDTH = 720
+# The drawing shown instead on a phone: a card there is about 330 CSS px wide, so its text is
+# drawn at about its nominal size and the chart fits the card without scrolling.
+PHONE_WIDTH = 340
 HEIGHT = 240
 _LEFT = 44
 _RIGHT = 12
@@ -46,11 +49,12 @@ class Series:
 
 @dataclass(frozen=True)
 class Chart:
-    """An SVG and the legend shown next to it."""
+    """An SVG and the legend shown next to it; `phone_svg`, when set, is drawn on phones."""
 
     svg: Markup
     legend: list[Series]
     total: int
+    phone_svg: Markup | None = None
 
 
 def nice_ticks(maximum: int, *, target: int = 4) -> list[int]:

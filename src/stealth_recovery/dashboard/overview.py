@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -80,6 +80,15 @@ def _step_label(step: int) -> str:
     return f"After {step}{suffix}"
 
 
+def _short_step_label(step: int) -> str:
+    return "Before" if step == 0 else _step_label(step).removeprefix("After ")
+
+
+def _with_phone_drawing(chart: Chart, phone: Chart) -> Chart:
+    """`chart` with `phone`'s drawing (the same data at `charts.PHONE_WIDTH`) for phones."""
+    return replace(chart, phone_svg=phone.svg)
+
+
 def build_overview(session: Session, *, organization_id: int, period_days: int) -> Overview:
     """Everything the overview shows, for the caller's organization only.
 
@@ -101,10 +110,16 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
     ):
         if row.day in index and row.key in per_status:
             per_status[row.key][index[row.day]] += row.count
-    outcomes = charts.stacked_bars(
-        label="Attempts opened per day, by outcome",
-        categories=labels,
-        series=[Series(s.capitalize(), STATUS_COLOURS[s], per_status[s]) for s in _OUTCOMES],
+    outcome_series = [Series(s.capitalize(), STATUS_COLOURS[s], per_status[s]) for s in _OUTCOMES]
+    outcomes_label = "Attempts opened per day, by outcome"
+    outcomes = _with_phone_drawing(
+        charts.stacked_bars(label=outcomes_label, categories=labels, series=outcome_series),
+        charts.stacked_bars(
+            label=outcomes_label,
+            categories=labels,
+            series=outcome_series,
+            width=charts.PHONE_WIDTH,
+        ),
     )
 
     per_channel: dict[str, dict[str, list[int]]] = {}
@@ -114,34 +129,47 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
         statuses = per_channel.setdefault(m.channel, {s: [0] * len(days) for s in _DELIVERY})
         if m.status in statuses:
             statuses[m.status][index[m.day]] += m.count
-    channel_charts = [
-        ChannelChart(
-            channel=channel,
-            label=CHANNEL_LABELS.get(channel, channel),
-            chart=charts.stacked_bars(
-                label=f"{CHANNEL_LABELS.get(channel, channel)} messages per day, by status",
+    channel_charts = []
+    for channel in (c.value for c in Channel):
+        if channel not in per_channel:
+            continue
+        name = CHANNEL_LABELS.get(channel, channel)
+        series = [
+            Series(s.capitalize(), STATUS_COLOURS[s], per_channel[channel][s]) for s in _DELIVERY
+        ]
+        drawings = [
+            charts.stacked_bars(
+                label=f"{name} messages per day, by status",
                 categories=labels,
-                series=[
-                    Series(s.capitalize(), STATUS_COLOURS[s], per_channel[channel][s])
-                    for s in _DELIVERY
-                ],
-                tooltip_prefix=f"{CHANNEL_LABELS.get(channel, channel)} · ",
-                width=HALF_WIDTH,
-            ),
+                series=series,
+                tooltip_prefix=f"{name} · ",
+                width=width,
+            )
+            for width in (HALF_WIDTH, charts.PHONE_WIDTH)
+        ]
+        channel_charts.append(
+            ChannelChart(channel=channel, label=name, chart=_with_phone_drawing(*drawings))
         )
-        for channel in (c.value for c in Channel)
-        if channel in per_channel
-    ]
 
     steps = repository.recoveries_by_step(session, organization_id=organization_id, since=since)
     last_step = max([3, *steps])
     step_numbers = list(range(0, last_step + 1))
-    by_step = charts.bars(
-        label="Payments recovered, by reminder",
-        categories=[_step_label(n) for n in step_numbers],
-        values=[steps.get(n, 0) for n in step_numbers],
-        colour=STATUS_COLOURS["completed"],
-        width=HALF_WIDTH,
+    step_values = [steps.get(n, 0) for n in step_numbers]
+    by_step = _with_phone_drawing(
+        charts.bars(
+            label="Payments recovered, by reminder",
+            categories=[_step_label(n) for n in step_numbers],
+            values=step_values,
+            colour=STATUS_COLOURS["completed"],
+            width=HALF_WIDTH,
+        ),
+        charts.bars(
+            label="Payments recovered, by reminder",
+            categories=[_short_step_label(n) for n in step_numbers],
+            values=step_values,
+            colour=STATUS_COLOURS["completed"],
+            width=charts.PHONE_WIDTH,
+        ),
     )
 
     # Every figure is about the same period: attempts opened (and messages written) since then.
