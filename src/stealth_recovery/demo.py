@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import secrets
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,7 +206,7 @@ def _message(
     if outcome in ("sent", "delivered"):
         log.sent_at = sent_at
         log.provider_message_id = (
-            f"<{uuid.UUID(int=rng.getrandbits(128))}@stealth-recovery.dev>"
+            f"{rng.getrandbits(40):010X}"  # a mail server's queue id, as Postfix writes it
             if provider == "smtp"
             else f"SM{rng.getrandbits(128):032x}"
         )

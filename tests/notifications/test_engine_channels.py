@@ -18,6 +18,7 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime
+from tests.dashboard.helpers import web_login
 from tests.factories import make_account, make_attempt, make_policy
 from tests.support.providers import FakeProviders, meta_signature, twilio_signature
 from tests.support.smtp import SmtpSink
@@ -77,9 +78,35 @@ class TestStepOnThreeChannels:
             "sms": ("sent", "twilio"),
             "whatsapp": ("sent", "whatsapp"),
         }
-        assert logs["email"].provider_message_id == email.message["Message-ID"]
+        assert logs["email"].provider_message_id == email.queue_id != ""
         assert logs["sms"].provider_message_id == sms.message_id
         assert logs["whatsapp"].provider_message_id == whatsapp.message_id
+
+    def test_the_smtp_queue_id_shows_in_the_api_and_the_dashboard_timeline(
+        self, db: Session, client: TestClient, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a due attempt with an email step, and a mail server answering like Exim
+        account = make_account(db)
+        make_policy(db, account.organization, enabled_channels=["email"])
+        attempt = make_attempt(db, account.organization, email="ana@example.test")
+        smtp_sink.accept_reply = "250 OK id={queue_id}"
+
+        # When the queue runs
+        assert engine.run_due_now() == 1
+
+        # Then the API's audit trail and the dashboard's timeline name the server's queue id
+        [email] = smtp_sink.messages
+        trail = client.get(
+            f"/v1/retry/attempts/{attempt.id}/notifications", headers=account.headers
+        ).json()
+        assert [(n["provider"], n["provider_message_id"]) for n in trail] == [
+            ("smtp", email.queue_id)
+        ]
+        client.base_url = client.base_url.copy_with(scheme="https")  # BASE_URL is https here
+        web_login(client, account.user.email)
+        page = client.get(f"/dashboard/attempts/{attempt.id}")
+        assert page.status_code == 200
+        assert f"accepted by SMTP · id {email.queue_id}" in page.text
 
     def test_status_callbacks_flip_sent_to_delivered(
         self,

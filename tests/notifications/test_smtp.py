@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.errors import HandOverRefused
-from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool
+from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool, queue_id
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name, strict
 from tests.support.smtp import SmtpSink
@@ -46,7 +46,8 @@ class TestEmailContent:
         assert received.mail_from == "reminders@shop.test"
         assert received.rcpt_tos == ["ana@example.test"]
         assert received.message["From"] == "Acme Outdoor <reminders@shop.test>"
-        assert received.message["Message-ID"] == outcome.provider_message_id
+        assert received.queue_id and received.queue_id == outcome.provider_message_id
+        assert ".sr101@shop.test>" in received.message["Message-ID"]
         assert received.subject == "Your payment of €49.99 to Acme Outdoor didn't go through"
         text, html = received.body("plain"), received.body("html")
         for body in (text, html):
@@ -300,6 +301,69 @@ class TestConnectionReuse:
         # Then it opens sessions for that loop and sends
         assert status == "sent"
         assert len(smtp_sink.messages) == 2
+
+
+class TestQueueId:
+    """The 250 reply to the end of DATA names the id the mail server filed the message under."""
+
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            "250 2.0.0 Ok: queued as {queue_id}",  # Postfix
+            "250 OK id={queue_id}",  # Exim
+            "250 2.0.0 {queue_id} Message accepted for delivery",  # Sendmail
+            "250 2.0.0 OK  1733040000 {queue_id} - gsmtp",  # Gmail
+            # Microsoft 365 / Exchange Online
+            "250 2.6.0 <sr101@shop.test> [InternalId={queue_id}, Hostname=AM0PR01MB1234."
+            "eurprd01.prod.exchangelabs.com] Queued mail for delivery",
+            "250 Ok {queue_id}",  # Amazon SES
+        ],
+        ids=["postfix", "exim", "sendmail", "gmail", "microsoft", "ses"],
+    )
+    async def test_the_servers_queue_id_is_the_provider_message_id(
+        self, smtp_sink: SmtpSink, reply: str
+    ) -> None:
+        # Given a mail server that names its queue id in its own words
+        smtp_sink.accept_reply = reply
+        notifier = _notifier(smtp_sink)
+
+        # When a reminder is sent, twice on the same session
+        first = await notifier.send(message_context())
+        second = await notifier.send(message_context())
+        await notifier.aclose()
+
+        # Then each outcome carries the id that server gave that message, on one session
+        assert [m.queue_id for m in smtp_sink.messages] == [
+            first.provider_message_id,
+            second.provider_message_id,
+        ]
+        assert first.provider_message_id != second.provider_message_id
+        assert smtp_sink.connections == 1
+
+    @pytest.mark.parametrize(
+        ("reply", "kept"),
+        [
+            ("250 Message accepted for delivery", "Message accepted for delivery"),
+            ("250 2.0.0   Ok,   thanks  ", "2.0.0 Ok, thanks"),
+        ],
+    )
+    async def test_a_reply_without_a_recognisable_id_is_kept_trimmed(
+        self, smtp_sink: SmtpSink, reply: str, kept: str
+    ) -> None:
+        # Given a server whose 250 names no id we know how to read
+        smtp_sink.accept_reply = reply
+        notifier = _notifier(smtp_sink)
+
+        # When a reminder is sent
+        outcome = await notifier.send(message_context())
+        await notifier.aclose()
+
+        # Then the log keeps the server's own words, whitespace trimmed
+        assert outcome.status == "sent"
+        assert outcome.provider_message_id == kept
+
+    def test_an_id_longer_than_the_log_column_is_cut_to_fit(self) -> None:
+        assert queue_id("2.0.0 Ok: queued as " + "A" * 300) == "A" * 255
 
 
 class TestErrors:

@@ -47,6 +47,7 @@ NOTIFICATION_FIELDS = {
     "recipient",
     "status",
     "provider",
+    "provider_message_id",
     "sent_at",
     "delivered_at",
     "failed_at",

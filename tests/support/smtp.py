@@ -3,7 +3,9 @@
 `SmtpSink` runs aiosmtpd on its own event loop in a background thread, on 127.0.0.1 and an
 ephemeral port. It can hold every message for a settable latency (awaited, so hundreds of
 connections wait concurrently), answer chosen recipients with a given SMTP reply, answer DATA
-with a given reply, require a login, and speak STARTTLS or implicit TLS.
+with a given reply, require a login, and speak STARTTLS or implicit TLS. Every accepted message
+gets a fresh queue id, named in the 250 reply the way `accept_reply` says (Postfix's form unless
+a test picks another server's).
 
 Use the `smtp_sink` fixture (import it into your conftest:
 `from tests.support.smtp import smtp_sink  # noqa: F401`); it also points `SMTP_HOST` /
@@ -17,6 +19,7 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
+import secrets
 import ssl
 import tempfile
 import threading
@@ -48,6 +51,7 @@ class ReceivedMessage:
     raw: bytes
     smtputf8: bool = False  # whether the client asked for SMTPUTF8 in MAIL FROM
     received_at: float = 0.0  # time.monotonic() when the end of DATA arrived
+    queue_id: str = ""  # the id the sink filed it under and named in its 250 reply
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -117,8 +121,9 @@ class _Handler:
         header_section = content.split(b"\r\n\r\n", 1)[0]
         if not envelope.smtp_utf8 and not header_section.isascii():
             return "554 5.6.7 Non-ASCII header without SMTPUTF8"
+        message.queue_id = secrets.token_hex(5).upper()
         self.sink._store(message)
-        return "250 Message accepted for delivery"
+        return self.sink.accept_reply.format(queue_id=message.queue_id)
 
 
 @dataclass
@@ -129,6 +134,8 @@ class SmtpSink:
     security: Security = "none"
     credentials: tuple[str, str] | None = None  # require AUTH with these when set
     data_reply: str | None = None  # answer DATA with this reply (e.g. "554 5.6.0 rejected")
+    # The reply to an accepted message; "{queue_id}" becomes the id it was filed under.
+    accept_reply: str = "250 2.0.0 Ok: queued as {queue_id}"
     smtputf8: bool = True  # announce and accept SMTPUTF8 (RFC 6531)
     hang_seconds: float = 0.0  # keep each message, then hold the 250 this long (a hung server)
     hold_rcpt: threading.Event | None = None  # while set-able and not set, RCPT waits

@@ -86,9 +86,11 @@ class SmtpPool:
         sender: str,
         recipients: list[str],
         handover: HandOver | None = None,
-    ) -> None:
+    ) -> str:
         """Send a raw message on a pooled session, calling `handover` just before the end of DATA.
 
+        Returns the text of the server's 250 reply to the end of DATA (code stripped), e.g.
+        "2.0.0 Ok: queued as 4BxY1234"; `queue_id()` extracts the server's id from it.
         aiosmtplib errors propagate to the caller, except a timeout or hang-up after the end of
         DATA was sent: the server may have queued the message, so that is `AmbiguousSendError`.
         Addresses must already be in their wire form (`envelope_address`): a non-ASCII one is
@@ -101,7 +103,7 @@ class SmtpPool:
             connection, reused = await self._checkout()
             state = _Transaction()
             try:
-                await _transaction(
+                reply = await _transaction(
                     connection.client, message, sender, recipients, utf8, handover, state
                 )
             except aiosmtplib.SMTPServerDisconnected:
@@ -113,7 +115,7 @@ class SmtpPool:
                 connection, _ = await self._checkout(fresh=True)
                 state = _Transaction()
                 try:
-                    await _transaction(
+                    reply = await _transaction(
                         connection.client, message, sender, recipients, utf8, handover, state
                     )
                 except BaseException as exc:
@@ -125,6 +127,7 @@ class SmtpPool:
                 raise
             else:
                 self._checkin(connection)
+            return reply
 
     async def aclose(self) -> None:
         """Say QUIT on every idle session of the current loop."""
@@ -212,8 +215,11 @@ async def _transaction(
     utf8: bool,
     handover: HandOver | None,
     state: _Transaction,
-) -> None:
+) -> str:
     """MAIL, RCPT, DATA and the body, then the hand-over mark, then the end of DATA.
+
+    Returns the text of the final 250 reply (the server's words after the code), which is where
+    servers name the queue id they filed the message under.
 
     `sendmail()` writes DATA and its end in one call; the engine must mark the message as being
     handed over in its database after every refusal that proves non-delivery is possible (MAIL,
@@ -270,6 +276,50 @@ async def _transaction(
         if response.code == 421:
             client.close()
         raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response.message
+
+
+# Where common MTAs name the queue id in their 250 reply to the end of DATA. Tried in order;
+# the first group that matches is the id. A reply none of them recognises is kept whole.
+_QUEUE_ID_PATTERNS = (
+    # Postfix: "250 2.0.0 Ok: queued as 4BxY1234" (also "queued as: ..." in some relays).
+    re.compile(r"\bqueued as:?\s+<?([^\s<>]+?)>?(?:\s|$)", re.IGNORECASE),
+    # Exim: "250 OK id=1abcde-000123-AB".
+    re.compile(r"\bid=<?([^\s<>]+?)>?(?:\s|$)", re.IGNORECASE),
+    # Gmail: "250 2.0.0 OK  1733040000 a1b2c3d4e5f6-123abc.45 - gsmtp".
+    re.compile(r"\bOK\s+\d+\s+(\S+)\s+-\s+gsmtp\b", re.IGNORECASE),
+    # Microsoft 365 / Exchange: "250 2.6.0 <message-id@host> [InternalId=12345, Hostname=...]
+    # Queued mail for delivery"; the internal id is the one Exchange's message trace shows.
+    re.compile(r"\bInternalId=([^\s,\]]+)", re.IGNORECASE),
+    # Sendmail: "250 2.0.0 x1ABC123 Message accepted for delivery"; also Amazon SES
+    # "250 Ok 0100018c1a2b3c4d-..." and other "<id> accepted/queued" forms.
+    re.compile(
+        r"^(?:\d\.\d{1,3}\.\d{1,3}\s+)?(?:ok:?\s+)?(?!\d\.\d{1,3}\.\d{1,3}\s)"
+        r"([A-Za-z0-9][\w.@-]*\d[\w.@-]*)"
+        r"(?:\s+(?:Message\s+)?(?:accepted|queued)\b|$)",
+        re.IGNORECASE,
+    ),
+)
+MAX_QUEUE_ID = 255  # the width of the log's provider_message_id column
+
+
+def queue_id(reply: str) -> str:
+    """The queue id a server gave in its 250 reply to the end of DATA, else the whole reply.
+
+    `reply` is the reply's text without its code, lines joined by newlines, as aiosmtplib reads
+    it. Recognised: Postfix ("2.0.0 Ok: queued as 4BxY1234" -> "4BxY1234"), Exim ("OK
+    id=1abcde-000123-AB"), Sendmail ("2.0.0 x1ABC123 Message accepted for delivery"), Gmail
+    ("2.0.0 OK  1733040000 a1b2c3-123.45 - gsmtp" -> "a1b2c3-123.45"), Microsoft 365
+    ("[InternalId=12345, ...]" -> "12345") and Amazon SES ("Ok 0100018c...-000000"). Otherwise
+    the reply, whitespace collapsed, so an operator still has the server's words to search its
+    logs for. Cut to 255 characters (the log column). An empty reply gives "".
+    """
+    text = " ".join(reply.split())
+    for pattern in _QUEUE_ID_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group(1)[:MAX_QUEUE_ID]
+    return text[:MAX_QUEUE_ID]
 
 
 class SmtpEmailSender:
@@ -328,7 +378,12 @@ class SmtpEmailSender:
         return "\r\n".join(lines).encode("utf-8"), message_id
 
     async def send(self, message: MessageContext, handover: HandOver | None = None) -> str:
-        """Send one reminder; returns its Message-ID, raises a classified SendError.
+        """Send one reminder; returns the server's queue id, raises a classified SendError.
+
+        The queue id comes from the 250 reply to the end of DATA (`queue_id`), the reply the
+        transaction reads anyway, so it costs no round trip; it is what the operator's mail
+        server logs the message under. The Message-ID header embeds `sr<log id>` for the same
+        search on the receiving side.
 
         `handover` is awaited right before the end of DATA. A timeout or hang-up after that is
         `AmbiguousSendError` (never retried); one before it is transient.
@@ -342,9 +397,11 @@ class SmtpEmailSender:
             sender = envelope_address(self.sender)
         except ValueError as exc:
             raise PermanentSendError(f"address not deliverable: {exc}", status="bounced") from exc
-        raw, message_id = self.compose(message)
+        raw, _ = self.compose(message)
         try:
-            await self.pool.send(raw, sender=sender, recipients=[recipient], handover=handover)
+            reply = await self.pool.send(
+                raw, sender=sender, recipients=[recipient], handover=handover
+            )
         except aiosmtplib.SMTPNotSupported as exc:
             if recipient.isascii() and sender.isascii():
                 raise PermanentSendError(f"SMTP error: {exc}") from exc
@@ -366,7 +423,7 @@ class SmtpEmailSender:
         except aiosmtplib.SMTPException as exc:
             # e.g. STARTTLS or SMTPUTF8 not supported: configuration, not bad luck.
             raise PermanentSendError(f"SMTP error: {exc}") from exc
-        return message_id
+        return queue_id(reply)
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -205,6 +205,7 @@ class NotificationOut(BaseModel):
                     "recipient": "customer@example.com",
                     "status": "delivered",
                     "provider": "smtp",
+                    "provider_message_id": "4BxY1234",
                     "sent_at": "2025-10-18T10:00:00Z",
                     "delivered_at": "2025-10-18T10:00:15Z",
                     "failed_at": None,
@@ -220,6 +221,11 @@ class NotificationOut(BaseModel):
     recipient: str | None
     status: NotificationStatus
     provider: str
+    provider_message_id: str | None = Field(
+        description="the provider's id for the message, to find it in the provider's own logs: "
+        "the Twilio message SID, the WhatsApp message id, or for SMTP the queue id the mail "
+        "server named in its 250 reply (its whole reply when it named none); null until sent"
+    )
     sent_at: datetime | None
     delivered_at: datetime | None
     failed_at: datetime | None
