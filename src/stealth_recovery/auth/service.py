@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, Role, User
 from stealth_recovery.auth.passwords import check_password
+from stealth_recovery.core.database import end_idle_transaction
 from stealth_recovery.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from stealth_recovery.core.security import (
     create_access_token,
@@ -50,10 +51,42 @@ def register(
     full_name: str | None,
 ) -> tuple[Organization, User]:
     """Create an organization and its first admin (422 on a guessable password)."""
-    check_password(password, user_inputs=[email, organization_name, full_name])
-    # Hash before the first statement: on SQLite the unit of work takes the write lock there,
-    # and no one should wait on it for argon2.
-    password_hash = hash_password(password)
+    password_hash = _new_password_hash(
+        session, password, user_inputs=[email, organization_name, full_name]
+    )
+    return _register(
+        session,
+        organization_name=organization_name,
+        organization_slug=organization_slug,
+        email=email,
+        password_hash=password_hash,
+        full_name=full_name,
+    )
+
+
+def _new_password_hash(
+    session: Session, password: str, *, user_inputs: list[str | None], field: str = "password"
+) -> str:
+    """Check a new password's strength (422 on `field`) and hash it, outside any write lock.
+
+    On SQLite a writer's first statement takes the write lock: hashing comes before this unit
+    of work writes anything, and a transaction that has only read so far (the caller's
+    authentication) is ended first (`end_idle_transaction`), so no one waits on argon2.
+    """
+    end_idle_transaction(session)
+    check_password(password, user_inputs=user_inputs, field=field)
+    return hash_password(password)
+
+
+def _register(
+    session: Session,
+    *,
+    organization_name: str,
+    organization_slug: str | None,
+    email: str,
+    password_hash: str,
+    full_name: str | None,
+) -> tuple[Organization, User]:
     if email_taken(session, email):
         raise Conflict("email: already registered")
     if organization_slug is not None:
@@ -93,17 +126,22 @@ def register_by_request(
             "registration is closed on this server; its operator creates organizations "
             "with `stealth-recovery create-admin`"
         )
+    if mode == "invite" and not invite_code:
+        raise InvalidInput("invite_code", "is required: registration is by invitation")
+    # Hashed before the invite is spent: spending it is this unit of work's first write.
+    password_hash = _new_password_hash(
+        session, password, user_inputs=[email, organization_name, full_name]
+    )
     invite: RegistrationInvite | None = None
     if mode == "invite":
-        if not invite_code:
-            raise InvalidInput("invite_code", "is required: registration is by invitation")
+        assert invite_code  # checked above
         invite = _spend_invite(session, invite_code)
-    organization, user = register(
+    organization, user = _register(
         session,
         organization_name=organization_name,
         organization_slug=organization_slug,
         email=email,
-        password=password,
+        password_hash=password_hash,
         full_name=full_name,
     )
     if invite is not None:
@@ -195,8 +233,12 @@ def create_user(
     role: Role,
     full_name: str | None,
 ) -> User:
-    check_password(password, user_inputs=[email, full_name])
-    password_hash = hash_password(password)  # before any statement, as in `register`
+    """A user of the organization (422 on a guessable password, 409 on a taken email).
+
+    The admin's authentication has already read in this unit of work; that transaction ends
+    before the hashing (`_new_password_hash`), so SQLite's write lock is not held through it.
+    """
+    password_hash = _new_password_hash(session, password, user_inputs=[email, full_name])
     if email_taken(session, email):
         raise Conflict("email: already registered")
     return _new_user(session, organization_id, email, password_hash, role, full_name)
@@ -249,17 +291,29 @@ def change_password(
     user = session.get(User, user_id)
     if user is None or not user.is_active:
         raise Unauthorized("user is deactivated or unknown")
+    # Verifying and hashing are argon2: the reads so far must not keep SQLite's write lock.
+    end_idle_transaction(session)
     if not verify_password(current_password, user.password_hash):
         raise InvalidInput("current_password", "is not the current password")
-    check_password(new_password, user_inputs=[user.email, user.full_name], field="new_password")
-    _set_password(user, new_password)
-    session.flush()
+    password_hash = _new_password_hash(
+        session, new_password, user_inputs=[user.email, user.full_name], field="new_password"
+    )
+    # Conditional on the hash just verified: a change committed meanwhile (the same password
+    # changed in another tab) is not silently overwritten.
+    changed = session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            User.password_hash == user.password_hash,
+            User.is_active.is_(True),
+        )
+        .values(password_hash=password_hash, token_version=User.token_version + 1)
+        .returning(User.id)
+    ).scalar_one_or_none()
+    if changed is None:
+        raise InvalidInput("current_password", "is not the current password")
+    session.refresh(user)
     return user
-
-
-def _set_password(user: User, new_password: str) -> None:
-    user.password_hash = hash_password(new_password)
-    end_sessions(user)
 
 
 def request_password_reset(session: Session, *, email: str) -> tuple[User, str] | None:
@@ -295,7 +349,10 @@ def reset_password(session: Session, *, token: str, new_password: str) -> User:
         raise InvalidInput("token", "is unknown, expired or already used")
     if not user.is_active:
         raise InvalidInput("token", "is unknown, expired or already used")
-    check_password(new_password, user_inputs=[user.email, user.full_name], field="new_password")
+    # Hashed before the token is spent: spending it is this unit of work's first write.
+    password_hash = _new_password_hash(
+        session, new_password, user_inputs=[user.email, user.full_name], field="new_password"
+    )
     # One conditional UPDATE spends the token: two submissions racing cannot both use it, and
     # every other outstanding link of the user dies with it.
     spent = session.execute(
@@ -311,7 +368,8 @@ def reset_password(session: Session, *, token: str, new_password: str) -> User:
         .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
         .values(used_at=now)
     )
-    _set_password(user, new_password)
+    user.password_hash = password_hash
+    end_sessions(user)
     session.flush()
     return user
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from stealth_recovery.core.jobs import has_jobs
 from stealth_recovery.core.settings import get_settings
 
 NAMING_CONVENTION = {
@@ -140,6 +141,46 @@ def open_session(*, write: bool) -> Session:
     if not write:
         return get_session_factory()()
     return get_session_factory()(bind=get_engine().execution_options(**{WRITE_OPTION: True}))
+
+
+_WROTE = "sr_wrote"  # session.info key: the current transaction has written
+
+
+@event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_statement(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_writes(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction, not a savepoint
+        session.info.pop(_WROTE, None)
+
+
+def end_idle_transaction(session: Session) -> None:
+    """Before slow work (argon2): end the unit of work's transaction if it has only read so far.
+
+    A writer's first statement takes SQLite's write lock (`BEGIN IMMEDIATE`), and a request's
+    first statement is usually its authentication. Ending a transaction that has written nothing
+    releases the lock without committing any change, so the hashing that follows holds none; the
+    next statement begins a new transaction (and takes the lock again). Rows already loaded stay
+    loaded. A transaction that has flushed or executed an INSERT/UPDATE/DELETE, has pending
+    changes or jobs waiting for its commit is left alone: its changes commit together, at the
+    edge, or not at all. Does nothing outside a transaction; harmless on PostgreSQL.
+    """
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted or session.info.get(_WROTE):
+        return
+    if has_jobs(session):
+        return
+    session.commit()
 
 
 @contextmanager

@@ -16,6 +16,11 @@ def run_after_commit(session: Session, job: Callable[[], None]) -> None:
     session.info.setdefault(_KEY, []).append(job)
 
 
+def has_jobs(session: Session) -> bool:
+    """Whether the unit of work has jobs waiting for its commit."""
+    return bool(session.info.get(_KEY))
+
+
 @event.listens_for(Session, "after_commit")
 def _run_jobs(session: Session) -> None:
     jobs: list[Callable[[], None]] = session.info.pop(_KEY, [])
