@@ -33,7 +33,7 @@ from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery import repository as recovery_repository
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.service import schedule_of
+from stealth_recovery.recovery.service import PaidVia, schedule_of
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry.backoff import delay_before
 
@@ -255,7 +255,11 @@ def _play_out(
                 attempt.updated_at = attempt.opened_at
                 session.flush()
                 recovery_repository.finish(
-                    session, attempt_id=attempt.id, status=AttemptStatus.completed, at=paid_at
+                    session,
+                    attempt_id=attempt.id,
+                    status=AttemptStatus.completed,
+                    at=paid_at,
+                    paid_via=PaidVia.DEMO,
                 )
                 return messages
         due = last + gap

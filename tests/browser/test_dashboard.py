@@ -54,7 +54,7 @@ def history(db: Session, admin: Account) -> list[RecoveryAttempt]:
         add_message(db, attempt, status="delivered", at=now - timedelta(days=days_ago, hours=-1))
         attempts.append(attempt)
     for attempt in attempts:
-        recovery_service.complete_attempt(db, attempt=attempt)
+        recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
     open_attempt = make_attempt(
         db,
         organization_id=org_id,

@@ -46,7 +46,7 @@ def open_attempt(db: Session, admin: Account) -> RecoveryAttempt:
             opened_at=now - timedelta(days=days_ago),
         )
         add_message(db, paid, status="delivered", at=now - timedelta(days=days_ago))
-        recovery_service.complete_attempt(db, attempt=paid)
+        recovery_service.complete_attempt(db, attempt=paid, paid_via="api")
     attempt = make_attempt(
         db, organization_id=org_id, name="Ada Lovelace", phone="+12025550100", opened_at=now
     )

@@ -45,7 +45,7 @@ class TestOverview:
         org_id = admin.organization.id
         paid = [make_attempt(db, organization_id=org_id, amount_minor=a) for a in (4900, 1500)]
         for attempt in paid:
-            recovery_service.complete_attempt(db, attempt=attempt)
+            recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         open_attempt = make_attempt(db, organization_id=org_id)
         add_message(db, open_attempt, channel="email", status="delivered")
         add_message(db, open_attempt, channel="sms", status="failed")
@@ -75,7 +75,7 @@ class TestOverview:
                 opened_at=utc_now() - timedelta(days=days_ago),
             )
             add_message(db, attempt, status="delivered", at=utc_now() - timedelta(days=days_ago))
-            recovery_service.complete_attempt(db, attempt=attempt)
+            recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         # When the admin looks at 7 days, then at 30
         week = admin_web.get("/dashboard?days=7").text
@@ -94,7 +94,7 @@ class TestOverview:
         attempt = make_attempt(db, organization_id=org_id)
         add_message(db, attempt, channel="email", status="delivered")
         add_message(db, attempt, channel="sms", status="bounced")
-        recovery_service.complete_attempt(db, attempt=attempt)
+        recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         html = admin_web.get("/dashboard?days=7").text
         outcomes = html.split('id="chart-outcomes"')[1].split("</section>")[0]
@@ -126,7 +126,7 @@ class TestAttempts:
         newer = make_attempt(
             db, organization_id=org_id, name="Alan Turing", email="alan@example.com"
         )
-        recovery_service.complete_attempt(db, attempt=older)
+        recovery_service.complete_attempt(db, attempt=older, paid_via="api")
         db.commit()
 
         html = admin_web.get("/dashboard/attempts").text
@@ -407,7 +407,7 @@ class TestRetryNow:
         attempt = make_attempt(db, organization_id=admin.organization.id)
         page = f"/dashboard/attempts/{attempt.id}"
         token = csrf_from(admin_web.get(page).text)
-        recovery_service.complete_attempt(db, attempt=attempt)
+        recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         response = admin_web.post(f"{page}/retry-now", data={"csrf_token": token})
         assert response.status_code == 200

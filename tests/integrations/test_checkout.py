@@ -162,7 +162,7 @@ class TestCheckoutUrlFor:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         attempt = open_attempt(db, organization_id=stripe_org.organization_id)
-        recovery_service.complete_attempt(db, attempt=attempt)
+        recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         with pytest.raises(Conflict):
             checkout_url_for(db, attempt=attempt)
@@ -184,6 +184,35 @@ class TestPayButton:
         )
         # Leaving for Checkout does not complete anything
         assert stored.status != "completed"
+
+    @pytest.mark.parametrize(("currency", "amount_minor"), [("KWD", 5124), ("MGA", 150050)])
+    def test_an_amount_stripe_cannot_charge_says_it_cannot_be_paid_online(
+        self,
+        stripe_org: StripeOrg,
+        stripe_server: FakeStripe,
+        db: Session,
+        currency: str,
+        amount_minor: int,
+    ) -> None:
+        # Given a debt in an amount Stripe's currency rules cannot charge exactly
+        # (KWD in multiples of 10 fils, MGA in whole ariary)
+        attempt = open_attempt(
+            db,
+            organization_id=stripe_org.organization_id,
+            amount_minor=amount_minor,
+            currency=currency,
+        )
+        # When the customer presses pay
+        response = stripe_org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
+        # Then the page says this amount cannot be paid online, not "try again in a moment"
+        assert response.status_code == 409
+        assert "This amount cannot be paid online" in response.text
+        assert stripe_org.account.organization.name in response.text
+        assert "try again" not in response.text
+        # And no Checkout was opened, and the attempt is still open for the merchant
+        assert stripe_server.created_sessions() == []
+        stored = _reload(db, attempt)
+        assert stored.is_open and stored.checkout_session_id is None
 
 
 class TestReturnPage:

@@ -4,22 +4,29 @@ and a second payment is flagged. Real webhooks, the fake Stripe server, the real
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.time import shifted_clock
+from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
+from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime
 from stealth_recovery.retry.stats import compute_stats
+from tests.dashboard.helpers import web_login
+from tests.factories import Account, make_account
 from tests.integrations.conftest import (
     StripeOrg,
     event,
@@ -38,6 +45,23 @@ def fresh_runtime() -> Iterator[None]:
     reset_runtime()
     yield
     reset_runtime()
+
+
+@pytest.fixture
+def admin_web_for(app: FastAPI) -> Iterator[Callable[[Account], TestClient]]:
+    """Browser-like clients logged in to the dashboard as a given account's admin."""
+    opened: list[TestClient] = []
+
+    def log_in(account: Account) -> TestClient:
+        web = TestClient(app)
+        web.__enter__()
+        opened.append(web)
+        web_login(web, account.user.email)
+        return web
+
+    yield log_in
+    for web in opened:
+        web.__exit__(None, None, None)
 
 
 def _reload(db: Session, attempt_id: int) -> RecoveryAttempt:
@@ -339,3 +363,197 @@ class TestMoneyThatComesInIsNeverLost:
         again = _outcome(stripe_org, event("invoice.payment_succeeded", collected))
         assert again == "second_payment"
         assert _reload(db, attempt.id).second_payment_at == flagged.second_payment_at
+
+
+# -- A second payment after a completion that was not Stripe's -------------------------------
+
+
+def _second_payments() -> float:
+    return REGISTRY.get_sample_value("stealth_recovery_second_payments_total") or 0.0
+
+
+def _connect(client: TestClient, account: Account, stripe: FakeStripe) -> StripeOrg:
+    webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+    response = client.put(
+        "/v1/integrations/stripe",
+        json={"secret_key": stripe.secret_key, "webhook_secret": webhook_secret},
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    return StripeOrg(client, account, stripe.secret_key, webhook_secret)
+
+
+@dataclass
+class Debt:
+    """A failed Stripe payment (its invoice and payment intent) being recovered."""
+
+    org: StripeOrg
+    attempt_id: int
+    invoice_id: str
+    payment_intent_id: str
+
+
+def _open_debt(db: Session, account: Account) -> tuple[int, str, str]:
+    invoice_id, pi_id = new_id("in"), new_id("pi")
+    opened = record_failure(
+        db,
+        organization_id=account.organization.id,
+        data=FailureInput(
+            external_ref=invoice_id,
+            amount_minor=4900,
+            currency="EUR",
+            customer_email="jane@example.com",
+            customer_phone=None,
+            customer_name="Jane Doe",
+            customer_locale="en",
+            customer_timezone="Europe/Berlin",
+            gateway="stripe",
+            reason=None,
+            decline_code="insufficient_funds",
+            occurred_at=utc_now(),
+            idempotency_key=None,
+            psp_customer_id="cus_test_2",
+            psp_payment_id=pi_id,
+            psp_invoice_id=invoice_id,
+        ),
+    )
+    db.commit()
+    return opened.attempt.id, invoice_id, pi_id
+
+
+def _paid_through_the_api(client: TestClient, db: Session, stripe: FakeStripe) -> Debt:
+    """Stripe connected; the merchant took the money elsewhere and completed it by the API."""
+    account = make_account(db)
+    org = _connect(client, account, stripe)
+    attempt_id, invoice_id, pi_id = _open_debt(db, account)
+    response = client.post(f"/v1/recoveries/{attempt_id}/complete", headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["changed"] is True
+    return Debt(org, attempt_id, invoice_id, pi_id)
+
+
+def _paid_by_a_test_payment(client: TestClient, db: Session, stripe: FakeStripe) -> Debt:
+    """The customer used the pay page's test payment before the merchant connected Stripe."""
+    account = make_account(db)
+    account.organization.is_test = True
+    db.commit()
+    attempt_id, invoice_id, pi_id = _open_debt(db, account)
+    page = client.post(f"/pay/{_reload(db, attempt_id).token}/pay")
+    assert page.status_code == 200 and "Test payment recorded" in page.text
+    return Debt(_connect(client, account, stripe), attempt_id, invoice_id, pi_id)
+
+
+_FIRST_COMPLETIONS: dict[str, tuple[Callable[[TestClient, Session, FakeStripe], Debt], str]] = {
+    "completed-through-the-api": (_paid_through_the_api, "api"),
+    "test-payment-on-the-pay-page": (_paid_by_a_test_payment, "test_payment"),
+}
+
+
+def _stripe_retry_collects_the_payment_intent(debt: Debt) -> tuple[dict[str, Any], ...]:
+    pi = payment_intent(pi_id=debt.payment_intent_id, status="succeeded")
+    return event("payment_intent.succeeded", pi), event("payment_intent.succeeded", pi)
+
+
+def _stripe_collects_the_invoice(debt: Debt) -> tuple[dict[str, Any], ...]:
+    paid = invoice(
+        invoice_id=debt.invoice_id,
+        amount_due=4900,
+        currency="eur",
+        payment_intent_id=debt.payment_intent_id,
+        paid=True,
+    )
+    return event("invoice.paid", paid), event("invoice.payment_succeeded", paid)
+
+
+def _an_old_checkout_session_is_paid(debt: Debt) -> tuple[dict[str, Any], ...]:
+    metadata = {
+        "stealth_recovery_attempt_id": str(debt.attempt_id),
+        "stealth_recovery_organization_id": str(debt.org.organization_id),
+    }
+    pi = new_id("pi")
+    session = {
+        "id": new_id("cs_test"),
+        "object": "checkout.session",
+        "mode": "payment",
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_total": 4900,
+        "currency": "eur",
+        "payment_intent": pi,
+        "metadata": metadata,
+    }
+    same = payment_intent(pi_id=pi, status="succeeded", metadata=metadata)
+    return event("checkout.session.completed", session), event("payment_intent.succeeded", same)
+
+
+_LATER_PAYMENTS: dict[str, tuple[Callable[[Debt], tuple[dict[str, Any], ...]], str | None]] = {
+    "stripe-retry-of-the-payment-intent": (_stripe_retry_collects_the_payment_intent, "debt"),
+    "stripe-collects-the-invoice": (_stripe_collects_the_invoice, "debt"),
+    "an-old-checkout-session": (_an_old_checkout_session_is_paid, None),
+}
+
+
+class TestASecondPaymentIsFlaggedWhateverPathCompletedFirst:
+    @pytest.mark.parametrize("first", list(_FIRST_COMPLETIONS))
+    @pytest.mark.parametrize("later", list(_LATER_PAYMENTS))
+    def test_a_later_stripe_payment_is_flagged_and_its_replays_change_nothing(
+        self,
+        client: TestClient,
+        stripe_server: FakeStripe,
+        db: Session,
+        admin_web_for: Callable[[Account], TestClient],
+        first: str,
+        later: str,
+    ) -> None:
+        # Given an attempt completed by a path that is not a Stripe payment
+        complete, paid_via = _FIRST_COMPLETIONS[first]
+        debt = complete(client, db, stripe_server)
+        done = _reload(db, debt.attempt_id)
+        assert (done.status, done.paid_via, done.second_payment_at) == ("completed", paid_via, None)
+        counted = _second_payments()
+        # When Stripe then reports a real payment for the same debt
+        make_events, ref = _LATER_PAYMENTS[later]
+        paid, same_payment_again = make_events(debt)
+        outcome = _outcome(debt.org, paid)
+        # Then it is flagged as a second payment, not answered already_final
+        assert outcome == "second_payment"
+        flagged = _reload(db, debt.attempt_id)
+        expected_ref = ref or f"checkout:{paid['data']['object']['payment_intent']}"
+        assert flagged.second_payment_at is not None
+        assert (flagged.paid_via, flagged.second_payment_ref) == (paid_via, expected_ref)
+        assert _second_payments() == counted + 1
+        # And the merchant sees both payments on the attempt, in the API and the dashboard
+        shown = client.get(f"/v1/attempts/{debt.attempt_id}", headers=debt.org.account.headers)
+        assert shown.json()["paid_via"] == paid_via
+        assert shown.json()["second_payment_ref"] == expected_ref
+        assert shown.json()["second_payment_at"] is not None
+        page = admin_web_for(debt.org.account).get(f"/dashboard/attempts/{debt.attempt_id}")
+        timeline = page.text.split('id="timeline"')[1]
+        assert "Paid a second time" in timeline and expected_ref in timeline
+        # When the same payment is reported again: another event about it, then a redelivery
+        again = _outcome(debt.org, same_payment_again)
+        redelivered = _outcome(debt.org, paid)
+        # Then nothing more is flagged or counted
+        assert (again, redelivered) == ("second_payment", "duplicate")
+        assert _reload(db, debt.attempt_id).second_payment_at == flagged.second_payment_at
+        assert _second_payments() == counted + 1
+
+    def test_the_same_stripe_payment_reported_again_after_it_completed_the_attempt_is_no_op(
+        self, client: TestClient, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given an attempt completed by Stripe collecting its invoice
+        account = make_account(db)
+        org = _connect(client, account, stripe_server)
+        attempt_id, invoice_id, pi_id = _open_debt(db, account)
+        debt = Debt(org, attempt_id, invoice_id, pi_id)
+        paid, same_payment_again = _stripe_collects_the_invoice(debt)
+        assert _outcome(org, paid) == "attempt_completed"
+        counted = _second_payments()
+        # When Stripe reports that same payment again, by its other event and its payment intent
+        by_payment_intent, _ = _stripe_retry_collects_the_payment_intent(debt)
+        outcomes = [_outcome(org, same_payment_again), _outcome(org, by_payment_intent)]
+        # Then it stays one payment: nothing is flagged or counted
+        assert outcomes == ["already_final", "already_final"]
+        done = _reload(db, attempt_id)
+        assert (done.paid_via, done.second_payment_at) == ("debt", None)
+        assert _second_payments() == counted

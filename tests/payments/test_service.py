@@ -81,7 +81,7 @@ class TestRecordFailure:
         # Given a failure whose attempt was paid
         org = make_account(db).organization
         first = record_failure(db, organization_id=org.id, data=failure_input())
-        complete_attempt(db, attempt=first.attempt)
+        complete_attempt(db, attempt=first.attempt, paid_via="api")
         db.commit()
         # When the same report arrives again (a retried webhook)
         again = record_failure(db, organization_id=org.id, data=failure_input())
@@ -109,7 +109,7 @@ class TestRecordFailure:
     def test_new_failure_after_completion_opens_a_new_attempt(self, db: Session) -> None:
         org = make_account(db).organization
         first = record_failure(db, organization_id=org.id, data=failure_input())
-        complete_attempt(db, attempt=first.attempt)
+        complete_attempt(db, attempt=first.attempt, paid_via="api")
         db.commit()
         later = failure_input(occurred_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
         second = record_failure(db, organization_id=org.id, data=later)

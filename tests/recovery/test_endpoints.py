@@ -59,7 +59,7 @@ class TestListAttempts:
     def test_filters_by_status_ref_email_and_dates(self, client: TestClient, db: Session) -> None:
         admin = make_account(db)
         paid = make_attempt(db, admin.organization, ref="inv-paid", email="Paid.Ana@example.com")
-        complete_attempt(db, attempt=paid)
+        complete_attempt(db, attempt=paid, paid_via="api")
         db.commit()
         with shifted_clock(timedelta(days=2)):
             later = make_attempt(db, admin.organization, ref="inv-later")
@@ -152,7 +152,7 @@ class TestGetAttempt:
     def test_final_attempt_has_no_next_reminder(self, client: TestClient, db: Session) -> None:
         admin = make_account(db)
         attempt = make_attempt(db, admin.organization)
-        complete_attempt(db, attempt=attempt)
+        complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         body = client.get(f"/v1/attempts/{attempt.id}", headers=admin.headers).json()
         assert body["status"] == "completed"
@@ -210,7 +210,7 @@ class TestCancelAttempt:
     def test_final_attempt_is_409(self, client: TestClient, db: Session) -> None:
         admin = make_account(db)
         attempt = make_attempt(db, admin.organization)
-        complete_attempt(db, attempt=attempt)
+        complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         response = client.post(f"/v1/attempts/{attempt.id}/cancel", headers=admin.headers)
         assert response.status_code == 409
@@ -267,7 +267,7 @@ class TestRecoveryByToken:
 
     def test_paid_link_is_410(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
-        complete_attempt(db, attempt=attempt)
+        complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         response = client.get(f"/v1/recoveries/by_token/{attempt.token}")
         assert response.status_code == 410

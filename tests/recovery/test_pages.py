@@ -130,7 +130,7 @@ class TestPayPage:
         self, client: TestClient, db: Session
     ) -> None:
         attempt = make_attempt(db, make_account(db).organization)
-        complete_attempt(db, attempt=attempt)
+        complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         response = client.get(f"/pay/{attempt.token}")
         assert response.status_code == 410

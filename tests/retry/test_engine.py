@@ -187,7 +187,7 @@ class TestNeverChaseAPaidCustomer:
         with session_scope() as session:
             paid = session.get(RecoveryAttempt, attempt.id)
             assert paid is not None
-            assert recovery_service.complete_attempt(session, attempt=paid)
+            assert recovery_service.complete_attempt(session, attempt=paid, paid_via="api")
         report = get_runtime().run_steps(steps)
         # Then nothing is sent and nothing is logged
         assert report.sent == 0 and smtp_sink.messages == []
@@ -208,7 +208,7 @@ class TestNeverChaseAPaidCustomer:
         with session_scope() as session:
             paid = session.get(RecoveryAttempt, attempt.id)
             assert paid is not None
-            recovery_service.complete_attempt(session, attempt=paid)
+            recovery_service.complete_attempt(session, attempt=paid, paid_via="api")
         worker.join()
         # Then the attempt stays completed with no next reminder
         fresh = _reload(db, attempt)

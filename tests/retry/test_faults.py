@@ -107,7 +107,9 @@ class TestWorkerDied:
         for attempt in attempts:
             with session_scope() as session:
                 paid = session.get(RecoveryAttempt, attempt.id)
-                assert paid is not None and recovery_service.complete_attempt(session, attempt=paid)
+                assert paid is not None and recovery_service.complete_attempt(
+                    session, attempt=paid, paid_via="api"
+                )
         engine.run_due_now()
         # Then each row is settled with its reason, and nothing was sent
         assert _statuses(db) == {"unconfirmed": 1, "cancelled": 1}
@@ -259,7 +261,7 @@ class TestPaymentDuringSending:
                 with session_scope() as session:
                     paid = session.get(RecoveryAttempt, attempt.id)
                     assert paid is not None
-                    assert recovery_service.complete_attempt(session, attempt=paid)
+                    assert recovery_service.complete_attempt(session, attempt=paid, paid_via="api")
         finally:
             smtp_sink.hold_rcpt.set()
             worker.join(60)

@@ -35,7 +35,7 @@ class TestRetryNow:
     def test_final_attempt_is_a_conflict(self, db: Session) -> None:
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
-        recovery_service.complete_attempt(db, attempt=attempt)
+        recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         with pytest.raises(Conflict, match="completed"):
             retry_now(db, attempt=attempt)

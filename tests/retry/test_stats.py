@@ -62,7 +62,7 @@ class TestComputeStats:
         paid.retry_count = 1
         pending.retry_count = 1
         db.flush()
-        complete_attempt(db, attempt=paid)
+        complete_attempt(db, attempt=paid, paid_via="api")
         cancel_attempt(db, attempt=stopped, reason="operator")
         # and messages in every status
         statuses = ["pending", "sent", "delivered", "failed", "bounced", "unconfirmed", "cancelled"]

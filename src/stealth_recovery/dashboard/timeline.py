@@ -135,7 +135,7 @@ def build_timeline(
                     attempt.second_payment_at,
                     "second_payment",
                     "Paid a second time",
-                    f"{attempt.second_payment_ref}: refund one of the two payments",
+                    _second_payment_detail(attempt),
                 )
             )
     elif attempt.status == AttemptStatus.cancelled and attempt.cancelled_at is not None:
@@ -208,3 +208,12 @@ def _what_comes_next(attempt: RecoveryAttempt, due: datetime, lease: timedelta) 
         return Event(due, "next", title, "due now" if due_now else None)
     title = "Closes as unpaid if the customer has not paid by then"
     return Event(due, "next", title, "due now" if due <= now else None)
+
+
+def _second_payment_detail(attempt: RecoveryAttempt) -> str:
+    """What the merchant reads about a second payment: both payments, and what to do."""
+    second = attempt.second_payment_ref
+    if attempt.test_payment:
+        return f"{second}, after a test payment that moved no money: check it with the customer"
+    first = attempt.paid_via or "an earlier payment"
+    return f"{second}, after {first}: refund one of the two payments"

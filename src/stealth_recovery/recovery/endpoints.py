@@ -197,7 +197,7 @@ def complete_recovery(
     attempt = service.get_attempt(
         session, organization_id=principal.organization_id, attempt_id=attempt_id
     )
-    changed = service.complete_attempt(session, attempt=attempt)
+    changed = service.complete_attempt(session, attempt=attempt, paid_via=service.PaidVia.API)
     if not changed and attempt.status != AttemptStatus.completed:
         raise Conflict(f"attempt is already {attempt.status}")
     return CompletedOut(

@@ -144,8 +144,9 @@ class RecoveryAttempt(TimestampMixin, Base):
     )
     # When the Checkout Session was expired at Stripe (or found closed) after the attempt ended.
     checkout_closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The payment that completed the attempt: "debt" (the invoice / payment intent itself, e.g.
-    # Stripe's own retry), "checkout:<payment intent or session id>", or None (other paths).
+    # The payment that completed the attempt (`recovery.service.PaidVia`): "debt" (the invoice /
+    # payment intent itself, e.g. Stripe's own retry), "checkout:<payment intent or session id>",
+    # "test_payment", "api" or "demo"; None only on attempts completed before it was recorded.
     paid_via: Mapped[str | None] = mapped_column(String(255))
     # Money that came in after the attempt had ended (cancelled, expired): recovered late.
     paid_after_end: Mapped[bool] = mapped_column(

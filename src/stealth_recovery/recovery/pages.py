@@ -16,6 +16,7 @@ from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
 from stealth_recovery.core.errors import DomainError, Gone, NotFound
 from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.integrations.stripe import service as stripe_service
+from stealth_recovery.integrations.stripe.currencies import UnchargeableAmount
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.recovery import repository, service
 from stealth_recovery.recovery.models import RecoveryAttempt
@@ -172,7 +173,11 @@ def pay_page_response(
     responses={
         200: {"description": "a test payment (TEST_PAYMENTS or a demo organization)", **_HTML},
         303: {"description": "redirect to the merchant's Stripe Checkout"},
-        409: {"description": "online payment is not set up for this merchant", **_HTML},
+        409: {
+            "description": "online payment is not set up for this merchant, or the provider "
+            "cannot charge this exact amount",
+            **_HTML,
+        },
         502: {"description": "the payment provider could not start the payment", **_HTML},
         **_PAGE_RESPONSES,
     },
@@ -182,7 +187,8 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
 
     Without Stripe, a test payment when TEST_PAYMENTS is set or the organization is the demo's
     (completed at once, no money moved, never counted as recovered); otherwise a page saying
-    online payment is not set up.
+    online payment is not set up. An amount Stripe cannot charge exactly (its documented
+    currency rules, e.g. KWD in multiples of 10 fils) gets a page saying so, not a retry hint.
     """
     found = _lookup(request, session, token)
     if isinstance(found, HTMLResponse):
@@ -198,6 +204,18 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
     if mode == "stripe":
         try:
             url = stripe_service.checkout_url_for(session, attempt=attempt)
+        except UnchargeableAmount as exc:
+            # Stripe's own rule (e.g. KWD in multiples of 10 fils): retrying will not help.
+            log.warning("amount_not_payable_online", attempt_id=attempt.id, rule=str(exc))
+            return _message(
+                request,
+                409,
+                "This amount cannot be paid online",
+                f"The payment provider cannot charge exactly {view.amount_display} online. "
+                f"Please contact {view.merchant_name} to pay.",
+                amount_display=view.amount_display,
+                **common,
+            )
         except DomainError as exc:
             log.warning("checkout_not_started", attempt_id=attempt.id, status=exc.status_code)
             return _message(
@@ -209,7 +227,9 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
             )
         return RedirectResponse(url, status_code=303)
     if mode == "test":
-        service.complete_attempt(session, attempt=attempt, test_payment=True)
+        service.complete_attempt(
+            session, attempt=attempt, paid_via=service.PaidVia.TEST_PAYMENT, test_payment=True
+        )
         log.info("test_payment_completed", attempt_id=attempt.id)
         return _message(
             request,

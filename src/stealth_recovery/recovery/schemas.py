@@ -33,6 +33,7 @@ ATTEMPT_EXAMPLE: dict[str, Any] = {
     "completed_at": None,
     "cancelled_at": None,
     "cancel_reason": None,
+    "paid_via": None,
     "paid_after_end": False,
     "second_payment_at": None,
     "second_payment_ref": None,
@@ -96,11 +97,18 @@ class AttemptOut(BaseModel):
     )
     cancelled_at: datetime | None
     cancel_reason: str | None
+    paid_via: str | None = Field(
+        default=None,
+        description='the payment that completed the attempt: "debt" (the original invoice or '
+        'payment itself), "checkout:<payment intent id>" (a recovery Checkout), "test_payment" '
+        '(the pay page\'s test path), "api" (completed through the API) or "demo"',
+    )
     paid_after_end: bool = Field(
         description="paid after the attempt had ended (cancelled or expired): recovered late"
     )
     second_payment_at: datetime | None = Field(
-        description="a second payment arrived for this already-paid attempt (refund one)"
+        description="a second, different payment arrived for this attempt after it was "
+        "completed, by whatever path (refund one)"
     )
     second_payment_ref: str | None = Field(
         description='the second payment: "debt" (the original invoice or payment itself) or '

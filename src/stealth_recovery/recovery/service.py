@@ -119,19 +119,38 @@ def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> R
     return attempt
 
 
+class PaidVia:
+    """What `RecoveryAttempt.paid_via` holds: the payment that completed the attempt.
+
+    Every completion names its payment, so a later payment can be told apart from the same
+    payment reported again (`record_payment`). Stripe's: "debt" (the failed invoice or payment
+    intent itself, e.g. paid by Stripe's own retry) and "checkout:<payment intent or session
+    id>" (a recovery Checkout). Ours, where no provider payment exists: the constants below.
+    """
+
+    TEST_PAYMENT = "test_payment"  # the pay page's test path: no money moved
+    API = "api"  # `POST /v1/recoveries/{id}/complete`: paid outside a connected provider
+    DEMO = "demo"  # the demo's simulated customers
+    DEBT = "debt"
+
+    @staticmethod
+    def checkout(payment_id: str) -> str:
+        return f"checkout:{payment_id}"
+
+
 def complete_attempt(
     session: Session,
     *,
     attempt: RecoveryAttempt,
+    paid_via: str,
     test_payment: bool = False,
-    paid_via: str | None = None,
 ) -> bool:
     """Mark the attempt paid: no reminder is sent after this commits. False if already final.
 
-    `test_payment`: completed on the pay page's test path (no money moved); the attempt is
-    labelled so and never counted as recovered. `paid_via` names the payment ("debt" for the
-    failed payment itself, "checkout:<id>" for a recovery Checkout), so a later payment by
-    another route can be told apart.
+    `paid_via` names the payment (`PaidVia`), so a later payment by another route is flagged
+    as a second payment rather than taken for this one. `test_payment`: completed on the pay
+    page's test path (no money moved); the attempt is labelled so and never counted as
+    recovered.
     """
     changed = repository.finish(
         session,
@@ -163,9 +182,14 @@ class PaymentOutcome(StrEnum):
 def record_payment(session: Session, *, attempt: RecoveryAttempt, paid_via: str) -> PaymentOutcome:
     """Money came in for this attempt: it is never reported as lost.
 
-    An open attempt completes; a cancelled or expired one completes too, marked
-    `paid_after_end`; a completed one paid by another route gets `second_payment_at` (logged and
-    counted: the merchant should refund one of the two).
+    `paid_via`: the provider payment (`PaidVia.DEBT`, `PaidVia.checkout(id)`). An open attempt
+    completes; a cancelled or expired one completes too, marked `paid_after_end`. A completed
+    one was paid before, by whatever path (a provider payment, the pay page's test payment, the
+    API, or a completion from before payments were named): a different payment gets
+    `second_payment_at` (logged as `attempt_paid_twice` and counted in
+    `stealth_recovery_second_payments_total`: the merchant should refund one of the two). The
+    same payment reported again (another event about it, or Stripe delivering it again) changes
+    nothing and is counted once.
     """
     if complete_attempt(session, attempt=attempt, paid_via=paid_via):
         return PaymentOutcome.completed
@@ -175,16 +199,22 @@ def record_payment(session: Session, *, attempt: RecoveryAttempt, paid_via: str)
         LATE_PAYMENTS.inc()
         log.info("attempt_paid_after_end", attempt_id=attempt.id, paid_via=paid_via)
         return PaymentOutcome.completed_after_end
-    if attempt.paid_via is None or attempt.paid_via == paid_via:
+    session.refresh(attempt)
+    if attempt.status != AttemptStatus.completed or attempt.paid_via == paid_via:
         return PaymentOutcome.already_completed
+    if attempt.second_payment_ref == paid_via:
+        return PaymentOutcome.second_payment  # the flagged payment again: flagged and counted once
+    flagged = repository.flag_second_payment(session, attempt_id=attempt.id, at=now, ref=paid_via)
     SECOND_PAYMENTS.inc()
     log.warning(
         "attempt_paid_twice",
         attempt_id=attempt.id,
-        first_payment=attempt.paid_via,
+        first_payment=attempt.paid_via or "unrecorded",
         second_payment=paid_via,
+        test_payment_first=attempt.test_payment,
+        flagged_before=None if flagged else attempt.second_payment_ref,
     )
-    if repository.flag_second_payment(session, attempt_id=attempt.id, at=now, ref=paid_via):
+    if flagged:
         session.refresh(attempt)
     return PaymentOutcome.second_payment
 

@@ -161,6 +161,7 @@ def attempt_out(attempt: RecoveryAttempt, transaction: Transaction) -> AttemptOu
         test_payment=attempt.test_payment,
         cancelled_at=attempt.cancelled_at,
         cancel_reason=attempt.cancel_reason,
+        paid_via=attempt.paid_via,
         paid_after_end=attempt.paid_after_end,
         second_payment_at=attempt.second_payment_at,
         second_payment_ref=attempt.second_payment_ref,

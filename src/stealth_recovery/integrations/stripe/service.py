@@ -375,7 +375,9 @@ def _invoice_pay_url(
         log.info("stripe_invoice_page_used", attempt_id=attempt.id, invoice_id=invoice_id)
         return str(invoice.hosted_invoice_url)
     if invoice.status == "paid":
-        recovery_service.complete_attempt(session, attempt=attempt, paid_via="debt")
+        recovery_service.complete_attempt(
+            session, attempt=attempt, paid_via=recovery_service.PaidVia.DEBT
+        )
     elif invoice.status in _INVOICE_ENDED:
         recovery_service.stop_attempt(
             session, attempt=attempt, reason=_INVOICE_ENDED[invoice.status]
@@ -419,9 +421,8 @@ def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutS
         return CheckoutState.pending
     payment = data.get("payment_intent")
     payment_id = payment.get("id") if isinstance(payment, dict) else payment
-    result = recovery_service.record_payment(
-        session, attempt=attempt, paid_via=f"checkout:{payment_id or checkout.id}"
-    )
+    paid_via = recovery_service.PaidVia.checkout(payment_id or checkout.id)
+    result = recovery_service.record_payment(session, attempt=attempt, paid_via=paid_via)
     mark_checkout_closed(session, attempt=attempt)
     log.info("attempt_paid_by_checkout_check", attempt_id=attempt.id, result=result.value)
     return CheckoutState.paid

@@ -336,9 +336,11 @@ def _on_success(session: Session, *, organization_id: int, event: StripeEvent) -
         return Outcome.no_matching_attempt
     ours = refs.attempt_id is not None or refs.checkout_session_id is not None
     paid_via = (
-        f"checkout:{refs.payment_intent_id or refs.checkout_session_id or refs.object_id}"
+        recovery.PaidVia.checkout(
+            refs.payment_intent_id or refs.checkout_session_id or refs.object_id
+        )
         if ours
-        else "debt"
+        else recovery.PaidVia.DEBT
     )
     result = recovery.record_payment(session, attempt=attempt, paid_via=paid_via)
     if refs.checkout_session_id and refs.checkout_session_id == attempt.checkout_session_id:
