@@ -162,7 +162,7 @@ def empty_tables(engine: Engine) -> None:
     The same end state as `TRUNCATE ... RESTART IDENTITY`, in a few milliseconds: TRUNCATE makes
     new files for every table and index and syncs them at commit, 0.2-0.4 s per test here.
     """
-    from stealth_recovery.core.all_models import Base
+    from stealth_recovery.all_models import Base
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:

@@ -23,13 +23,13 @@ from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited
 from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
-from stealth_recovery.dashboard.metrics import HttpMetricsMiddleware
-from stealth_recovery.dashboard.metrics import router as metrics_router
+from stealth_recovery.ingestion.endpoints import router as payments_router
 from stealth_recovery.integrations.stripe.endpoints import router as stripe_router
+from stealth_recovery.monitoring.endpoints import HttpMetricsMiddleware
+from stealth_recovery.monitoring.endpoints import router as metrics_router
 from stealth_recovery.notifications.endpoints import router as provider_callbacks_router
-from stealth_recovery.payments.endpoints import router as payments_router
+from stealth_recovery.paylink.pages import router as pay_pages_router
 from stealth_recovery.recovery.endpoints import router as attempts_router
-from stealth_recovery.recovery.pages import router as pay_pages_router
 from stealth_recovery.retry.endpoints import router as retry_router
 
 log = structlog.get_logger(__name__)

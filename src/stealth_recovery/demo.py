@@ -27,15 +27,15 @@ from stealth_recovery.core.database import get_engine, session_scope
 from stealth_recovery.core.migrate import upgrade_to_head
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock, utc_now
+from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.notifications.models import Channel, NotificationLog
 from stealth_recovery.organizations import repository as org_repository
 from stealth_recovery.organizations.models import Organization
-from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery import repository as recovery_repository
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.schedule import delay_before
 from stealth_recovery.recovery.service import PaidVia, schedule_of
 from stealth_recovery.retry import policy as policy_service
-from stealth_recovery.retry.backoff import delay_before
 
 DEMO_SLUG = "demo"
 DEMO_ORGANIZATION = "Northwind Subscriptions (demo)"

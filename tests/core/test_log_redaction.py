@@ -32,7 +32,7 @@ from stealth_recovery.core.logging import Redactor, configure_logging
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.integrations.models import StripeConnection
-from stealth_recovery.notifications.dispatch import ProviderNotifier
+from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.notifications.types import MessageContext
 from stealth_recovery.retry.scheduler import EmbeddedScheduler
 from tests.factories import make_account, make_attempt

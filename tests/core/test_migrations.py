@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
-from stealth_recovery.core.all_models import Base
+from stealth_recovery.all_models import Base
 
 
 class TestMigrationsMatchModels:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock, utc_now
+from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
-from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.factories import PASSWORD
 

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.deps import SESSION_COOKIE
-from stealth_recovery.dashboard.session import CSRF_COOKIE, safe_next
+from stealth_recovery.dashboard.login_cookie import CSRF_COOKIE, safe_next
 from tests.dashboard.helpers import csrf_from, post_form, web_login
 from tests.factories import PASSWORD, Account
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.payments.service import FailureInput, record_failure
+from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.factories import Account, make_account
 from tests.support.smtp import smtp_sink  # noqa: F401

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stealth_recovery.core.money import format_minor, minor_unit_digits
+from stealth_recovery.ingestion.service import normalise_currency
 from stealth_recovery.integrations.stripe.currencies import (
     THREE_DECIMAL,
     TWO_DECIMAL_WHOLE_UNITS,
@@ -21,7 +22,6 @@ from stealth_recovery.integrations.stripe.currencies import (
     stripe_digits,
     to_stripe,
 )
-from stealth_recovery.payments.service import normalise_currency
 
 # Stripe's presentment currencies (docs.stripe.com/currencies, "Supported presentment
 # currencies"), lowercase as Stripe writes them.

@@ -13,7 +13,7 @@ from stealth_recovery.integrations.stripe.events import (
     parse_event,
     refs_of,
 )
-from stealth_recovery.recovery.models import DeclineCategory
+from stealth_recovery.payments.declines import DeclineCategory
 from tests.integrations.conftest import charge, event, invoice, payment_intent
 
 

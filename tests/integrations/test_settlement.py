@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock, utc_now
+from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
-from stealth_recovery.payments.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stealth_recovery.notifications.contacts import normalise_email, normalise_phone
+from stealth_recovery.core.contacts import normalise_email, normalise_phone
 
 
 class TestNormaliseEmail:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications import service
-from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
+from stealth_recovery.notifications import delivery_status as service
 from stealth_recovery.notifications.error_codes import (
     TWILIO_ERRORS,
     WHATSAPP_ERRORS,
@@ -12,6 +11,7 @@ from stealth_recovery.notifications.error_codes import (
     twilio_error,
     whatsapp_error,
 )
+from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from tests.notifications.conftest import message_context
 from tests.support.providers import FakeProviders
 

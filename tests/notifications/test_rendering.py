@@ -9,7 +9,6 @@ from jinja2 import UndefinedError, meta
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications import rendering
-from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.rendering import (
     GSM7_CHARACTERS,
     SMS_MAX_CHARS,
@@ -22,6 +21,7 @@ from stealth_recovery.notifications.rendering import (
     template_variables,
     whatsapp_template_body,
 )
+from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 

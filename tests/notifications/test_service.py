@@ -13,14 +13,14 @@ from stealth_recovery.core.database import get_session_factory
 from stealth_recovery.core.errors import Forbidden
 from stealth_recovery.core.settings import Settings
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.notifications import service
+from stealth_recovery.notifications import delivery_status as service
+from stealth_recovery.notifications.delivery_status import CallbackResult, apply_delivery_status
 from stealth_recovery.notifications.models import (
     HeldDeliveryStatus,
     NotificationLog,
     NotificationStatus,
 )
 from stealth_recovery.notifications.repository import MESSAGE_LOCK_NAMESPACE
-from stealth_recovery.notifications.service import CallbackResult, apply_delivery_status
 from tests.notifications.logs import make_log
 from tests.support.providers import meta_signature, twilio_signature
 

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.errors import HandOverRefused
+from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool, queue_id
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name, strict

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications.dispatch import ProviderNotifier, TransientRetry
+from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from tests.notifications.conftest import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.models import Role
 from stealth_recovery.auth.service import create_api_key
+from stealth_recovery.ingestion.service import FailureInput
 from stealth_recovery.organizations.models import Organization
-from stealth_recovery.payments.service import FailureInput
 
 
 def failure_input(**overrides: Any) -> FailureInput:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stealth_recovery.payments.declines import DECLINE_TABLE, classify_decline
-from stealth_recovery.recovery.models import DeclineCategory
+from stealth_recovery.payments.declines import DECLINE_TABLE, DeclineCategory, classify_decline
 
 
 class TestClassifyDecline:

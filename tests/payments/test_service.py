@@ -8,13 +8,14 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.payments.models import FailureEvent, Transaction
-from stealth_recovery.payments.service import (
+from stealth_recovery.ingestion.service import (
     FailureInput,
     default_idempotency_key,
     record_failure,
 )
-from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory, RecoveryAttempt
+from stealth_recovery.payments.declines import DeclineCategory
+from stealth_recovery.payments.models import FailureEvent, Transaction
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import complete_attempt
 from stealth_recovery.retry.policy import create_policy
 from tests.factories import make_account

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
-from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory, RecoveryAttempt
+from stealth_recovery.payments.declines import DeclineCategory
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
 from tests.factories import make_account, make_attempt
 

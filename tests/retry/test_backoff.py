@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stealth_recovery.retry.backoff import Schedule, calculate_next_retry, delay_before, preview
+from stealth_recovery.recovery.schedule import Schedule, calculate_next_retry, delay_before, preview
 
 T0 = datetime(2025, 10, 18, 10, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.notifications.dispatch import ProviderNotifier
 from stealth_recovery.notifications.models import NotificationLog
+from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine

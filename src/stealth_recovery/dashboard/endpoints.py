@@ -33,11 +33,12 @@ from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.dashboard import charts, formatting, forms, repository, timeline
-from stealth_recovery.dashboard import session as web
+from stealth_recovery.dashboard import login_cookie as web
 from stealth_recovery.dashboard.overview import CHANNEL_LABELS, PERIODS, build_overview
 from stealth_recovery.notifications.models import Channel
+from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.recovery import service as recovery_service
-from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory
+from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry import repository as retry_repository
 
@@ -537,7 +538,7 @@ def attempt_pay_preview(
     request: Request, session: SessionDep, viewer: Viewer, attempt_id: DbId
 ) -> HTMLResponse:
     """The customer's pay page as an operator preview: the attempt is not marked `opened`."""
-    from stealth_recovery.recovery.pages import pay_page_response
+    from stealth_recovery.paylink.pages import pay_page_response
 
     attempt = recovery_service.get_attempt(
         session, organization_id=viewer.organization_id, attempt_id=attempt_id

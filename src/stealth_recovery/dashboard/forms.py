@@ -19,9 +19,9 @@ from stealth_recovery.core.api import invisible_character
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import Channel
-from stealth_recovery.retry import backoff
+from stealth_recovery.recovery import schedule as backoff
+from stealth_recovery.recovery.schedule import Schedule
 from stealth_recovery.retry import policy as policy_service
-from stealth_recovery.retry.backoff import Schedule
 from stealth_recovery.retry.schemas import PolicyCreate
 
 

@@ -8,7 +8,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 
-from stealth_recovery.core.all_models import Base
+from stealth_recovery.all_models import Base
 from stealth_recovery.core.database import UTCDateTime, make_engine
 from stealth_recovery.core.settings import get_settings
 

@@ -11,7 +11,7 @@ from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import load_json_document
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.settings import get_settings
-from stealth_recovery.notifications import service
+from stealth_recovery.notifications import delivery_status as service
 from stealth_recovery.notifications.schemas import CallbackAck
 
 router = APIRouter(prefix="/v1/webhooks", tags=["delivery status"])

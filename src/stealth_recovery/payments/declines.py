@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from types import MappingProxyType
 
-from stealth_recovery.recovery.models import DeclineCategory
+
+class DeclineCategory(StrEnum):
+    """How a decline is handled: retry on schedule, ask the customer to act, or stop."""
+
+    soft = "soft"
+    customer_action = "customer_action"
+    hard = "hard"
+
 
 _SOFT = (
     # Temporary: the same card may well succeed later, so the normal schedule applies.

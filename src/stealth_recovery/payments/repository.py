@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
-from stealth_recovery.recovery.models import DeclineCategory, RecoveryAttempt
+from stealth_recovery.recovery.models import RecoveryAttempt
 
 
 def get_transaction_by_ref(

@@ -15,9 +15,9 @@ from stealth_recovery.auth.deps import (
 )
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
+from stealth_recovery.core.contacts import normalise_email
 from stealth_recovery.core.errors import Conflict, InvalidInput, RateLimited
 from stealth_recovery.core.ratelimit import client_address, token_limiter
-from stealth_recovery.notifications.contacts import normalise_email
 from stealth_recovery.recovery import service
 from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.recovery.schemas import (

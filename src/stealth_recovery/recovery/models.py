@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from stealth_recovery.core.database import Base, JSONType, UTCDateTime
 from stealth_recovery.core.models import TimestampMixin
+from stealth_recovery.payments.declines import DeclineCategory
 
 
 class AttemptStatus(StrEnum):
@@ -41,12 +42,6 @@ _CHECKOUT_TO_CLOSE_SQL = (
     "checkout_session_id IS NOT NULL AND checkout_closed_at IS NULL "
     "AND status IN ('completed', 'expired', 'cancelled')"
 )
-
-
-class DeclineCategory(StrEnum):
-    soft = "soft"
-    customer_action = "customer_action"
-    hard = "hard"
 
 
 class RecoveryAttempt(TimestampMixin, Base):

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stealth_recovery.core.api import Text
-from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory
+from stealth_recovery.payments.declines import DeclineCategory
+from stealth_recovery.recovery.models import AttemptStatus
 
 TRANSACTION_EXAMPLE: dict[str, Any] = {
     "id": 42,

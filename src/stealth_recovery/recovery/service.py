@@ -16,14 +16,11 @@ from stealth_recovery.core.security import generate_token
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import repository
-from stealth_recovery.recovery.models import (
-    AttemptStatus,
-    DeclineCategory,
-    RecoveryAttempt,
-)
-from stealth_recovery.retry.backoff import Schedule, calculate_next_retry
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.schedule import Schedule, calculate_next_retry
 from stealth_recovery.retry.policy import effective_policy
 
 log = structlog.get_logger(__name__)

@@ -18,8 +18,9 @@ from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel, NotificationLog
 from stealth_recovery.notifications.rendering import format_amount, format_expiry
 from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import Transaction
-from stealth_recovery.recovery.models import DeclineCategory, RecoveryAttempt
+from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.recovery.schemas import AttemptOut, NextReminder, RecoveryView, TransactionOut
 from stealth_recovery.recovery.service import attempt_for_customer, get_attempt, pay_url
 

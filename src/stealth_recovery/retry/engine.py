@@ -49,8 +49,8 @@ from stealth_recovery.core import metrics
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications.delivery_status import apply_held_statuses
 from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
-from stealth_recovery.notifications.service import apply_held_statuses
 from stealth_recovery.notifications.types import (
     TRANSIENT,
     WITHHELD,
@@ -61,9 +61,9 @@ from stealth_recovery.notifications.types import (
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.schedule import Schedule, delay_before
 from stealth_recovery.recovery.service import pay_url, schedule_of
 from stealth_recovery.retry import repository
-from stealth_recovery.retry.backoff import Schedule, delay_before
 from stealth_recovery.retry.lease import HandOverGate, Heartbeat, new_claim_token, process_owner
 from stealth_recovery.retry.repository import ClaimedStep
 

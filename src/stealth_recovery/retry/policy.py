@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel
+from stealth_recovery.recovery.schedule import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES, Schedule
 from stealth_recovery.retry import repository
-from stealth_recovery.retry.backoff import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES, Schedule
 from stealth_recovery.retry.models import RetryPolicy
 
 DEFAULT_SCHEDULE = Schedule(

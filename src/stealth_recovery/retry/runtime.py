@@ -38,7 +38,7 @@ class Runtime:
     async def _get_notifier(self) -> Notifier:
         if self._notifier is None:
             from stealth_recovery.core.settings import get_settings
-            from stealth_recovery.notifications.dispatch import ProviderNotifier
+            from stealth_recovery.notifications.sender import ProviderNotifier
 
             self._notifier = ProviderNotifier.from_settings(get_settings())
         return self._notifier

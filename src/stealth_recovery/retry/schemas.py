@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from stealth_recovery.core.api import Text
 from stealth_recovery.notifications.models import Channel, NotificationStatus
-from stealth_recovery.retry.backoff import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES
+from stealth_recovery.recovery.schedule import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES
 
 _POLICY_EXAMPLE: dict[str, Any] = {
     "id": 1,

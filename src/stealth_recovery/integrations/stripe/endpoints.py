@@ -39,7 +39,7 @@ _templates = Environment(
     loader=ChoiceLoader(
         [
             PackageLoader("stealth_recovery.integrations.stripe", "templates"),
-            PackageLoader("stealth_recovery.recovery", "templates"),
+            PackageLoader("stealth_recovery.paylink", "templates"),
         ]
     ),
     autoescape=select_autoescape(["html"]),

@@ -11,16 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from stealth_recovery.core.contacts import normalise_email, normalise_phone
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.ingestion.service import FailureInput
 from stealth_recovery.integrations.stripe.currencies import from_stripe
 from stealth_recovery.integrations.stripe.service import (
     METADATA_ATTEMPT_ID,
     METADATA_ORGANIZATION_ID,
 )
-from stealth_recovery.notifications.contacts import normalise_email, normalise_phone
-from stealth_recovery.payments.declines import classify_decline
-from stealth_recovery.payments.service import FailureInput
-from stealth_recovery.recovery.models import DeclineCategory
+from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 
 GATEWAY = "stripe"
 

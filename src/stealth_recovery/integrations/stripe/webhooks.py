@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.api import load_json_document
 from stealth_recovery.core.errors import DomainError, InvalidInput
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.ingestion import service as ingestion
 from stealth_recovery.integrations.stripe import repository, service
 from stealth_recovery.integrations.stripe.events import (
     MalformedEvent,
@@ -37,10 +38,10 @@ from stealth_recovery.integrations.stripe.schemas import (
 )
 from stealth_recovery.integrations.stripe.service import webhook_secret_of
 from stealth_recovery.organizations import repository as organizations
-from stealth_recovery.payments import service as payments
+from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import service as recovery
-from stealth_recovery.recovery.models import AttemptStatus, DeclineCategory, RecoveryAttempt
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 
 log = structlog.get_logger(__name__)
 
@@ -209,7 +210,7 @@ def _on_failure(session: Session, *, organization_id: int, event: StripeEvent) -
     )
     try:
         with session.begin_nested():
-            opened = payments.record_failure(session, organization_id=organization_id, data=data)
+            opened = ingestion.record_failure(session, organization_id=organization_id, data=data)
     except InvalidInput as exc:
         log.warning(
             "stripe_failure_unusable",

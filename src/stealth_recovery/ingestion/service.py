@@ -17,14 +17,13 @@ from babel.numbers import list_currencies
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.contacts import normalise_email, normalise_phone
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import ensure_utc
-from stealth_recovery.notifications.contacts import normalise_email, normalise_phone
 from stealth_recovery.payments import repository
-from stealth_recovery.payments.declines import classify_decline
+from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import service as recovery_service
-from stealth_recovery.recovery.models import DeclineCategory
 from stealth_recovery.recovery.service import OpenedAttempt
 
 log = structlog.get_logger(__name__)

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from stealth_recovery.core.api import JsonObject, Text, UtcDateTime
-from stealth_recovery.notifications.contacts import normalise_email, normalise_phone
-from stealth_recovery.payments.service import (
+from stealth_recovery.core.contacts import normalise_email, normalise_phone
+from stealth_recovery.ingestion.service import (
     normalise_currency,
     normalise_locale,
     normalise_timezone,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, Response, status
 
 from stealth_recovery.auth.deps import IngestPrincipal, SessionDep
 from stealth_recovery.core.api import error_responses
-from stealth_recovery.payments.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
-from stealth_recovery.payments.service import FailureInput, record_failure
+from stealth_recovery.ingestion.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
+from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.recovery.schemas import ATTEMPT_EXAMPLE, AttemptOut
 from stealth_recovery.recovery.views import attempt_with_transaction
 
