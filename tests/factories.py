@@ -18,7 +18,7 @@ from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.recovery.service import open_attempt
 from stealth_recovery.retry.models import RetryPolicy
-from stealth_recovery.retry.policy import create_policy
+from stealth_recovery.retry.policy import create_policy, effective_policy
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
@@ -117,7 +117,12 @@ def make_attempt(
     )
     session.add(failure)
     session.flush()
-    attempt = open_attempt(session, transaction=transaction, failure=failure).attempt
+    attempt = open_attempt(
+        session,
+        transaction=transaction,
+        failure=failure,
+        policy=effective_policy(session, organization_id=organization.id),
+    ).attempt
     if due:
         attempt.next_retry_at = utc_now() - timedelta(seconds=1)
     session.commit()

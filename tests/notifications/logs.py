@@ -11,6 +11,7 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import NotificationLog, NotificationStatus
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.service import open_attempt
+from stealth_recovery.retry.policy import effective_policy
 from tests.factories import make_account
 
 _refs = itertools.count(1)
@@ -41,7 +42,12 @@ def make_log(
     )
     db.add(transaction)
     db.flush()
-    attempt = open_attempt(db, transaction=transaction, failure=None).attempt
+    attempt = open_attempt(
+        db,
+        transaction=transaction,
+        failure=None,
+        policy=effective_policy(db, organization_id=account.organization.id),
+    ).attempt
     log = NotificationLog(
         organization_id=account.organization.id,
         attempt_id=attempt.id,

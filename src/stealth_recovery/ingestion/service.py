@@ -25,6 +25,7 @@ from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.service import OpenedAttempt
+from stealth_recovery.retry.policy import effective_policy
 
 log = structlog.get_logger(__name__)
 
@@ -222,6 +223,7 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
         session,
         transaction=transaction,
         failure=failure,
+        policy=effective_policy(session, organization_id=organization_id),
         decline_code=data.decline_code,
         decline_category=category,
     )
@@ -253,6 +255,7 @@ def _replayed(session: Session, *, failure: FailureEvent) -> OpenedAttempt:
             session,
             transaction=transaction,
             failure=failure,
+            policy=effective_policy(session, organization_id=failure.organization_id),
             decline_code=failure.decline_code,
             decline_category=classify_decline(failure.decline_code),
         )

@@ -21,6 +21,23 @@ class Schedule:
     max_delay_minutes: int
 
 
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """The policy an attempt opening now would get: the active one, or the default.
+
+    `retry.policy.effective_policy` resolves it; the attempt copies its numbers and channels.
+    """
+
+    policy_id: int | None
+    name: str
+    schedule: Schedule
+    enabled_channels: tuple[str, ...]
+
+    @property
+    def is_default(self) -> bool:
+        return self.policy_id is None
+
+
 def delay_before(step: int, schedule: Schedule) -> timedelta:
     """Delay before reminder `step` (0 for the first), capped at `max_delay_minutes`."""
     if step < 0:

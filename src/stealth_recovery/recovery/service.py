@@ -20,8 +20,7 @@ from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import repository
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.schedule import Schedule, calculate_next_retry
-from stealth_recovery.retry.policy import effective_policy
+from stealth_recovery.recovery.schedule import EffectivePolicy, Schedule, calculate_next_retry
 
 log = structlog.get_logger(__name__)
 
@@ -50,21 +49,22 @@ def open_attempt(
     *,
     transaction: Transaction,
     failure: FailureEvent | None,
+    policy: EffectivePolicy,
     decline_code: str | None = None,
     decline_category: DeclineCategory = DeclineCategory.soft,
     ttl: timedelta | None = None,
 ) -> OpenedAttempt:
     """Open a recovery attempt for a failed transaction, unless one is already open.
 
-    The organization's effective retry policy is copied onto the attempt. A hard decline opens
-    the attempt already `cancelled`, so no reminder is ever sent for it.
+    `policy` is the organization's effective retry policy (the caller resolves it); its numbers
+    and channels are copied onto the attempt. A hard decline opens the attempt already
+    `cancelled`, so no reminder is ever sent for it.
     """
     existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
     if existing is not None:
         return OpenedAttempt(existing, created=False)
 
     now = utc_now()
-    policy = effective_policy(session, organization_id=transaction.organization_id)
     lifetime = ttl or timedelta(days=get_settings().attempt_ttl_days)
     hard = decline_category == DeclineCategory.hard
     attempt = RecoveryAttempt(

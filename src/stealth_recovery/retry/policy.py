@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel
-from stealth_recovery.recovery.schedule import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES, Schedule
+from stealth_recovery.recovery.schedule import (
+    MAX_BACKOFF_MULTIPLIER,
+    MAX_DELAY_MINUTES,
+    EffectivePolicy,
+    Schedule,
+)
 from stealth_recovery.retry import repository
 from stealth_recovery.retry.models import RetryPolicy
 
@@ -18,20 +22,6 @@ DEFAULT_SCHEDULE = Schedule(
 )
 DEFAULT_CHANNELS: tuple[str, ...] = (Channel.email,)
 DEFAULT_POLICY_NAME = "Default (no active policy)"
-
-
-@dataclass(frozen=True)
-class EffectivePolicy:
-    """The policy an attempt opening now would get: the active one, or the default."""
-
-    policy_id: int | None
-    name: str
-    schedule: Schedule
-    enabled_channels: tuple[str, ...]
-
-    @property
-    def is_default(self) -> bool:
-        return self.policy_id is None
 
 
 def validate(
