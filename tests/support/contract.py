@@ -45,14 +45,20 @@ def dashboard_schemas() -> tuple[Any, Any]:
     go to an ordinary app."""
     from fastapi import FastAPI
 
-    from stealth_recovery.dashboard.endpoints import router
+    from stealth_recovery.dashboard.endpoints import PAGE_ROUTERS
 
     shown = FastAPI()
-    hidden = [route for route in router.routes if not getattr(route, "include_in_schema", True)]
+    hidden = [
+        route
+        for router in PAGE_ROUTERS
+        for route in router.routes
+        if not getattr(route, "include_in_schema", True)
+    ]
     try:
         for route in hidden:
             route.include_in_schema = True  # type: ignore[attr-defined]
-        shown.include_router(router)
+        for router in PAGE_ROUTERS:
+            shown.include_router(router)
         document = shown.openapi()
     finally:
         for route in hidden:
