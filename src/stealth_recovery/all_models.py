@@ -1,5 +1,6 @@
 """Imports every model so that `Base.metadata` is complete (Alembic, tests)."""
 
+from stealth_recovery.auth.idempotency import IdempotencyKey
 from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, User
 from stealth_recovery.core.database import Base
 from stealth_recovery.integrations.models import StripeConnection
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "FailureEvent",
+    "IdempotencyKey",
     "NotificationLog",
     "Organization",
     "OutboxMessage",

@@ -10,6 +10,7 @@ from stealth_recovery.auth.deps import (
     SessionDep,
     UserPrincipal,
 )
+from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import ApiKey, User
 from stealth_recovery.auth.schemas import (
     Accepted,
@@ -34,7 +35,7 @@ from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.organizations.models import Organization
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(prefix="/v1", tags=["auth"], route_class=IdempotentRoute)
 
 _ERR_401 = error_responses(401)
 _ERR_403 = error_responses(403)

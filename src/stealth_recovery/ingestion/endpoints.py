@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response, status
 
 from stealth_recovery.auth.deps import IngestPrincipal, SessionDep
+from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import error_responses
 from stealth_recovery.ingestion.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
 from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.recovery.schemas import ATTEMPT_EXAMPLE, AttemptOut
 from stealth_recovery.recovery.views import attempt_with_transaction
 
-router = APIRouter(prefix="/v1/events", tags=["ingestion"])
+router = APIRouter(prefix="/v1/events", tags=["ingestion"], route_class=IdempotentRoute)
 
 _BODY_EXAMPLES: dict[str, Any] = {
     "full": {"summary": "every field", "value": PAYMENT_FAILED_EXAMPLE},

@@ -13,6 +13,7 @@ from stealth_recovery.auth.deps import (
     SessionDep,
     require_roles,
 )
+from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
 from stealth_recovery.core.contacts import normalise_email
@@ -38,7 +39,7 @@ from stealth_recovery.recovery.views import (
     pay_page,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=IdempotentRoute)
 
 AttemptId = Annotated[DbId, Path(description="recovery attempt id")]
 OperatorPrincipal = Annotated[Principal, Depends(require_roles(Role.admin, Role.operator))]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import DbId, error_responses
 from stealth_recovery.recovery.service import get_attempt
 from stealth_recovery.recovery.views import notifications_of
@@ -24,7 +25,7 @@ from stealth_recovery.retry.schemas import (
 )
 from stealth_recovery.retry.stats import compute_stats
 
-router = APIRouter(prefix="/v1/retry", tags=["retry"])
+router = APIRouter(prefix="/v1/retry", tags=["retry"], route_class=IdempotentRoute)
 
 PolicyId = Annotated[DbId, Path(description="retry policy id")]
 AttemptId = Annotated[DbId, Path(description="recovery attempt id")]
