@@ -9,6 +9,12 @@ from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import FailureEvent, PspEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
+from stealth_recovery.webhooks.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "ApiKey",
@@ -26,4 +32,8 @@ __all__ = [
     "StripeConnection",
     "Transaction",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

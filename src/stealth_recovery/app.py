@@ -31,6 +31,8 @@ from stealth_recovery.notifications.endpoints import router as provider_callback
 from stealth_recovery.paylink.pages import router as pay_pages_router
 from stealth_recovery.recovery.endpoints import router as attempts_router
 from stealth_recovery.retry.endpoints import router as retry_router
+from stealth_recovery.webhooks.endpoints import router as webhooks_router
+from stealth_recovery.webhooks.service import on_new_events
 
 log = structlog.get_logger(__name__)
 
@@ -120,15 +122,26 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scheduler = None
+        deliveries = None
         if run_scheduler:
             from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
             from stealth_recovery.retry.scheduler import EmbeddedScheduler
+            from stealth_recovery.webhooks.scheduler import DeliveryLoop
 
             scheduler = EmbeddedScheduler.from_settings(extra_jobs=[sweep_ended_checkouts])
             scheduler.start()
+            deliveries = DeliveryLoop.from_settings()
+            on_new_events(deliveries.wake)
+            deliveries.start()
+        elif settings.uses_celery:
+            from stealth_recovery.webhooks.tasks import queue_pass
+
+            on_new_events(queue_pass)
         try:
             yield
         finally:
+            if deliveries is not None:
+                deliveries.stop()
             if scheduler is not None:
                 scheduler.stop()
 
@@ -200,6 +213,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         payments_router,
         attempts_router,
         retry_router,
+        webhooks_router,
         pay_pages_router,
         metrics_router,
         dashboard_router,

@@ -24,7 +24,11 @@ def create_celery() -> Celery:
         "stealth_recovery",
         broker=settings.broker_url or "memory://",
         backend=settings.result_backend,
-        include=["stealth_recovery.retry.tasks", "stealth_recovery.integrations.stripe.tasks"],
+        include=[
+            "stealth_recovery.retry.tasks",
+            "stealth_recovery.integrations.stripe.tasks",
+            "stealth_recovery.webhooks.tasks",
+        ],
     )
     app.conf.update(
         task_serializer="json",
@@ -58,6 +62,11 @@ def create_celery() -> Celery:
                 "task": "stripe.close_ended_checkouts",
                 "schedule": settings.beat_queue_interval_seconds,
                 "options": {"expires": settings.beat_queue_interval_seconds},
+            },
+            "deliver-webhooks": {
+                "task": "webhooks.deliver_due",
+                "schedule": settings.webhook_sweep_seconds,
+                "options": {"expires": settings.webhook_sweep_seconds},
             },
             "cleanup-expired-attempts": {
                 "task": "retry.cleanup_expired_attempts",

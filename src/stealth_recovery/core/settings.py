@@ -158,6 +158,21 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024
     )  # larger request bodies (JSON, forms, webhooks) are refused with 413
     metrics_token: SecretStr | None = None  # when set, /metrics needs "Authorization: Bearer …"
+    # Merchant webhooks (docs/webhooks.md).
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)  # per delivery, in total
+    webhook_max_response_bytes: int = Field(
+        default=65_536, ge=1024
+    )  # bytes of an endpoint's answer read; the rest is dropped
+    webhook_lease_seconds: int = Field(default=60, ge=10)  # a claimed delivery is re-offered after
+    webhook_sweep_seconds: float = Field(
+        default=5.0, gt=0
+    )  # due deliveries: Beat / embedded period
+    webhook_disable_after_hours: float = Field(
+        default=72.0, gt=0
+    )  # an endpoint failing for this long is disabled
+    # Lets endpoints point at loopback and private addresses (local receivers, tests); refused
+    # in production.
+    webhook_allow_private_targets: bool = False
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = (
         "INFO"  # log level (any case)
@@ -215,6 +230,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TEST_PAYMENTS must not be set when ENVIRONMENT=production: customers could "
                 "mark their debts paid without paying"
+            )
+        if self.webhook_allow_private_targets and self.environment == "production":
+            raise ValueError(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS must not be set when ENVIRONMENT=production: "
+                "webhooks could reach the service's own network"
             )
         if self.secret_key_previous is not None and (
             self.secret_key_previous.get_secret_value() == self.signing_secret_or_none()

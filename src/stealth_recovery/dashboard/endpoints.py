@@ -17,10 +17,12 @@ from stealth_recovery.dashboard.pages import (
     policies,
     static,
     team,
+    webhooks,
 )
 
 PAGE_ROUTERS = tuple(
-    area.router for area in (static, login, account, overview, attempts, outbox, policies, team)
+    area.router
+    for area in (static, login, account, overview, attempts, outbox, policies, team, webhooks)
 )
 
 router = APIRouter()

@@ -21,6 +21,7 @@ from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications import repository
 from stealth_recovery.notifications.error_codes import callback_status, twilio_error, whatsapp_error
+from stealth_recovery.notifications.events import record_bounces
 from stealth_recovery.notifications.models import NotificationStatus
 from stealth_recovery.notifications.signatures import meta_signature_valid, twilio_signature_valid
 
@@ -98,6 +99,8 @@ def apply_delivery_status(
         at=occurred_at or utc_now(),
         error_message=error_message,
     )
+    if moved and status == NotificationStatus.bounced:
+        record_bounces(session, [row.id])
     log.info(
         "delivery_status",
         provider=provider,
@@ -141,14 +144,18 @@ def apply_held_statuses(session: Session, *, messages: Iterable[tuple[str, str]]
     repository.lock_messages(session, wanted)
     held = repository.held_for_recorded(session, wanted)
     moved = 0
+    bounced: list[int] = []
     for status, log_id in held:
-        moved += repository.advance_status(
+        advanced = repository.advance_status(
             session,
             log_id=log_id,
             status=NotificationStatus(status.status),
             at=status.occurred_at or status.received_at,
             error_message=status.error_message,
         )
+        moved += advanced
+        if advanced and status.status == NotificationStatus.bounced:
+            bounced.append(log_id)
         log.info(
             "delivery_status_applied_after_hold",
             provider=status.provider,
@@ -156,6 +163,7 @@ def apply_held_statuses(session: Session, *, messages: Iterable[tuple[str, str]]
             status=status.status,
         )
     repository.delete_held(session, [status.id for status, _ in held])
+    record_bounces(session, bounced)
     return moved
 
 

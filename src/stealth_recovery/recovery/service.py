@@ -19,8 +19,11 @@ from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import repository
+from stealth_recovery.recovery.events import record_attempt_event
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.presenters import pay_url as pay_url
 from stealth_recovery.recovery.schedule import EffectivePolicy, Schedule, calculate_next_retry
+from stealth_recovery.webhooks.models import EventType
 
 log = structlog.get_logger(__name__)
 
@@ -29,10 +32,6 @@ log = structlog.get_logger(__name__)
 class OpenedAttempt:
     attempt: RecoveryAttempt
     created: bool  # False when an open attempt for the transaction already existed
-
-
-def pay_url(attempt: RecoveryAttempt) -> str:
-    return f"{get_settings().base_url.rstrip('/')}/pay/{attempt.token}"
 
 
 def schedule_of(attempt: RecoveryAttempt) -> Schedule:
@@ -101,6 +100,11 @@ def open_attempt(
         if existing is None:
             raise
         return OpenedAttempt(existing, created=False)
+    record_attempt_event(session, attempt, EventType.attempt_opened)
+    if hard:
+        record_attempt_event(
+            session, attempt, EventType.cancelled, {"reason": attempt.cancel_reason}
+        )
     return OpenedAttempt(attempt, created=True)
 
 
@@ -160,6 +164,8 @@ def complete_attempt(
     if changed and test_payment:
         attempt.test_payment = True
         session.flush()
+    if changed:
+        record_attempt_event(session, attempt, EventType.recovered)
     return changed
 
 
@@ -193,6 +199,7 @@ def record_payment(session: Session, *, attempt: RecoveryAttempt, paid_via: str)
     now = utc_now()
     if repository.complete_after_end(session, attempt_id=attempt.id, at=now, paid_via=paid_via):
         session.refresh(attempt)
+        record_attempt_event(session, attempt, EventType.recovered_after_end)
         LATE_PAYMENTS.inc()
         log.info("attempt_paid_after_end", attempt_id=attempt.id, paid_via=paid_via)
         return PaymentOutcome.completed_after_end
@@ -228,6 +235,7 @@ def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -
         session.refresh(attempt)
         raise Conflict(f"attempt is already {attempt.status}")
     session.refresh(attempt)
+    record_attempt_event(session, attempt, EventType.cancelled, {"reason": reason})
     return attempt
 
 
@@ -237,6 +245,8 @@ def stop_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -> 
         session, attempt_id=attempt.id, status=AttemptStatus.cancelled, at=utc_now(), reason=reason
     )
     session.refresh(attempt)
+    if changed:
+        record_attempt_event(session, attempt, EventType.cancelled, {"reason": reason})
     return changed
 
 
@@ -264,6 +274,9 @@ def apply_later_decline(
         attempt.decline_code = code
         attempt.decline_category = category
         session.flush()
+        record_attempt_event(
+            session, attempt, EventType.cancelled, {"reason": attempt.cancel_reason}
+        )
         return True
     if code and attempt.decline_code is None:
         attempt.decline_code = code
@@ -289,3 +302,4 @@ def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:
 def mark_opened(session: Session, *, attempt: RecoveryAttempt) -> None:
     if repository.mark_opened(session, attempt_id=attempt.id, at=utc_now()):
         session.refresh(attempt)
+        record_attempt_event(session, attempt, EventType.pay_link_opened)

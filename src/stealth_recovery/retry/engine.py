@@ -50,6 +50,7 @@ from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.delivery_status import apply_held_statuses
+from stealth_recovery.notifications.events import record_bounces
 from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
 from stealth_recovery.notifications.types import (
     TRANSIENT,
@@ -60,12 +61,15 @@ from stealth_recovery.notifications.types import (
 )
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery.events import record_attempts_events
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.schedule import Schedule, delay_before
 from stealth_recovery.recovery.service import pay_url, schedule_of
 from stealth_recovery.retry import repository
 from stealth_recovery.retry.lease import HandOverGate, Heartbeat, new_claim_token, process_owner
 from stealth_recovery.retry.repository import ClaimedStep
+from stealth_recovery.webhooks.models import EventType
+from stealth_recovery.webhooks.service import any_endpoints
 
 log = structlog.get_logger(__name__)
 
@@ -481,6 +485,8 @@ def record_steps(
     advance_not_sent: list[dict[str, object]] = []
     deferred: list[dict[str, object]] = []
     withheld_attempts: list[int] = []
+    reminders: dict[int, dict[str, object]] = {}  # webhook `reminder` of each step that went out
+    bounced: list[int] = []
     for result in results:
         step = result.step
         deadline = (step.started_at or now) + retry.deadline
@@ -511,6 +517,13 @@ def record_steps(
                 fenced.append(params)
                 continue
             any_out = any_out or sent or status == NotificationStatus.unconfirmed
+            if status == NotificationStatus.bounced:
+                bounced.append(message.log_id)
+            if sent or status == NotificationStatus.unconfirmed:
+                reminder = reminders.setdefault(
+                    step.attempt_id, {"retry_number": step.retry_number, "channels": []}
+                )
+                cast(list[str], reminder["channels"]).append(message.channel)
             report.sent += sent
             report.unconfirmed += status == NotificationStatus.unconfirmed
             report.failed += status in (NotificationStatus.failed, NotificationStatus.bounced)
@@ -561,9 +574,40 @@ def record_steps(
     if withheld_attempts:
         repository.settle_unsettled_logs(session, now=now, attempt_ids=withheld_attempts)
     report.advanced = advanced_sent + advanced_not_sent
+    _record_events(session, advance_sent, reminders, bounced, now=now)
     metrics.REMINDER_STEPS.labels(outcome="sent").inc(advanced_sent)
     metrics.REMINDER_STEPS.labels(outcome="not_sent").inc(advanced_not_sent)
     return report
+
+
+def _record_events(
+    session: Session,
+    advance_sent: list[dict[str, object]],
+    reminders: dict[int, dict[str, object]],
+    bounced: list[int],
+    *,
+    now: datetime,
+) -> None:
+    """Webhook events of a record, in its transaction: a reminder out for every step that
+    advanced with a message sent, a bounce for every message refused at the send."""
+    if not (advance_sent or bounced) or not any_endpoints(session):
+        return
+    record_bounces(session, bounced)
+    candidates = [cast(int, p["b_attempt_id"]) for p in advance_sent]
+    if not candidates:
+        return
+    # The advances that matched (a fenced-off owner's did not) carry this record's time.
+    advanced = session.scalars(
+        select(RecoveryAttempt.id).where(
+            RecoveryAttempt.id.in_(candidates), RecoveryAttempt.last_retry_at == now
+        )
+    ).all()
+    record_attempts_events(
+        session,
+        advanced,
+        EventType.reminder_sent,
+        {i: {"reminder": reminders.get(i, {})} for i in advanced},
+    )
 
 
 def _execute_many(session: Session, stmt: Update, params: list[dict[str, object]]) -> int:

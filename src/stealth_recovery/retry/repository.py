@@ -13,8 +13,10 @@ from stealth_recovery.notifications.models import (
     NotificationLog,
     NotificationStatus,
 )
+from stealth_recovery.recovery.events import record_attempts_events
 from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
+from stealth_recovery.webhooks.models import EventType
 
 
 def get_active(session: Session, *, organization_id: int) -> RetryPolicy | None:
@@ -60,6 +62,10 @@ class ClaimedStep:
     claim: str | None = None
 
 
+# Webhook events are written with the change, by the statement's caller here (the queue pass).
+_EXHAUSTED = {"reason": "retries exhausted"}
+
+
 def _due(now: datetime) -> list[ColumnElement[bool]]:
     return [
         RecoveryAttempt.status.in_(OPEN_STATUSES),
@@ -86,7 +92,9 @@ def expire_due(session: Session, *, now: datetime, limit: int) -> int:
         .returning(RecoveryAttempt.id)
         .execution_options(synchronize_session=False)
     )
-    return len(result.all())
+    changed = list(result.scalars())
+    record_attempts_events(session, changed, EventType.expired)
+    return len(changed)
 
 
 def cancel_exhausted_due(session: Session, *, now: datetime, limit: int) -> int:
@@ -111,7 +119,9 @@ def cancel_exhausted_due(session: Session, *, now: datetime, limit: int) -> int:
         .returning(RecoveryAttempt.id)
         .execution_options(synchronize_session=False)
     )
-    return len(result.all())
+    changed = list(result.scalars())
+    record_attempts_events(session, changed, EventType.cancelled, {i: _EXHAUSTED for i in changed})
+    return len(changed)
 
 
 def claim_due_steps(
@@ -254,6 +264,9 @@ def expire_past_deadline(session: Session, *, now: datetime) -> int:
         update(RecoveryAttempt)
         .where(RecoveryAttempt.status.in_(OPEN_STATUSES), RecoveryAttempt.expires_at <= now)
         .values(status=AttemptStatus.expired, next_retry_at=None, updated_at=now)
+        .returning(RecoveryAttempt.id)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    changed = list(result.scalars())
+    record_attempts_events(session, changed, EventType.expired)
+    return len(changed)

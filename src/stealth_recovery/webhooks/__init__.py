@@ -1,0 +1,1 @@
+"""Merchant webhooks: the event outbox, signed delivery with retries, endpoints and their log."""
