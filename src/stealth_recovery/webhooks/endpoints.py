@@ -205,8 +205,5 @@ def replay_delivery(
     id (a receiver that already processed it recognises it)."""
     endpoint = _endpoint(session, principal, endpoint_id)
     replay = service.replay_delivery(session, endpoint=endpoint, delivery_id=delivery_id)
-    [out] = [
-        d
-        for d in deliveries_out(session, endpoint_id=endpoint.id, limit=1, before_id=replay.id + 1)
-    ]
+    [out] = deliveries_out(session, endpoint_id=endpoint.id, limit=1, before_id=replay.id + 1)
     return out

@@ -9,7 +9,7 @@ imports nothing above `auth`.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -121,10 +121,10 @@ def record_event(
 
 
 # The delivery side registers how to start a pass soon (a Celery task, or the embedded loop).
-_wakers: list[Any] = []
+_wakers: list[Callable[[], None]] = []
 
 
-def on_new_events(waker: Any) -> None:
+def on_new_events(waker: Callable[[], None]) -> None:
     if waker not in _wakers:
         _wakers.append(waker)
 
