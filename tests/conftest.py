@@ -17,12 +17,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from tests.support.builders import Account
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_DATABASE = os.environ.get("TEST_DATABASE", "postgresql")
@@ -221,6 +225,42 @@ def redis_url() -> str:
     except Exception as exc:
         _unavailable("Redis", exc)
     return url
+
+
+@pytest.fixture
+def admin(db: Session) -> Account:
+    """An organization of its own with one admin."""
+    from stealth_recovery.auth.models import Role
+    from tests.support.builders import make_account
+
+    return make_account(db, role=Role.admin)
+
+
+@pytest.fixture
+def analyst(db: Session, admin: Account) -> Account:
+    from stealth_recovery.auth.models import Role
+    from tests.support.builders import make_account
+
+    return make_account(db, role=Role.analyst, organization=admin.organization)
+
+
+@pytest.fixture
+def operator(db: Session, admin: Account) -> Account:
+    from stealth_recovery.auth.models import Role
+    from tests.support.builders import make_account
+
+    return make_account(db, role=Role.operator, organization=admin.organization)
+
+
+@pytest.fixture
+def fresh_runtime() -> Iterator[None]:
+    """Provider clients are rebuilt before and after the test, which points them at its own
+    servers (SMTP sink, fake providers)."""
+    from stealth_recovery.retry.runtime import reset_runtime
+
+    reset_runtime()
+    yield
+    reset_runtime()
 
 
 @pytest.fixture

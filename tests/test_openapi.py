@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.contract import CONTRACT_CHECKS, SERVER_ERROR_CHECKS, bounded, schemas_for
 
 

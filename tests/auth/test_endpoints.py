@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.models import ApiKey, Role, User
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.organizations.models import Organization
-from tests.factories import PASSWORD, make_account
+from tests.support.builders import PASSWORD, make_account
 
 
 def _register(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.idempotency import IdempotencyKey, _needs_caller, uses_idempotency
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.retry.models import RetryPolicy
-from tests.factories import make_account
+from tests.support.builders import make_account
 from tests.support.server import running_server
 
 POLICY = {

@@ -16,8 +16,8 @@ from stealth_recovery.cli import app as cli
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.organizations.models import Organization
-from tests.dashboard.helpers import post_form, web_login
-from tests.factories import PASSWORD, login, make_account
+from tests.support.builders import PASSWORD, login, make_account
+from tests.support.web import post_form, web_login
 
 
 def _register(client: TestClient, **extra: object):  # type: ignore[no-untyped-def]

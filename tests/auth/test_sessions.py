@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.deps import SESSION_COOKIE
 from stealth_recovery.core.time import shifted_clock
-from tests.dashboard.helpers import csrf_from, post_form, web_login
-from tests.factories import PASSWORD, Account, login, make_account
+from tests.support.builders import PASSWORD, Account, login, make_account
 from tests.support.smtp import SmtpSink
+from tests.support.web import csrf_from, post_form, web_login
 
 NEW_PASSWORD = "violet kettle under quiet harbour"
 _LINK = re.compile(r"(http://\S+/dashboard/reset-password\?token=(\S+))")

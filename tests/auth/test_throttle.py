@@ -14,8 +14,8 @@ from stealth_recovery.app import create_app
 from stealth_recovery.core.database import open_session
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.organizations.models import Organization
-from tests.dashboard.helpers import csrf_from
-from tests.factories import PASSWORD, make_account
+from tests.support.builders import PASSWORD, make_account
+from tests.support.web import csrf_from
 
 
 def _login(client: TestClient, email: str, password: str = "wrong password") -> int:

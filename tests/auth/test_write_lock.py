@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from stealth_recovery.auth import service
 from stealth_recovery.cli import app as cli
 from stealth_recovery.core.settings import get_settings
-from tests.dashboard.helpers import post_form, web_login
-from tests.factories import PASSWORD, make_account
+from tests.support.builders import PASSWORD, make_account
+from tests.support.web import post_form, web_login
 
 NEW_PASSWORD = "violet kettle under quiet harbour"
 

@@ -16,9 +16,9 @@ from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
 from tests.browser.conftest import screenshot
-from tests.dashboard.helpers import add_message, make_attempt
-from tests.factories import PASSWORD, Account, make_account
+from tests.support.builders import PASSWORD, Account, make_account
 from tests.support.smtp import SmtpSink
+from tests.support.web import add_message, make_attempt
 
 pytestmark = pytest.mark.browser
 

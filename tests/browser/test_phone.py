@@ -17,8 +17,8 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.browser.conftest import PHONE, screenshot
-from tests.dashboard.helpers import add_message, keep_in_outbox, make_attempt
-from tests.factories import PASSWORD, Account, make_account
+from tests.support.builders import PASSWORD, Account, make_account
+from tests.support.web import add_message, keep_in_outbox, make_attempt
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ from stealth_recovery.core.ratelimit import (
     client_address,
 )
 from stealth_recovery.core.settings import SettingsError, get_settings, load_settings
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 
 
 class TestInMemory:

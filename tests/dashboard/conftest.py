@@ -1,30 +1,15 @@
+"""Fixtures of the dashboard tests: browser-like clients logged in through the login form."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.models import Role
-from tests.dashboard.helpers import web_login
-from tests.factories import Account, make_account
-from tests.support.smtp import smtp_sink  # noqa: F401
-
-
-@pytest.fixture
-def admin(db: Session) -> Account:
-    return make_account(db, role=Role.admin)
-
-
-@pytest.fixture
-def analyst(db: Session, admin: Account) -> Account:
-    return make_account(db, role=Role.analyst, organization=admin.organization)
-
-
-@pytest.fixture
-def operator(db: Session, admin: Account) -> Account:
-    return make_account(db, role=Role.operator, organization=admin.organization)
+from tests.support.builders import Account
+from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
+from tests.support.web import web_login
 
 
 @pytest.fixture

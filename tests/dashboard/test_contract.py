@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.dashboard.helpers import csrf_from, make_attempt, web_login
-from tests.factories import make_account, make_policy
+from tests.support.builders import make_account, make_policy
 from tests.support.contract import SERVER_ERROR_CHECKS, bounded, dashboard_schemas
+from tests.support.web import csrf_from, make_attempt, web_login
 
 positive, negative = dashboard_schemas()
 

@@ -20,15 +20,15 @@ from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
 from stealth_recovery.retry.runtime import reset_runtime
 from stealth_recovery.retry.tasks import send_recovery_notification
-from tests.dashboard.helpers import (
+from tests.support.builders import Account, make_account
+from tests.support.smtp import SmtpSink
+from tests.support.web import (
     add_message,
     csrf_from,
     keep_in_outbox,
     make_attempt,
     post_form,
 )
-from tests.factories import Account, make_account
-from tests.support.smtp import SmtpSink
 
 
 def _stat(html: str, name: str) -> str:
@@ -589,7 +589,7 @@ class TestTeam:
     def test_analysts_and_operators_are_refused_the_page_and_its_actions(
         self, analyst_web: TestClient, app, operator: Account
     ) -> None:  # type: ignore[no-untyped-def]
-        from tests.dashboard.helpers import web_login
+        from tests.support.web import web_login
 
         assert "Users &amp; API keys" not in analyst_web.get("/dashboard").text
         assert analyst_web.get("/dashboard/team").status_code == 403

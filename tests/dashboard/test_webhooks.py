@@ -14,8 +14,8 @@ from standardwebhooks import Webhook
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.webhooks.delivery import deliver_due
 from stealth_recovery.webhooks.models import WebhookDelivery
-from tests.dashboard.helpers import csrf_from, post_form
-from tests.factories import Account, make_attempt
+from tests.support.builders import Account, make_attempt
+from tests.support.web import csrf_from, post_form
 from tests.support.webhook_receiver import WebhookReceiver, receiver  # noqa: F401
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the notification tests: the loopback SMTP sink and message contexts."""
+"""Fixtures of the notification tests: the SMTP sink, the fake providers, message contexts."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.types import MessageContext
-from stealth_recovery.retry.runtime import reset_runtime
-from tests.support.providers import (
-    FakeProviders,
-    fake_providers,  # noqa: F401  (fixture)
-)
-from tests.support.server import running_server
+from tests.support.providers import fake_providers, live_webhooks  # noqa: F401  (fixtures)
 from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
 
 PAY_URL = "https://pay.example.test/pay/q3Vb0zJmZkS1uN8pYtXo7wR4eLcA9hGd2fKsM6iUjQe"
@@ -53,23 +47,3 @@ def _fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
-
-
-@pytest.fixture
-def live_webhooks(
-    engine: Engine,
-    fake_providers: FakeProviders,  # noqa: F811  (the fixture)
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[str]:
-    """The app served on loopback as the providers' callback target: BASE_URL (Twilio's
-    StatusCallback) and the WhatsApp webhook point at it; provider clients are rebuilt."""
-    with running_server() as url:
-        monkeypatch.setenv("BASE_URL", url)
-        monkeypatch.setenv("PROVIDER_RETRY_BACKOFF_SECONDS", "0")
-        get_settings.cache_clear()
-        fake_providers.whatsapp_webhook_url = f"{url}/v1/webhooks/whatsapp"
-        reset_runtime()
-        try:
-            yield url
-        finally:
-            reset_runtime()

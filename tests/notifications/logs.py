@@ -12,7 +12,7 @@ from stealth_recovery.notifications.models import NotificationLog, NotificationS
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.service import open_attempt
 from stealth_recovery.retry.policy import effective_policy
-from tests.factories import make_account
+from tests.support.builders import make_account
 
 _refs = itertools.count(1)
 

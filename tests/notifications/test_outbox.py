@@ -17,7 +17,7 @@ from stealth_recovery.notifications.rendering import sms_segments
 from stealth_recovery.notifications.types import MessageContext
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 
 PHONE = "+34612345678"
 ALL = {"email", "sms", "whatsapp"}

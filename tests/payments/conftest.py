@@ -52,6 +52,6 @@ def headers_for(session: Session, organization: Organization, role: str) -> dict
     """Credentials of the given role (or an API key) in an existing organization."""
     if role == "api_key":
         return api_key_headers(session, organization)
-    from tests.factories import make_account
+    from tests.support.builders import make_account
 
     return make_account(session, role=Role(role), organization=organization).headers

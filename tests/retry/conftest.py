@@ -1,17 +1,12 @@
-from __future__ import annotations
+"""Fixtures of the retry tests: the loopback SMTP sink; provider clients rebuilt per test."""
 
-from collections.abc import Iterator
+from __future__ import annotations
 
 import pytest
 
-from tests.support.smtp import smtp_sink  # noqa: F401
+from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
 
 
 @pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    """Provider clients are rebuilt for each test, which points them at its own servers."""
-    from stealth_recovery.retry.runtime import reset_runtime
-
-    reset_runtime()
-    yield
-    reset_runtime()
+def _runtime_per_test(fresh_runtime: None) -> None:
+    """Every test's engine sends through provider clients built for its own servers."""

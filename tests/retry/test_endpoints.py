@@ -17,8 +17,8 @@ from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt
 from stealth_recovery.retry.models import RetryPolicy
-from tests.factories import make_account, make_attempt, make_policy
 from tests.payments.conftest import ROLES, api_key_headers, headers_for
+from tests.support.builders import make_account, make_attempt, make_policy
 
 SEED_POLICY = {
     "name": "Aggressive Recovery",

@@ -20,7 +20,7 @@ from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.repository import ClaimedStep
 from stealth_recovery.retry.runtime import get_runtime, reset_runtime
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
 
 

@@ -27,7 +27,7 @@ from stealth_recovery.retry import engine, repository
 from stealth_recovery.retry.lease import HandOverGate
 from stealth_recovery.retry.repository import ClaimedStep
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 from tests.support.smtp import SmtpSink
 
 LEASE = timedelta(minutes=5)  # QUEUE_LEASE_SECONDS default

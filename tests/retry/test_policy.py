@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry.models import RetryPolicy
-from tests.factories import make_account, make_policy
+from tests.support.builders import make_account, make_policy
 
 VALID = {
     "name": "Aggressive Recovery",

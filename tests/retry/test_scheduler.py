@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.app import create_app
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.retry.scheduler import EmbeddedScheduler
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 from tests.support.smtp import SmtpSink
 
 

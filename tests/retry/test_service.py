@@ -12,7 +12,7 @@ from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.service import retry_now
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
 
 

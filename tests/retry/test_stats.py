@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
 from stealth_recovery.retry.stats import compute_stats
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 
 
 def _message(

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import pytest
+from sqlalchemy import Engine
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 TWILIO_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -516,3 +517,27 @@ def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProviders]:
         finally:
             monkeypatch.undo()
             get_settings.cache_clear()
+
+
+@pytest.fixture
+def live_webhooks(
+    engine: Engine,
+    fake_providers: FakeProviders,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """The app served on loopback as the providers' callback target: BASE_URL (Twilio's
+    StatusCallback) and the WhatsApp webhook point at it; provider clients are rebuilt."""
+    from stealth_recovery.core.settings import get_settings
+    from stealth_recovery.retry.runtime import reset_runtime
+    from tests.support.server import running_server
+
+    with running_server() as url:
+        monkeypatch.setenv("BASE_URL", url)
+        monkeypatch.setenv("PROVIDER_RETRY_BACKOFF_SECONDS", "0")
+        get_settings.cache_clear()
+        fake_providers.whatsapp_webhook_url = f"{url}/v1/webhooks/whatsapp"
+        reset_runtime()
+        try:
+            yield url
+        finally:
+            reset_runtime()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.factories import make_account
+from tests.support.builders import make_account
 from tests.support.contract import CONTRACT_CHECKS, SERVER_ERROR_CHECKS, bounded, schemas_for
 
 schema, negative_schema = schemas_for(r"^/v1/webhook-endpoints")

@@ -26,7 +26,7 @@ from stealth_recovery.webhooks.models import (
     WebhookEndpoint,
 )
 from stealth_recovery.webhooks.tasks import deliver_due_task
-from tests.factories import Account, make_account
+from tests.support.builders import Account, make_account
 from tests.support.webhook_receiver import WebhookReceiver
 
 FAILURE = {

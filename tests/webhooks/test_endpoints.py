@@ -13,7 +13,7 @@ from stealth_recovery.auth.models import Role
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.webhooks.delivery import deliver_due
 from stealth_recovery.webhooks.models import WebhookEndpoint
-from tests.factories import make_account
+from tests.support.builders import make_account
 from tests.support.webhook_receiver import WebhookReceiver
 
 

@@ -17,7 +17,7 @@ from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.webhooks.models import WebhookDelivery, WebhookEvent
-from tests.factories import Account, make_account, make_attempt, make_policy
+from tests.support.builders import Account, make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
 from tests.support.webhook_receiver import fake_dns
 

@@ -21,7 +21,7 @@ from stealth_recovery.core.security import encrypt_secret
 from stealth_recovery.webhooks.models import EventType, WebhookEndpoint
 from stealth_recovery.webhooks.scheduler import DeliveryLoop
 from stealth_recovery.webhooks.service import on_new_events, record_event
-from tests.factories import Account, make_account
+from tests.support.builders import Account, make_account
 from tests.support.webhook_receiver import WebhookReceiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -12,7 +12,7 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.webhooks.delivery import deliver_due
 from stealth_recovery.webhooks.models import WebhookAttempt, WebhookEndpoint
 from stealth_recovery.webhooks.targets import UnsafeTarget, resolve_target
-from tests.factories import make_account
+from tests.support.builders import make_account
 from tests.support.webhook_receiver import WebhookReceiver, fake_dns
 
 

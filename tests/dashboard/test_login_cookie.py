@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.deps import SESSION_COOKIE
 from stealth_recovery.dashboard.login_cookie import CSRF_COOKIE, safe_next
-from tests.dashboard.helpers import csrf_from, post_form, web_login
-from tests.factories import PASSWORD, Account
+from tests.support.builders import PASSWORD, Account
+from tests.support.web import csrf_from, post_form, web_login
 
 
 class TestLogin:

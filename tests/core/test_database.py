@@ -1,17 +1,20 @@
-"""SQLite's single-writer path: a unit of work that writes takes the lock when it begins."""
+"""Units of work: a request's commits before its response leaves the server; SQLite's single-writer
+path takes the lock when a writing unit of work begins."""
 
 from __future__ import annotations
 
 import threading
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import open_session
+from stealth_recovery.core.database import get_session_factory, open_session
 from stealth_recovery.organizations.models import Organization
-from tests.factories import make_account
+from tests.support.builders import PASSWORD, make_account
+from tests.support.server import running_server
 
 
 @pytest.fixture
@@ -64,3 +67,27 @@ class TestSqliteWriters:
         other.join(timeout=10)
         db.expire_all()
         assert db.scalar(select(Organization.name).where(Organization.id == org_id)) == "second"
+
+
+class TestCommitBeforeResponse:
+    def test_a_created_row_is_readable_as_soon_as_the_201_arrives(self, db: Session) -> None:
+        # Given the real app served over a socket
+        with running_server() as base_url, httpx.Client(base_url=base_url) as client:
+            for n in range(25):
+                # When a client registers an organization
+                response = client.post(
+                    "/v1/auth/register",
+                    json={
+                        "organization_name": f"Race {n}",
+                        "organization_slug": f"race-{n}",
+                        "email": f"race{n}@example.com",
+                        "password": PASSWORD,
+                    },
+                )
+                assert response.status_code == 201, response.text
+                # Then another connection sees it the moment the response is in
+                with get_session_factory()() as reader:
+                    found = reader.scalar(
+                        select(Organization.id).where(Organization.slug == f"race-{n}")
+                    )
+                assert found == response.json()["organization"]["id"], f"not committed at {n}"

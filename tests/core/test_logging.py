@@ -35,7 +35,7 @@ from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.notifications.types import MessageContext
 from stealth_recovery.retry.scheduler import EmbeddedScheduler
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 
 SECRETS = {
     "SECRET_KEY": "known-signing-key-1111111111111111111111111111",

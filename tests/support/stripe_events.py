@@ -1,4 +1,5 @@
-"""Stripe fixtures: a fake Stripe account, an organization connected to it, signed events."""
+"""Stripe as tests see it: an organization connected to the fake Stripe account (`stripe_org`
+fixture), signed webhook events, and Stripe objects shaped as in Stripe's API reference."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.factories import Account, make_account
-from tests.support.smtp import smtp_sink  # noqa: F401
-from tests.support.stripe_server import FakeStripe, stripe_server  # noqa: F401
+from tests.support.builders import Account, make_account
+from tests.support.stripe_server import FakeStripe
 
 _ids = itertools.count(1)
 
@@ -109,7 +109,7 @@ def connect(client: TestClient, db: Session, secret_key: str) -> StripeOrg:
 
 
 @pytest.fixture
-def stripe_org(client: TestClient, db: Session, stripe_server: FakeStripe) -> StripeOrg:  # noqa: F811
+def stripe_org(client: TestClient, db: Session, stripe_server: FakeStripe) -> StripeOrg:
     return connect(client, db, stripe_server.secret_key)
 
 

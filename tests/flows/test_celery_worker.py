@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.proxy import TcpProxy
 from tests.support.smtp import SmtpSink
 

@@ -1,16 +1,20 @@
-"""/metrics: HTTP metrics by route template, queue depth counted at scrape."""
+"""/metrics: HTTP metrics by route template, queue depth counted at scrape, and the bearer token
+when METRICS_TOKEN is set (open without it)."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from stealth_recovery.app import create_app
+from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
-from tests.dashboard.helpers import make_attempt
-from tests.factories import Account
+from tests.support.builders import Account
+from tests.support.web import make_attempt
 
 
 def _value(text: str, sample: str) -> float:
@@ -69,3 +73,21 @@ class TestQueueDepth:
 def test_prometheus_content_type(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=")
+
+
+def test_without_a_token_configured_metrics_are_open(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 200
+
+
+def test_with_a_token_configured_only_its_bearer_may_scrape(
+    db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METRICS_TOKEN", "scrape-token-0123456789")
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    missing = client.get("/metrics")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    right = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert "stealth_recovery" in right.text

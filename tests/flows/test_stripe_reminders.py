@@ -22,8 +22,8 @@ from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.models import RetryPolicy
 from stealth_recovery.retry.runtime import get_runtime, reset_runtime
-from tests.integrations.conftest import StripeOrg, event, payment_intent, see_committed, sign
 from tests.support.smtp import SmtpSink
+from tests.support.stripe_events import StripeOrg, event, payment_intent, see_committed, sign
 
 
 @pytest.fixture(autouse=True)

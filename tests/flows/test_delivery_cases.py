@@ -1,4 +1,4 @@
-"""The recorded delivery cases (tests/notifications/cases/delivery/*.json), replayed end to end.
+"""The recorded delivery cases (tests/flows/delivery_cases/*.json), replayed end to end.
 
 Each case is one real-world failure of a kind; its file is loaded as it was recorded and the
 test is named after the file's stem. Everything is real: the API over HTTP, the engine's queue,
@@ -25,14 +25,14 @@ from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.retry.engine import run_due_now
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.factories import make_account, make_attempt, make_policy
 from tests.notifications.logs import make_log
-from tests.notifications.mime import ENCODED_WORD, assert_folded, display_name
 from tests.payments.conftest import api_key_headers
+from tests.support.builders import make_account, make_attempt, make_policy
+from tests.support.mime import ENCODED_WORD, assert_folded, display_name
 from tests.support.providers import FakeProviders, twilio_signature
 from tests.support.smtp import SmtpSink
 
-CASES = Path(__file__).parent / "cases" / "delivery"
+CASES = Path(__file__).parent / "delivery_cases"
 
 
 def load_case(stem: str) -> dict[str, Any]:

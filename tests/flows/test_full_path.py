@@ -22,8 +22,8 @@ from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.engine import run_due_now
-from tests.factories import make_account, make_policy
 from tests.payments.conftest import api_key_headers
+from tests.support.builders import make_account, make_policy
 from tests.support.smtp import SmtpSink, smtp_sink  # noqa: F401
 
 REPORT = {

@@ -18,10 +18,10 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.dashboard.helpers import web_login
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.providers import FakeProviders, meta_signature, twilio_signature
 from tests.support.smtp import SmtpSink
+from tests.support.web import web_login
 
 PHONE = "+34612345678"
 

@@ -14,7 +14,7 @@ from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
-from tests.factories import make_account, make_attempt
+from tests.support.builders import make_account, make_attempt
 
 
 def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
@@ -223,7 +223,7 @@ class TestNoMoneyPath:
     def test_a_test_payment_is_labelled_and_never_counted_as_recovered(
         self, client: TestClient, db: Session, test_payments: None
     ) -> None:
-        from tests.dashboard.helpers import web_login
+        from tests.support.web import web_login
 
         # Given one real payment (through the API) and one test payment, of different amounts
         account = make_account(db)

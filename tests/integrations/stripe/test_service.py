@@ -13,8 +13,8 @@ from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.service import PaymentProviderError, checkout_url_for
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.factories import make_account
-from tests.integrations.conftest import StripeOrg, connect, open_attempt, see_committed
+from tests.support.builders import make_account
+from tests.support.stripe_events import StripeOrg, connect, open_attempt, see_committed
 from tests.support.stripe_server import FakeStripe
 
 

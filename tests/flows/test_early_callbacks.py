@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import HeldDeliveryStatus, NotificationLog
 from stealth_recovery.retry import engine
-from tests.factories import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.providers import FakeProviders
 
 # Per customer number: the Twilio callback, the WhatsApp status, and the final log statuses.

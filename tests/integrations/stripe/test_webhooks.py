@@ -16,8 +16,8 @@ from stealth_recovery.core.database import get_session_factory
 from stealth_recovery.integrations.stripe import webhooks
 from stealth_recovery.payments.models import FailureEvent, PspEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.factories import make_account
-from tests.integrations.conftest import (
+from tests.support.builders import make_account
+from tests.support.stripe_events import (
     StripeOrg,
     charge,
     connect,

@@ -14,7 +14,7 @@ from stealth_recovery.integrations.stripe.events import (
     refs_of,
 )
 from stealth_recovery.payments.declines import DeclineCategory
-from tests.integrations.conftest import charge, event, invoice, payment_intent
+from tests.support.stripe_events import charge, event, invoice, payment_intent
 
 
 def _failure(event_type: str, obj: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.factories import make_account
+from tests.support.builders import make_account
 from tests.support.contract import CONTRACT_CHECKS, SERVER_ERROR_CHECKS, bounded, schemas_for
 
 STRIPE_ROUTES = r"^/v1/(integrations|webhooks)/stripe"

@@ -13,7 +13,7 @@ from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.factories import PASSWORD
+from tests.support.builders import PASSWORD
 
 _refs = itertools.count(1)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

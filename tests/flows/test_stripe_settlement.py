@@ -25,9 +25,9 @@ from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.runtime import reset_runtime
 from stealth_recovery.retry.stats import compute_stats
-from tests.dashboard.helpers import web_login
-from tests.factories import Account, make_account
-from tests.integrations.conftest import (
+from tests.support.builders import Account, make_account
+from tests.support.smtp import SmtpSink
+from tests.support.stripe_events import (
     StripeOrg,
     event,
     invoice,
@@ -36,8 +36,8 @@ from tests.integrations.conftest import (
     payment_intent,
     see_committed,
 )
-from tests.support.smtp import SmtpSink
 from tests.support.stripe_server import FakeStripe
+from tests.support.web import web_login
 
 
 @pytest.fixture(autouse=True)

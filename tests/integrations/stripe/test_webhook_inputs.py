@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.payments.models import PspEvent
-from tests.integrations.conftest import StripeOrg, event, payment_intent
 from tests.support.providers import meta_signature
+from tests.support.stripe_events import StripeOrg, event, payment_intent
 
 
 def _nested(depth: int) -> str:

@@ -21,7 +21,8 @@ from stealth_recovery.integrations.stripe.schemas import (
 )
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.integrations.conftest import (
+from tests.payments.conftest import api_key_headers
+from tests.support.stripe_events import (
     StripeOrg,
     charge,
     event,
@@ -30,7 +31,6 @@ from tests.integrations.conftest import (
     payment_intent,
     see_committed,
 )
-from tests.payments.conftest import api_key_headers
 from tests.support.stripe_server import FakeStripe
 
 README = Path(__file__).parents[2] / "README.md"

@@ -1,4 +1,4 @@
-"""Real-world Stripe cases, replayed: each JSON file in `cases/` is one kind of failure seen
+"""Real-world Stripe cases, replayed: each JSON file in `stripe_cases/` is one kind of failure seen
 against Stripe (event shapes, orders, API versions) with its steps and expected outcome.
 
 Every file becomes a test. Placeholders in braces (`{inv}`, `{pi}`, …) are fresh ids per run;
@@ -31,12 +31,12 @@ from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.runtime import reset_runtime
-from tests.integrations.conftest import StripeOrg, new_id, payment_intent, see_committed
 from tests.payments.conftest import api_key_headers
 from tests.support.smtp import SmtpSink
+from tests.support.stripe_events import StripeOrg, new_id, payment_intent, see_committed
 from tests.support.stripe_server import FakeStripe
 
-CASES = Path(__file__).parent / "cases"
+CASES = Path(__file__).parent / "stripe_cases"
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _PREFIXES = {"inv": "in", "cus": "cus", "sub": "sub", "pi": "pi", "ch": "ch", "cs": "cs_test"}
 # The default policy's three reminders, 60 min ×2 apart: these offsets pass all of them.
