@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.app import create_app
 from stealth_recovery.retry.models import RetryPolicy
-from tests.payments.conftest import api_key_headers
-from tests.support.builders import Account, make_account
+from tests.support.builders import Account, api_key_headers, make_account
 from tests.support.web import post_form, web_login
 
 # What a path parameter can be made to carry: NUL, integers past 64 bits, negative, huge text,

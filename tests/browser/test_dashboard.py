@@ -16,9 +16,8 @@ from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
 from tests.browser.conftest import screenshot
-from tests.support.builders import PASSWORD, Account, make_account
+from tests.support.builders import PASSWORD, Account, add_log, make_account, make_attempt
 from tests.support.smtp import SmtpSink
-from tests.support.web import add_message, make_attempt
 
 pytestmark = pytest.mark.browser
 
@@ -32,38 +31,36 @@ def log_in(page: Page, email: str) -> None:
 
 
 @pytest.fixture
-def admin(db: Session) -> Account:
-    return make_account(db, role=Role.admin)
-
-
-@pytest.fixture
 def history(db: Session, admin: Account) -> list[RecoveryAttempt]:
     """A few days of attempts: paid ones, an open one with messages, a hard decline."""
-    org_id = admin.organization.id
     now = utc_now()
     attempts = []
     for days_ago, name, amount in [(5, "Grace Hopper", 2900), (3, "Alan Turing", 9900)]:
         attempt = make_attempt(
             db,
-            organization_id=org_id,
+            admin.organization,
             name=name,
             amount_minor=amount,
             email=f"{name.split()[0].lower()}@example.com",
             opened_at=now - timedelta(days=days_ago),
+            due=False,
         )
-        add_message(db, attempt, status="delivered", at=now - timedelta(days=days_ago, hours=-1))
+        add_log(db, attempt, status="delivered", at=now - timedelta(days=days_ago, hours=-1))
         attempts.append(attempt)
     for attempt in attempts:
         recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
     open_attempt = make_attempt(
         db,
-        organization_id=org_id,
+        admin.organization,
         name="Ada Lovelace",
+        email="ada@example.com",
         phone="+12025550100",
+        amount_minor=4900,
         opened_at=now - timedelta(days=1),
+        due=False,
     )
-    add_message(db, open_attempt, channel="email", status="delivered", at=now - timedelta(hours=20))
-    add_message(
+    add_log(db, open_attempt, channel="email", status="delivered", at=now - timedelta(hours=20))
+    add_log(
         db,
         open_attempt,
         channel="sms",
@@ -73,10 +70,11 @@ def history(db: Session, admin: Account) -> list[RecoveryAttempt]:
     )
     make_attempt(
         db,
-        organization_id=org_id,
+        admin.organization,
         name="Sam Stolen",
         email="sam@example.com",
         decline_code="stolen_card",
+        due=False,
     )
     db.commit()
     return [*attempts, open_attempt]
@@ -165,7 +163,7 @@ def test_retry_now_sends_the_reminder_to_the_smtp_server(
     from stealth_recovery.retry.runtime import reset_runtime
 
     attempt = make_attempt(
-        db, organization_id=admin.organization.id, name="Ada Lovelace", email="ada@example.com"
+        db, admin.organization, name="Ada Lovelace", email="ada@example.com", due=False
     )
     log_in(page, admin.user.email)
     page.goto(f"/dashboard/attempts/{attempt.id}")
@@ -195,7 +193,7 @@ def test_a_customer_pays_from_a_phone(phone: Page, admin: Account, db: Session) 
     admin.organization.is_test = True
     db.commit()
     attempt = make_attempt(
-        db, organization_id=admin.organization.id, name="Ada Lovelace", amount_minor=4900
+        db, admin.organization, name="Ada Lovelace", amount_minor=4900, due=False
     )
     phone.goto(f"/pay/{attempt.token}")
     expect(phone.get_by_text(admin.organization.name, exact=True)).to_be_visible()

@@ -12,13 +12,17 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.models import Role
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.browser.conftest import PHONE, screenshot
-from tests.support.builders import PASSWORD, Account, make_account
-from tests.support.web import add_message, keep_in_outbox, make_attempt
+from tests.support.builders import (
+    PASSWORD,
+    Account,
+    add_log,
+    keep_in_outbox,
+    make_attempt,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -28,32 +32,34 @@ READABLE_PX = 9
 
 
 @pytest.fixture
-def admin(db: Session) -> Account:
-    return make_account(db, role=Role.admin)
-
-
-@pytest.fixture
 def open_attempt(db: Session, admin: Account) -> RecoveryAttempt:
     """A month of history and one open attempt with an email and a failed SMS."""
-    org_id = admin.organization.id
     now = utc_now()
     for days_ago in (2, 9, 17, 26):
         paid = make_attempt(
             db,
-            organization_id=org_id,
+            admin.organization,
             name=f"Customer {days_ago} with a rather long name",
             email=f"customer.{days_ago}.with.a.long.address@example.com",
             opened_at=now - timedelta(days=days_ago),
+            due=False,
         )
-        add_message(db, paid, status="delivered", at=now - timedelta(days=days_ago))
+        add_log(db, paid, status="delivered", at=now - timedelta(days=days_ago))
         recovery_service.complete_attempt(db, attempt=paid, paid_via="api")
     attempt = make_attempt(
-        db, organization_id=org_id, name="Ada Lovelace", phone="+12025550100", opened_at=now
+        db,
+        admin.organization,
+        name="Ada Lovelace",
+        email="ada@example.com",
+        phone="+12025550100",
+        amount_minor=4900,
+        opened_at=now,
+        due=False,
     )
-    add_message(db, attempt, channel="email", status="delivered", at=now)
-    add_message(db, attempt, channel="sms", status="failed", at=now, error="21610: unsubscribed")
+    add_log(db, attempt, channel="email", status="delivered", at=now)
+    add_log(db, attempt, channel="sms", status="failed", at=now, error="21610: unsubscribed")
     db.commit()
-    kept = make_attempt(db, organization_id=org_id, name="Kept Customer", opened_at=now)
+    kept = make_attempt(db, admin.organization, name="Kept Customer", opened_at=now, due=False)
     keep_in_outbox(db, kept)
     return attempt
 

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.app import create_app
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.payments.models import Transaction
-from tests.payments.conftest import api_key_headers
-from tests.support.builders import make_account, make_attempt
+from tests.support.builders import api_key_headers, make_account, make_attempt
 from tests.support.web import post_form, web_login
 
 LIMIT = 4096

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.support.builders import make_account, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.contract import SERVER_ERROR_CHECKS, bounded, dashboard_schemas
-from tests.support.web import csrf_from, make_attempt, web_login
+from tests.support.web import csrf_from, web_login
 
 positive, negative = dashboard_schemas()
 
@@ -21,7 +21,7 @@ def browser(db: Session, app: Any) -> dict[str, Any]:
     """A signed-in admin's cookies and form token, and rows for the pages to find."""
     account = make_account(db)
     make_policy(db, account.organization)
-    make_attempt(db, organization_id=account.organization.id)
+    make_attempt(db, account.organization, due=False)
     with TestClient(app) as client:
         web_login(client, account.user.email)
         token = csrf_from(client.get("/dashboard/policies").text)

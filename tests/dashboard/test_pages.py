@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,17 +17,10 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
-from stealth_recovery.retry.runtime import reset_runtime
 from stealth_recovery.retry.tasks import send_recovery_notification
-from tests.support.builders import Account, make_account
+from tests.support.builders import Account, add_log, keep_in_outbox, make_account, make_attempt
 from tests.support.smtp import SmtpSink
-from tests.support.web import (
-    add_message,
-    csrf_from,
-    keep_in_outbox,
-    make_attempt,
-    post_form,
-)
+from tests.support.web import csrf_from, post_form
 
 
 def _stat(html: str, name: str) -> str:
@@ -42,16 +34,17 @@ class TestOverview:
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
         # Given two paid attempts, one open with a delivered and a failed message
-        org_id = admin.organization.id
-        paid = [make_attempt(db, organization_id=org_id, amount_minor=a) for a in (4900, 1500)]
+        paid = [
+            make_attempt(db, admin.organization, amount_minor=a, due=False) for a in (4900, 1500)
+        ]
         for attempt in paid:
             recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
-        open_attempt = make_attempt(db, organization_id=org_id)
-        add_message(db, open_attempt, channel="email", status="delivered")
-        add_message(db, open_attempt, channel="sms", status="failed")
+        open_attempt = make_attempt(db, admin.organization, due=False)
+        add_log(db, open_attempt, channel="email", status="delivered")
+        add_log(db, open_attempt, channel="sms", status="failed")
         # and another organization's attempt, which must not count
         other = make_account(db)
-        make_attempt(db, organization_id=other.organization.id, amount_minor=99900)
+        make_attempt(db, other.organization, amount_minor=99900, due=False)
         db.commit()
         # When the admin opens the overview
         html = admin_web.get("/dashboard").text
@@ -66,15 +59,15 @@ class TestOverview:
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
         # Given a paid attempt opened 3 days ago and one opened 20 days ago, each with a message
-        org_id = admin.organization.id
         for days_ago, amount in ((3, 1000), (20, 2000)):
             attempt = make_attempt(
                 db,
-                organization_id=org_id,
+                admin.organization,
                 amount_minor=amount,
                 opened_at=utc_now() - timedelta(days=days_ago),
+                due=False,
             )
-            add_message(db, attempt, status="delivered", at=utc_now() - timedelta(days=days_ago))
+            add_log(db, attempt, status="delivered", at=utc_now() - timedelta(days=days_ago))
             recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         # When the admin looks at 7 days, then at 30
@@ -90,10 +83,9 @@ class TestOverview:
     def test_draws_the_three_charts_as_svg(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
-        org_id = admin.organization.id
-        attempt = make_attempt(db, organization_id=org_id)
-        add_message(db, attempt, channel="email", status="delivered")
-        add_message(db, attempt, channel="sms", status="bounced")
+        attempt = make_attempt(db, admin.organization, due=False)
+        add_log(db, attempt, channel="email", status="delivered")
+        add_log(db, attempt, channel="sms", status="bounced")
         recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         html = admin_web.get("/dashboard?days=7").text
@@ -115,16 +107,16 @@ class TestAttempts:
     def test_lists_newest_first_and_filters_by_status_and_search(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
-        org_id = admin.organization.id
         older = make_attempt(
             db,
-            organization_id=org_id,
+            admin.organization,
             name="Grace Hopper",
             email="grace@example.com",
             opened_at=utc_now() - timedelta(days=2),
+            due=False,
         )
         newer = make_attempt(
-            db, organization_id=org_id, name="Alan Turing", email="alan@example.com"
+            db, admin.organization, name="Alan Turing", email="alan@example.com", due=False
         )
         recovery_service.complete_attempt(db, attempt=older, paid_via="api")
         db.commit()
@@ -146,7 +138,7 @@ class TestAttempts:
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
         for _ in range(27):
-            make_attempt(db, organization_id=admin.organization.id)
+            make_attempt(db, admin.organization, due=False)
         first = admin_web.get("/dashboard/attempts?status=created").text
         assert "Showing 1–25 of 27" in first
         assert "/dashboard/attempts?status=created&amp;page=2" in first
@@ -158,7 +150,7 @@ class TestAttempts:
         self, admin_web: TestClient, db: Session
     ) -> None:
         other = make_account(db)
-        foreign = make_attempt(db, organization_id=other.organization.id, name="Someone Else")
+        foreign = make_attempt(db, other.organization, name="Someone Else", due=False)
         assert "Someone Else" not in admin_web.get("/dashboard/attempts").text
         response = admin_web.get(f"/dashboard/attempts/{foreign.id}")
         assert response.status_code == 404
@@ -174,14 +166,19 @@ class TestAttemptDetail:
     def test_shows_the_customer_and_every_status_change_of_every_message(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
+        # Given Ada's attempt, with a delivered email and a failed SMS
         attempt = make_attempt(
             db,
-            organization_id=admin.organization.id,
+            admin.organization,
+            name="Ada Lovelace",
+            email="ada@example.com",
             phone="+12025550100",
+            amount_minor=4900,
             decline_code="expired_card",
+            due=False,
         )
-        add_message(db, attempt, channel="email", status="delivered")
-        add_message(db, attempt, channel="sms", status="failed", error="21610: unsubscribed")
+        add_log(db, attempt, channel="email", status="delivered")
+        add_log(db, attempt, channel="sms", status="failed", error="21610: unsubscribed")
         html = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
         assert "Ada Lovelace" in html and "ada@example.com" in html
         assert "€49.00" in html
@@ -198,8 +195,8 @@ class TestAttemptHeader:
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
         # Given an attempt whose first reminder failed on every channel
-        attempt = make_attempt(db, organization_id=admin.organization.id)
-        add_message(db, attempt, retry_number=0, status="failed", error="550 no such user")
+        attempt = make_attempt(db, admin.organization, due=False)
+        add_log(db, attempt, retry_number=0, status="failed", error="550 no such user")
         attempt.retry_count = 1
         db.commit()
         # When the admin opens it
@@ -217,7 +214,7 @@ class TestPayPreview:
         # takes (test) payments
         admin.organization.is_test = True
         db.commit()
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, amount_minor=4900, due=False)
         html = analyst_web.get(f"/dashboard/attempts/{attempt.id}").text
         # When someone of the team previews its pay page from the dashboard
         assert f'href="/dashboard/attempts/{attempt.id}/pay-preview"' in html
@@ -236,7 +233,7 @@ class TestPayPreview:
     def test_a_closed_attempt_has_no_preview(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         recovery_service.cancel_attempt(db, attempt=attempt, reason="test")
         db.commit()
         page = admin_web.get(f"/dashboard/attempts/{attempt.id}").text
@@ -247,7 +244,7 @@ class TestPayPreview:
 
     def test_another_organizations_attempt_is_404(self, admin_web: TestClient, db: Session) -> None:
         other = make_account(db)
-        attempt = make_attempt(db, organization_id=other.organization.id)
+        attempt = make_attempt(db, other.organization, due=False)
         assert admin_web.get(f"/dashboard/attempts/{attempt.id}/pay-preview").status_code == 404
 
 
@@ -256,10 +253,10 @@ class TestOutbox:
         self, analyst_web: TestClient, admin: Account, db: Session
     ) -> None:
         # Given messages the outbox kept for this organization, and one of another
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         keep_in_outbox(db, attempt)
         other = make_account(db)
-        keep_in_outbox(db, make_attempt(db, organization_id=other.organization.id, name="Eve"))
+        keep_in_outbox(db, make_attempt(db, other.organization, name="Eve", due=False))
         # When someone of the team opens each channel's page
         email = analyst_web.get("/dashboard/outbox").text
         sms = analyst_web.get("/dashboard/outbox?channel=sms").text
@@ -278,7 +275,7 @@ class TestOutbox:
     def test_the_timeline_says_the_message_was_kept_not_sent(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         keep_in_outbox(db, attempt)
         attempt.retry_count = 1
         db.commit()
@@ -292,19 +289,13 @@ class TestOutbox:
         assert "reached no one" not in summary
 
 
+@pytest.mark.usefixtures("fresh_runtime")
 class TestRetryNow:
-    @pytest.fixture(autouse=True)
-    def fresh_runtime(self) -> Iterator[None]:
-        """Provider clients are rebuilt for each test, which points them at its own servers."""
-        reset_runtime()
-        yield
-        reset_runtime()
-
     def test_embedded_sends_it_at_once_and_the_flash_tells_the_outcome(
         self, admin_web: TestClient, admin: Account, db: Session, smtp_sink: SmtpSink
     ) -> None:
         # Given the embedded layout (no broker) and an attempt whose first reminder is an hour away
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, email="ada@example.com", due=False)
         page = f"/dashboard/attempts/{attempt.id}"
         assert 'id="retry-now"' in admin_web.get(page).text
         # When an admin clicks "Retry now"
@@ -337,7 +328,7 @@ class TestRetryNow:
         monkeypatch.setenv("SMTP_PORT", str(port))
         monkeypatch.setenv("SMTP_SECURITY", "none")
         get_settings.cache_clear()
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         page = f"/dashboard/attempts/{attempt.id}"
         # When an admin clicks "Retry now"
         post_form(admin_web, page, f"{page}/retry-now", {})
@@ -366,7 +357,7 @@ class TestRetryNow:
         # Given the Celery layout (Redis broker) and an attempt whose first reminder is an hour away
         monkeypatch.setenv("REDIS_URL", redis_url)
         get_settings.cache_clear()
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         page = f"/dashboard/attempts/{attempt.id}"
         # When an admin clicks "Retry now"
         before = utc_now().replace(second=0, microsecond=0)
@@ -404,7 +395,7 @@ class TestRetryNow:
     def test_a_finished_attempt_explains_why_not(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         page = f"/dashboard/attempts/{attempt.id}"
         token = csrf_from(admin_web.get(page).text)
         recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
@@ -417,7 +408,7 @@ class TestRetryNow:
     def test_an_analyst_sees_no_button_and_is_refused(
         self, analyst_web: TestClient, admin: Account, db: Session
     ) -> None:
-        attempt = make_attempt(db, organization_id=admin.organization.id)
+        attempt = make_attempt(db, admin.organization, due=False)
         page = f"/dashboard/attempts/{attempt.id}"
         html = analyst_web.get(page).text
         assert 'id="retry-now"' not in html

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,13 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.retry.engine import run_due_now
-from stealth_recovery.retry.runtime import reset_runtime
-from tests.notifications.logs import make_log
-from tests.payments.conftest import api_key_headers
-from tests.support.builders import make_account, make_attempt, make_policy
+from tests.support.builders import (
+    api_key_headers,
+    make_account,
+    make_attempt,
+    make_log,
+    make_policy,
+)
 from tests.support.mime import ENCODED_WORD, assert_folded, display_name
 from tests.support.providers import FakeProviders, twilio_signature
 from tests.support.smtp import SmtpSink
@@ -39,14 +41,6 @@ def load_case(stem: str) -> dict[str, Any]:
     data = json.loads((CASES / f"{stem}.json").read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    """Provider clients are rebuilt for this test, so they reach its servers."""
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 def _report(client: TestClient, key: dict[str, str], ref: str, email: str) -> int:

@@ -9,11 +9,9 @@ could race it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,8 +20,7 @@ from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.engine import run_due_now
-from tests.payments.conftest import api_key_headers
-from tests.support.builders import make_account, make_policy
+from tests.support.builders import api_key_headers, make_account, make_policy
 from tests.support.smtp import SmtpSink, smtp_sink  # noqa: F401
 
 REPORT = {
@@ -38,16 +35,6 @@ REPORT = {
     "gateway": "stripe",
     "occurred_at": "2026-11-01T12:00:00Z",
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    """Provider clients are rebuilt for this test, so they send to its SMTP sink."""
-    from stealth_recovery.retry.runtime import reset_runtime
-
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 def _messages_logged(db: Session, attempt_id: int) -> int:

@@ -47,7 +47,7 @@ def _step_on_three_channels(db: Session, *, locale: str = "en") -> int:
     account = make_account(db)
     make_policy(db, account.organization, enabled_channels=["email", "sms", "whatsapp"])
     attempt = make_attempt(
-        db, account.organization, email="ana@example.test", phone=PHONE, locale=locale
+        db, account.organization, email="ana@example.com", phone=PHONE, locale=locale
     )
     return attempt.id
 
@@ -66,7 +66,7 @@ class TestStepOnThreeChannels:
         [email] = smtp_sink.messages
         [sms] = fake_providers.accepted("twilio")
         [whatsapp] = fake_providers.accepted("whatsapp")
-        assert email.rcpt_tos == ["ana@example.test"]
+        assert email.rcpt_tos == ["ana@example.com"]
         assert email.subject.startswith("Tu pago de 49,99")
         assert sms.form["To"] == PHONE and "/pay/" in sms.form["Body"]
         assert whatsapp.json["to"] == PHONE.lstrip("+")
@@ -88,7 +88,7 @@ class TestStepOnThreeChannels:
         # Given a due attempt with an email step, and a mail server answering like Exim
         account = make_account(db)
         make_policy(db, account.organization, enabled_channels=["email"])
-        attempt = make_attempt(db, account.organization, email="ana@example.test")
+        attempt = make_attempt(db, account.organization, email="ana@example.com")
         smtp_sink.accept_reply = "250 OK id={queue_id}"
 
         # When the queue runs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -30,8 +30,7 @@ from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry import engine, policy
-from stealth_recovery.retry.runtime import reset_runtime
-from tests.payments.conftest import api_key_headers
+from tests.support.builders import api_key_headers
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import StripeOrg, new_id, payment_intent, see_committed
 from tests.support.stripe_server import FakeStripe
@@ -41,13 +40,6 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _PREFIXES = {"inv": "in", "cus": "cus", "sub": "sub", "pi": "pi", "ch": "ch", "cs": "cs_test"}
 # The default policy's three reminders, 60 min ×2 apart: these offsets pass all of them.
 _WHOLE_SCHEDULE = (timedelta(hours=h, seconds=5) for h in (3, 7, 24, 24 * 6))
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 def _fill(value: Any, ids: dict[str, str]) -> Any:

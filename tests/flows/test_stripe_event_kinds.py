@@ -21,7 +21,7 @@ from stealth_recovery.integrations.stripe.schemas import (
 )
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.payments.conftest import api_key_headers
+from tests.support.builders import api_key_headers
 from tests.support.stripe_events import (
     StripeOrg,
     charge,

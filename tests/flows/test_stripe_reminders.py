@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,17 +19,9 @@ from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.models import RetryPolicy
-from stealth_recovery.retry.runtime import get_runtime, reset_runtime
+from stealth_recovery.retry.runtime import get_runtime
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import StripeOrg, event, payment_intent, see_committed, sign
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    """Provider clients are rebuilt for each test, pointing them at its own SMTP sink."""
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 def _attempt_for(db: Session, pi: dict[str, object]) -> RecoveryAttempt:

@@ -18,33 +18,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.ingestion.service import FailureInput, record_failure
+from stealth_recovery.ingestion.service import record_failure
 from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
-from stealth_recovery.retry.runtime import reset_runtime
 from stealth_recovery.retry.stats import compute_stats
-from tests.support.builders import Account, make_account
+from tests.support.builders import Account, failure_input, make_account, make_attempt
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import (
     StripeOrg,
     event,
     invoice,
     new_id,
-    open_attempt,
     payment_intent,
     see_committed,
 )
 from tests.support.stripe_server import FakeStripe
 from tests.support.web import web_login
-
-
-@pytest.fixture(autouse=True)
-def fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
 
 
 @pytest.fixture
@@ -258,7 +249,7 @@ class TestAnEndedAttemptsCheckoutIsExpiredAtStripe:
     def test_a_paid_session_is_not_expired_and_stripe_unreachable_is_tried_again(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         service.checkout_url_for(db, attempt=attempt)
         db.commit()
         real_key = stripe_server.secret_key
@@ -310,7 +301,7 @@ class TestMoneyThatComesInIsNeverLost:
     def test_the_return_page_records_a_session_paid_after_the_end(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         service.checkout_url_for(db, attempt=attempt)
         db.commit()
         stripe_server.pay(_reload(db, attempt.id).checkout_session_id or "")
@@ -323,7 +314,7 @@ class TestMoneyThatComesInIsNeverLost:
     def test_the_return_page_of_an_ended_unpaid_attempt_shows_nothing_about_it(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id, email="zed@x.io")
+        attempt = make_attempt(db, stripe_org.account.organization, email="zed@x.io", due=False)
         service.checkout_url_for(db, attempt=attempt)
         db.commit()
         _cancel_by_operator(client, stripe_org, attempt)
@@ -398,20 +389,14 @@ def _open_debt(db: Session, account: Account) -> tuple[int, str, str]:
     opened = record_failure(
         db,
         organization_id=account.organization.id,
-        data=FailureInput(
+        data=failure_input(
             external_ref=invoice_id,
             amount_minor=4900,
-            currency="EUR",
             customer_email="jane@example.com",
             customer_phone=None,
-            customer_name="Jane Doe",
             customer_locale="en",
-            customer_timezone="Europe/Berlin",
-            gateway="stripe",
             reason=None,
-            decline_code="insufficient_funds",
             occurred_at=utc_now(),
-            idempotency_key=None,
             psp_customer_id="cus_test_2",
             psp_payment_id=pi_id,
             psp_invoice_id=invoice_id,

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.models import Role
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.payments.conftest import api_key_headers
-from tests.support.builders import make_account, make_policy
+from tests.support.builders import api_key_headers, make_account, make_policy
 from tests.support.server import running_server
 
 BODY: dict[str, Any] = {

@@ -18,8 +18,7 @@ from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import complete_attempt
 from stealth_recovery.retry.policy import create_policy
-from tests.payments.conftest import failure_input
-from tests.support.builders import make_account
+from tests.support.builders import failure_input, make_account
 
 
 def _count(db: Session, model: type) -> int:

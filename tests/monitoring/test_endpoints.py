@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.app import create_app
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
-from tests.support.builders import Account
-from tests.support.web import make_attempt
+from tests.support.builders import Account, make_attempt
 
 
 def _value(text: str, sample: str) -> float:
@@ -49,9 +48,8 @@ class TestQueueDepth:
     def test_counts_open_attempts_due_now(
         self, client: TestClient, admin: Account, db: Session
     ) -> None:
-        org_id = admin.organization.id
-        due = [make_attempt(db, organization_id=org_id) for _ in range(2)]
-        later = make_attempt(db, organization_id=org_id)
+        due = [make_attempt(db, admin.organization, due=False) for _ in range(2)]
+        later = make_attempt(db, admin.organization, due=False)
         for attempt in due:
             attempt.next_retry_at = utc_now() - timedelta(minutes=1)
         later.next_retry_at = utc_now() + timedelta(hours=1)

@@ -21,7 +21,7 @@ from stealth_recovery.notifications.models import (
     NotificationStatus,
 )
 from stealth_recovery.notifications.repository import MESSAGE_LOCK_NAMESPACE
-from tests.notifications.logs import make_log
+from tests.support.builders import make_log
 from tests.support.providers import meta_signature, twilio_signature
 
 SID = "SM" + "a" * 32

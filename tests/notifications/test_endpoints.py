@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import HeldDeliveryStatus, NotificationStatus
-from tests.notifications.logs import make_log
+from tests.support.builders import make_log
 from tests.support.providers import meta_signature, twilio_signature
 
 BASE_URL = "https://recovery.example.test"

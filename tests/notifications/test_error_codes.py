@@ -12,7 +12,7 @@ from stealth_recovery.notifications.error_codes import (
     whatsapp_error,
 )
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
-from tests.notifications.conftest import message_context
+from tests.support.builders import message_context
 from tests.support.providers import FakeProviders
 
 # What the log ends as when the code refuses a send (a transient code is retried, and the

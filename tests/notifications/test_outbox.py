@@ -109,7 +109,7 @@ class TestKeptMessages:
         account = make_account(db)
         make_policy(db, account.organization, enabled_channels=["email", "sms", "whatsapp"])
         attempt = make_attempt(
-            db, account.organization, email="ana@example.test", phone=PHONE, locale="es-ES"
+            db, account.organization, email="ana@example.com", phone=PHONE, locale="es-ES"
         )
         # When the queue runs
         assert engine.run_due_now() == 1
@@ -121,7 +121,7 @@ class TestKeptMessages:
         }
         assert set(kept) == ALL
         email, sms, whatsapp = kept["email"], kept["sms"], kept["whatsapp"]
-        assert email.recipient == "ana@example.test"
+        assert email.recipient == "ana@example.com"
         assert email.subject is not None and email.subject.startswith("Tu pago de 49,99")
         assert email.body_html is not None and f"/pay/{attempt.token}" in email.body_html
         assert f"/pay/{attempt.token}" in email.body_text

@@ -22,7 +22,7 @@ from stealth_recovery.notifications.rendering import (
     whatsapp_template_body,
 )
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
-from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.builders import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 
 TEMPLATES = sorted(

@@ -7,7 +7,7 @@ import asyncio
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.smtp import SmtpEmailSender
-from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.builders import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 from tests.support.smtp import SmtpSink
 

@@ -12,7 +12,7 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.errors import HandOverRefused
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
 from stealth_recovery.notifications.smtp import SmtpEmailSender, SmtpPool, queue_id
-from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.builders import PAY_URL, message_context
 from tests.support.mime import ENCODED_WORD, assert_folded, display_name, strict
 from tests.support.smtp import SmtpSink
 

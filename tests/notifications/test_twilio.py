@@ -9,7 +9,7 @@ import pytest
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.rendering import render_sms
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
-from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.builders import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 
 SMS = {"channel": "sms", "recipient": "+34612345678"}

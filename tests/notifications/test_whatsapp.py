@@ -6,7 +6,7 @@ import pytest
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.sender import ProviderNotifier, TransientRetry
-from tests.notifications.conftest import PAY_URL, message_context
+from tests.support.builders import PAY_URL, message_context
 from tests.support.providers import FakeProviders
 
 WHATSAPP = {"channel": "whatsapp", "recipient": "+34612345678"}

@@ -12,8 +12,7 @@ from stealth_recovery.auth.models import Role
 from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
-from tests.payments.conftest import ROLES, api_key_headers, headers_for
-from tests.support.builders import make_account, make_attempt
+from tests.support.builders import ROLES, api_key_headers, headers_for, make_account, make_attempt
 
 
 def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,12 +12,18 @@ from sqlalchemy.orm import Session
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import cancel_attempt
 from stealth_recovery.retry.models import RetryPolicy
-from tests.payments.conftest import ROLES, api_key_headers, headers_for
-from tests.support.builders import make_account, make_attempt, make_policy
+from tests.support.builders import (
+    ROLES,
+    add_log,
+    api_key_headers,
+    headers_for,
+    make_account,
+    make_attempt,
+    make_policy,
+)
 
 SEED_POLICY = {
     "name": "Aggressive Recovery",
@@ -54,29 +59,6 @@ NOTIFICATION_FIELDS = {
     "error_message",
     "created_at",
 }
-
-
-def _log(
-    session: Session, attempt: RecoveryAttempt, retry_number: int, channel: str, status: str
-) -> NotificationLog:
-    now = utc_now()
-    row = NotificationLog(
-        organization_id=attempt.organization_id,
-        attempt_id=attempt.id,
-        retry_number=retry_number,
-        channel=channel,
-        recipient="customer@example.com" if channel == "email" else "+4915123456789",
-        status=status,
-        provider="smtp" if channel == "email" else "twilio",
-        sent_at=now if status in ("sent", "delivered") else None,
-        delivered_at=now if status == "delivered" else None,
-        failed_at=now if status in ("failed", "bounced") else None,
-        error_message="550 mailbox unavailable" if status == "bounced" else None,
-        created_at=now + timedelta(seconds=retry_number),
-    )
-    session.add(row)
-    session.commit()
-    return row
 
 
 class TestCreatePolicy:
@@ -276,9 +258,9 @@ class TestStats:
         first = make_attempt(db, a.organization)
         second = make_attempt(db, a.organization)
         make_attempt(db, a.organization)
-        _log(db, first, 0, "email", "delivered")
-        _log(db, first, 1, "email", "bounced")
-        _log(db, second, 0, "email", "sent")
+        add_log(db, first, retry_number=0, channel="email", status="delivered")
+        add_log(db, first, retry_number=1, channel="email", status="bounced")
+        add_log(db, second, retry_number=0, channel="email", status="sent")
         make_attempt(db, b.organization)
         # When each asks for its stats
         stats_a = client.get("/v1/retry/stats", headers=a.headers).json()
@@ -315,8 +297,8 @@ class TestAttemptNotifications:
     ) -> None:
         admin = make_account(db)
         attempt = make_attempt(db, admin.organization, phone="+4915123456789")
-        older = _log(db, attempt, 0, "email", "delivered")
-        newer = _log(db, attempt, 1, "sms", "sent")
+        older = add_log(db, attempt, retry_number=0, channel="email", status="delivered")
+        newer = add_log(db, attempt, retry_number=1, channel="sms", status="sent")
         response = client.get(
             f"/v1/retry/attempts/{attempt.id}/notifications", headers=admin.headers
         )
@@ -342,7 +324,7 @@ class TestAttemptNotifications:
         a = make_account(db)
         b = make_account(db)
         attempt = make_attempt(db, a.organization)
-        _log(db, attempt, 0, "email", "sent")
+        add_log(db, attempt, retry_number=0, channel="email", status="sent")
         response = client.get(f"/v1/retry/attempts/{attempt.id}/notifications", headers=b.headers)
         assert response.status_code == 404
 

@@ -6,31 +6,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
 from stealth_recovery.retry.stats import compute_stats
-from tests.support.builders import make_account, make_attempt
-
-
-def _message(
-    session: Session,
-    attempt_id: int,
-    org_id: int,
-    number: int,
-    status: str,
-    provider: str = "smtp",
-) -> None:
-    session.add(
-        NotificationLog(
-            organization_id=org_id,
-            attempt_id=attempt_id,
-            retry_number=number,
-            channel="email",
-            recipient="customer@example.com",
-            status=status,
-            provider=provider,
-        )
-    )
+from tests.support.builders import add_log, make_account, make_attempt
 
 
 class TestComputeStats:
@@ -67,8 +45,8 @@ class TestComputeStats:
         # and messages in every status
         statuses = ["pending", "sent", "delivered", "failed", "bounced", "unconfirmed", "cancelled"]
         for number, status in enumerate(statuses):
-            _message(db, pending.id, org.id, number, status)
-        _message(db, paid.id, org.id, 0, "delivered")
+            add_log(db, pending, retry_number=number, status=status)
+        add_log(db, paid, retry_number=0, status="delivered")
         db.commit()
         # When the stats are computed
         stats = compute_stats(db, organization_id=org.id)
@@ -85,9 +63,9 @@ class TestComputeStats:
         # Given one reminder that went to a customer and two the local outbox kept
         org = make_account(db).organization
         attempt = make_attempt(db, org)
-        _message(db, attempt.id, org.id, 0, "sent")
-        _message(db, attempt.id, org.id, 1, "sent", provider="outbox")
-        _message(db, attempt.id, org.id, 2, "sent", provider="outbox")
+        add_log(db, attempt, retry_number=0, status="sent")
+        add_log(db, attempt, retry_number=1, status="sent", provider="outbox")
+        add_log(db, attempt, retry_number=2, status="sent", provider="outbox")
         db.commit()
         # When the stats are computed
         stats = compute_stats(db, organization_id=org.id)
@@ -105,7 +83,7 @@ class TestComputeStats:
         mine = make_account(db).organization
         theirs = make_account(db).organization
         attempt = make_attempt(db, theirs)
-        _message(db, attempt.id, theirs.id, 0, "sent")
+        add_log(db, attempt, retry_number=0, status="sent")
         db.commit()
         assert compute_stats(db, organization_id=mine.id).total_attempts == 0
         assert compute_stats(db, organization_id=mine.id).sent_count == 0

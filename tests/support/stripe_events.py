@@ -17,9 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.time import utc_now
-from stealth_recovery.ingestion.service import FailureInput, record_failure
-from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.support.builders import Account, make_account
 from tests.support.stripe_server import FakeStripe
 
@@ -245,38 +242,3 @@ def invoice(
         "payment_intent": payment_intent_id,
         "status": "paid" if paid else "open",
     }
-
-
-def open_attempt(
-    db: Session,
-    *,
-    organization_id: int,
-    amount_minor: int = 4900,
-    currency: str = "EUR",
-    email: str | None = "jane@example.com",
-    decline_code: str | None = "insufficient_funds",
-) -> RecoveryAttempt:
-    """A committed recovery attempt, opened the way ingestion opens one."""
-    opened = record_failure(
-        db,
-        organization_id=organization_id,
-        data=FailureInput(
-            external_ref=new_id("order"),
-            amount_minor=amount_minor,
-            currency=currency,
-            customer_email=email,
-            customer_phone=None,
-            customer_name="Jane Doe",
-            customer_locale="en",
-            customer_timezone="Europe/Berlin",
-            gateway="stripe",
-            reason=None,
-            decline_code=decline_code,
-            occurred_at=utc_now(),
-            idempotency_key=None,
-            psp_customer_id=None,
-            psp_payment_id=None,
-        ),
-    )
-    db.commit()
-    return opened.attempt

@@ -13,8 +13,8 @@ from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.service import PaymentProviderError, checkout_url_for
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.support.builders import make_account
-from tests.support.stripe_events import StripeOrg, connect, open_attempt, see_committed
+from tests.support.builders import make_account, make_attempt
+from tests.support.stripe_events import StripeOrg, connect, see_committed
 from tests.support.stripe_server import FakeStripe
 
 
@@ -29,8 +29,14 @@ class TestCheckoutUrlFor:
     def test_creates_a_session_for_the_attempts_amount(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        # Given an open attempt of a connected organization
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        # Given an open attempt of a connected organization: Jane owes €49.00
+        attempt = make_attempt(
+            db,
+            stripe_org.account.organization,
+            email="jane@example.com",
+            amount_minor=4900,
+            due=False,
+        )
         # When the customer goes to pay
         url = checkout_url_for(db, attempt=attempt)
         db.commit()
@@ -65,7 +71,7 @@ class TestCheckoutUrlFor:
     def test_reuses_the_attempts_open_session(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         first = checkout_url_for(db, attempt=attempt)
         db.commit()
         second = checkout_url_for(db, attempt=_reload(db, attempt))
@@ -77,7 +83,7 @@ class TestCheckoutUrlFor:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # Given a request that created a session at Stripe but whose transaction rolled back
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         with get_session_factory()() as failed:
             loaded = failed.get(RecoveryAttempt, attempt.id)
             assert loaded is not None
@@ -94,7 +100,7 @@ class TestCheckoutUrlFor:
     def test_opens_a_new_session_when_the_old_one_expired(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         first = checkout_url_for(db, attempt=attempt)
         db.commit()
         old_id = _reload(db, attempt).checkout_session_id
@@ -109,7 +115,7 @@ class TestCheckoutUrlFor:
     def test_a_completed_session_leads_to_the_return_page_not_a_second_payment(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
         session_id = _reload(db, attempt).checkout_session_id
@@ -123,7 +129,7 @@ class TestCheckoutUrlFor:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # The merchant switched Stripe accounts: the old session id means nothing there.
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         attempt.checkout_session_id = "cs_test_from_another_account"
         db.commit()
         url = checkout_url_for(db, attempt=attempt)
@@ -135,7 +141,7 @@ class TestCheckoutUrlFor:
         self, client: TestClient, stripe_server: FakeStripe, db: Session
     ) -> None:
         org = connect(client, db, "sk_test_" + "x" * 24)
-        attempt = open_attempt(db, organization_id=org.organization_id)
+        attempt = make_attempt(db, org.account.organization, due=False)
         with pytest.raises(PaymentProviderError) as raised:
             checkout_url_for(db, attempt=attempt)
         assert raised.value.status_code == 502
@@ -145,7 +151,7 @@ class TestCheckoutUrlFor:
     def test_stripe_unreachable_is_a_provider_error(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         stripe_server.stop()
         with pytest.raises(PaymentProviderError) as raised:
             checkout_url_for(db, attempt=attempt)
@@ -153,7 +159,7 @@ class TestCheckoutUrlFor:
 
     def test_without_a_connection_is_a_conflict(self, db: Session) -> None:
         account = make_account(db)
-        attempt = open_attempt(db, organization_id=account.organization.id)
+        attempt = make_attempt(db, account.organization, due=False)
         assert not service.has_connection(db, organization_id=account.organization.id)
         with pytest.raises(Conflict):
             checkout_url_for(db, attempt=attempt)
@@ -161,7 +167,7 @@ class TestCheckoutUrlFor:
     def test_a_final_attempt_is_a_conflict(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         recovery_service.complete_attempt(db, attempt=attempt, paid_via="api")
         db.commit()
         with pytest.raises(Conflict):
@@ -173,7 +179,7 @@ class TestPayButton:
     def test_the_pay_button_redirects_to_checkout(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         response = stripe_org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
         assert response.status_code == 303
         stored = _reload(db, attempt)
@@ -196,11 +202,12 @@ class TestPayButton:
     ) -> None:
         # Given a debt in an amount Stripe's currency rules cannot charge exactly
         # (KWD in multiples of 10 fils, MGA in whole ariary)
-        attempt = open_attempt(
+        attempt = make_attempt(
             db,
-            organization_id=stripe_org.organization_id,
+            stripe_org.account.organization,
             amount_minor=amount_minor,
             currency=currency,
+            due=False,
         )
         # When the customer presses pay
         response = stripe_org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
@@ -220,7 +227,7 @@ class TestReturnPage:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # Given a customer who left for Checkout
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
         session_id = _reload(db, attempt).checkout_session_id
@@ -237,7 +244,7 @@ class TestReturnPage:
     def test_completes_the_attempt_when_stripe_says_paid(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id, amount_minor=4900)
+        attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
         session_id = _reload(db, attempt).checkout_session_id
@@ -257,8 +264,8 @@ class TestReturnPage:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # Given two attempts, one of them paid on Checkout
-        paid = open_attempt(db, organization_id=stripe_org.organization_id)
-        unpaid = open_attempt(db, organization_id=stripe_org.organization_id)
+        paid = make_attempt(db, stripe_org.account.organization, due=False)
+        unpaid = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=paid)
         checkout_url_for(db, attempt=unpaid)
         db.commit()
@@ -276,7 +283,7 @@ class TestReturnPage:
     def test_without_a_checkout_session_nothing_is_completed(
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         response = stripe_org.client.get(f"/pay/{attempt.token}/success")
         assert 'data-state="pending"' in response.text
         assert _reload(db, attempt).status == "created"
@@ -284,7 +291,7 @@ class TestReturnPage:
     def test_stripe_unreachable_says_confirming(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = open_attempt(db, organization_id=stripe_org.organization_id)
+        attempt = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
         stripe_server.stop()
