@@ -14,11 +14,9 @@ another worker's.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -28,14 +26,16 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from tests.support.builders import Account
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TEST_DATABASE = os.environ.get("TEST_DATABASE", "postgresql")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.support.workers import (
+    BASE_REDIS_URL,
+    IN_CI,
+    POSTGRES_ADMIN_URL,
+    TEST_DATABASE,
+    WORKER,
+    empty_tables,
+    postgres_database_name,
+    worker_redis_url,
 )
-BASE_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-# "gw0", "gw1", ... in a pytest-xdist worker; empty in a plain (single-process) run.
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 # Settings are read from the environment: set the test values before the package reads them.
 os.environ.setdefault("ENVIRONMENT", "test")
@@ -48,33 +48,6 @@ def _unavailable(what: str, error: Exception) -> None:
     if IN_CI:
         pytest.exit(f"CI=true and {message}", returncode=3)
     pytest.skip(message)
-
-
-def worker_index(worker: str = WORKER) -> int:
-    """The pytest-xdist worker number in `worker` ("gw3" -> 3); 0 in a plain run ("")."""
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-
-
-def worker_redis_url(base_url: str = BASE_REDIS_URL, worker: str = WORKER) -> str:
-    """The Redis URL a worker tests against: `base_url`'s database minus the worker number.
-
-    Counting down from the base (15 by default) keeps the workers off database 0, the one a
-    local `serve` uses. Raises ValueError when the base leaves no database for the worker.
-    """
-    parts = urlsplit(base_url)
-    base = int(parts.path.strip("/") or 0)
-    number = base - worker_index(worker)
-    if number < 0:
-        raise ValueError(
-            f"TEST_REDIS_URL database {base} leaves none for worker {worker}: "
-            "use a higher database number or fewer workers (-n)"
-        )
-    return urlunsplit(parts._replace(path=f"/{number}"))
-
-
-def postgres_database_name(worker: str = WORKER) -> str:
-    """A new database name for one test process: `sr_test_<worker or main>_<12 hex digits>`."""
-    return f"sr_test_{worker or 'main'}_{uuid.uuid4().hex[:12]}"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -158,27 +131,6 @@ def engine(database_url: str) -> Iterator[Engine]:
     database.configure_engine(test_engine)
     yield test_engine
     database.reset_engine()
-
-
-def empty_tables(engine: Engine) -> None:
-    """Delete every row, children first, and restart PostgreSQL's id sequences at 1.
-
-    The same end state as `TRUNCATE ... RESTART IDENTITY`, in a few milliseconds: TRUNCATE makes
-    new files for every table and index and syncs them at commit, 0.2-0.4 s per test here.
-    """
-    from stealth_recovery.all_models import Base
-
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as connection:
-        for table in tables:
-            connection.execute(text(f"DELETE FROM {table}"))
-        if engine.dialect.name == "postgresql":
-            connection.execute(
-                text(
-                    "SELECT setval(format('%I.%I', schemaname, sequencename), 1, false)"
-                    " FROM pg_sequences WHERE schemaname = current_schema()"
-                )
-            )
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ build rows with the `db` fixture and read back what the browser did.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -18,20 +17,9 @@ import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from sqlalchemy import Engine
 
-from tests.support.smtp import smtp_sink  # noqa: F401
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PHONE
+from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
+from tests.support.workers import IN_CI
 
 
 def _free_port() -> int:
@@ -115,9 +103,3 @@ def phone(browser: Browser, served_base_url: str) -> Iterator[Page]:
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    """Keep a picture of the page for people to look at (test-artifacts/, not in git)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -15,7 +15,7 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.retry.models import RetryPolicy
-from tests.browser.conftest import screenshot
+from tests.support.browser import screenshot
 from tests.support.builders import PASSWORD, Account, add_log, make_account, make_attempt
 from tests.support.smtp import SmtpSink
 

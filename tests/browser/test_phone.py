@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.browser.conftest import PHONE, screenshot
+from tests.support.browser import PHONE, screenshot
 from tests.support.builders import (
     PASSWORD,
     Account,

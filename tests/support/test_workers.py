@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from stealth_recovery.organizations.models import Organization
-from tests.conftest import (
+from tests.support.workers import (
     BASE_REDIS_URL,
     TEST_DATABASE,
     WORKER,
