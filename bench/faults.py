@@ -13,11 +13,9 @@ table. It is not a test and asserts nothing; it exits non-zero only if a scenari
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import typer
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from tests.support.processes import Processes, free_port
 from tests.support.proxy import TcpProxy
 from tests.support.smtp import SmtpSink
 
@@ -43,46 +41,26 @@ README = Path(__file__).parent / "README.md"
 _START, _END = "<!-- faults:start -->", "<!-- faults:end -->"
 
 
-@dataclass
-class Run:
+class Run(Processes):
     """One scenario's servers and processes."""
 
-    engine: Engine
-    sink: SmtpSink
-    postgres: TcpProxy
-    redis: TcpProxy
-    env: dict[str, str]
-    logs: Path
-    attempts: int
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{args[0]}-{len(self.workers)}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stealth_recovery.cli", *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.workers.append(process)
-        return process
-
-    def signal(self, process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-
-    def stop_all(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                self.signal(process, signal.SIGCONT)
-                self.signal(process, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    self.signal(process, signal.SIGKILL)
-                    process.wait(timeout=10)
+    def __init__(
+        self,
+        engine: Engine,
+        sink: SmtpSink,
+        postgres: TcpProxy,
+        redis: TcpProxy,
+        env: dict[str, str],
+        logs: Path,
+        attempts: int,
+    ) -> None:
+        super().__init__(env, logs)
+        self.engine = engine
+        self.sink = sink
+        self.postgres = postgres
+        self.redis = redis
+        self.attempts = attempts
+        self.notes: dict[str, Any] = {}
 
     def received(self) -> int:
         return len(self.sink.messages)
@@ -161,7 +139,7 @@ def _pay(run: Run, count: int, *, unreminded_only: bool = True) -> dict[int, flo
 
 def kill(run: Run) -> None:
     worker = run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     run.wait_received(run.attempts // 4)
     run.signal(worker, signal.SIGKILL)
     worker.wait(10)
@@ -178,10 +156,7 @@ def kill_serve(run: Run) -> None:
     run.env["SCHEDULER_INTERVAL_SECONDS"] = "1"
 
     def serve() -> subprocess.Popen[bytes]:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        return run.start("serve", "--no-migrate", f"--port={port}")
+        return run.start("serve", "--no-migrate", f"--port={free_port()}")
 
     server = serve()
     run.wait_received(run.attempts // 4)
@@ -197,7 +172,7 @@ def kill_serve(run: Run) -> None:
 def _restart(proxy_of: Callable[[Run], TcpProxy]) -> Callable[[Run], None]:
     def scenario(run: Run) -> None:
         run.start("worker")
-        run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+        run.start_beat()
         run.wait_received(run.attempts // 4)
         proxy = proxy_of(run)
         proxy.go_down()
@@ -211,7 +186,7 @@ def _restart(proxy_of: Callable[[Run], TcpProxy]) -> Callable[[Run], None]:
 def paid_while_sending(run: Run) -> None:
     run.sink.latency = 0.5  # messages spend long enough in flight for payments to meet them
     run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     run.wait_received(run.attempts // 10)
     paid = _pay(run, 200)
     _wait_settled(run, 600)
@@ -231,7 +206,7 @@ def paid_while_sending(run: Run) -> None:
 def smtp_down(run: Run) -> None:
     run.sink.down = True
     run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     time.sleep(60)
     run.sink.down = False
     back = time.monotonic()
@@ -242,7 +217,7 @@ def smtp_down(run: Run) -> None:
 def smtp_hung(run: Run) -> None:
     run.sink.hang_seconds = 60.0
     run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     time.sleep(60)
     run.sink.hang_seconds = 0.0
     _wait_settled(run, 900)
@@ -251,7 +226,7 @@ def smtp_hung(run: Run) -> None:
 def stalled_owner(run: Run) -> None:
     run.sink.latency = 0.5
     worker = run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     run.wait_received(run.attempts // 4)
     run.signal(worker, signal.SIGSTOP)  # alive, holding its steps, doing nothing
     run.start("worker")
@@ -263,7 +238,7 @@ def stalled_owner(run: Run) -> None:
 
 def killed_then_paid(run: Run) -> None:
     worker = run.start("worker")
-    run.start("beat", "--schedule-file", str(run.logs / "beat-schedule"))
+    run.start_beat()
     run.wait_received(run.attempts // 4)
     run.signal(worker, signal.SIGKILL)
     worker.wait(10)
@@ -404,7 +379,7 @@ def run_scenario(
             try:
                 SCENARIOS[name][2](run)
             finally:
-                run.stop_all()
+                run.stop_all(timeout=20)
             result = {"scenario": name, "seconds": round(time.monotonic() - started, 1)}
             result.update(_count(run))
             result.update(run.notes)

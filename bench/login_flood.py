@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from tests.support.processes import free_port
 
 from bench.machine import describe
 
@@ -41,12 +41,6 @@ POSTGRES_ADMIN_URL = os.environ.get(
 FLOOD_THREADS = 32
 CLIENT_THREADS = 4
 PASSWORD = "correct horse battery staple"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _postgres_database() -> str:
@@ -79,7 +73,7 @@ class Service:
     """`stealth-recovery serve` on a free port with the given database."""
 
     def __init__(self, database_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,

@@ -14,11 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -63,9 +59,9 @@ class TestStartupErrors:
         self, tmp_path: Path, variable: str, value: str, problem: str
     ) -> None:
         # Given one bad variable (a closed port for the servers)
-        value = value.replace("{port}", str(_free_port()))
+        value = value.replace("{port}", str(free_port()))
         # When the service starts
-        result = _run(tmp_path, "serve", "--port", str(_free_port()), **{variable: value})
+        result = _run(tmp_path, "serve", "--port", str(free_port()), **{variable: value})
         # Then it stops with one line naming the variable and the problem, exit code 2
         line = _one_line(result)
         assert line.startswith(variable) or f"{variable}:" in line, line
@@ -77,7 +73,7 @@ class TestStartupErrors:
         assert result.returncode == 0, result.stderr
 
     def test_unreachable_database_stops_migrate_too(self, tmp_path: Path) -> None:
-        url = f"postgresql://sr@127.0.0.1:{_free_port()}/sr"
+        url = f"postgresql://sr@127.0.0.1:{free_port()}/sr"
         assert _one_line(_run(tmp_path, "migrate", DATABASE_URL=url)).startswith("DATABASE_URL")
 
     def test_port_in_use_fails_at_once_before_migrating(self, tmp_path: Path) -> None:
@@ -97,7 +93,7 @@ class TestStartupErrors:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`serve --port P` on a fresh SQLite file, no BASE_URL, until the test ends."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "stealth_recovery.cli", "serve", "--port", str(port)],
         env=_env(tmp_path),

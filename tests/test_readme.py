@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.processes import free_port
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -24,12 +25,6 @@ def tour_blocks() -> list[str]:
     text = README.read_text()
     section = text.split("\n## A tour\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_first_command_installs_and_serves() -> None:
@@ -45,7 +40,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     command.parent.mkdir(parents=True)
     command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m stealth_recovery.cli "$@"\n')
     command.chmod(command.stat().st_mode | stat.S_IXUSR)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ENVIRONMENT": "local", "LOG_LEVEL": "WARNING"}
     for name in [n for n in env if n.startswith(("DATABASE_", "REDIS_", "SMTP_", "TWILIO_"))]:
         env.pop(name)

@@ -6,7 +6,6 @@ build rows with the `db` fixture and read back what the browser did.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,14 +17,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from sqlalchemy import Engine
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PHONE
+from tests.support.processes import free_port
 from tests.support.smtp import smtp_sink  # noqa: F401  (fixture)
 from tests.support.workers import IN_CI
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +27,7 @@ def live_server(engine: Engine) -> Iterator[str]:
     """The app on a free loopback port, against the test database."""
     from stealth_recovery.app import create_app
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
     )

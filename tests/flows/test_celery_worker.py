@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,60 +18,11 @@ from sqlalchemy.orm import Session
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.support.builders import make_account, make_attempt, make_policy
+from tests.support.processes import Processes, free_port, wait_until
 from tests.support.proxy import TcpProxy
 from tests.support.smtp import SmtpSink
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Processes:
-    """Starts `stealth-recovery worker` / `beat` as real processes, each in its own group."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, name: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stealth_recovery.cli", *args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.running.append(process)
-        return process
-
-    def kill(self, process: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    self.kill(process)
 
 
 @pytest.fixture
@@ -115,22 +61,20 @@ class TestBeatAndWorker:
         make_policy(db, account.organization, initial_delay_minutes=60, backoff_multiplier=2)
         attempt = make_attempt(db, account.organization, email="e2e@example.com")
         # When Beat, a worker and Flower run
-        flower_port = _free_port()
+        flower_port = free_port()
         processes.env["FLOWER_UNAUTHENTICATED_API"] = "true"
         processes.start("flower", f"--port={flower_port}", name="flower")
-        metrics_port = _free_port()
+        metrics_port = free_port()
         processes.env["WORKER_METRICS_PORT"] = str(metrics_port)
         processes.start("worker", "--concurrency=1", name="worker")
-        processes.start(
-            "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
-        )
+        processes.start_beat()
         # Then the message arrives with the right recipient, subject and link
         (message,) = smtp_sink.wait_for(1, timeout=60)
         assert message.rcpt_tos == ["e2e@example.com"]
         assert account.organization.name in message.subject
         assert f"/pay/{attempt.token}" in message.body("plain")
         # And the log is sent and the next reminder is two hours later
-        _wait_until(lambda: _count(db, RecoveryAttempt.retry_count == 1) == 1, 30, "record")
+        wait_until(lambda: _count(db, RecoveryAttempt.retry_count == 1) == 1, 30, "record")
         db.expire_all()
         log = db.scalar(select(NotificationLog))
         assert log is not None and log.status == "sent" and log.provider_message_id
@@ -148,7 +92,7 @@ class TestBeatAndWorker:
             seen.update(task.get("name") or "" for task in reply.json().values())
             return {"retry.process_retry_queue", "retry.send_recovery_batch"} <= seen
 
-        _wait_until(flower_saw_tasks, 30, "Flower to list the tasks")
+        wait_until(flower_saw_tasks, 30, "Flower to list the tasks")
         # And the worker's own /metrics counts the message
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert 'stealth_recovery_messages_total{channel="email",status="sent"} 1.0' in metrics
@@ -157,7 +101,7 @@ class TestBeatAndWorker:
 
 def _fault_outcome(db: Session, smtp_sink: SmtpSink, total: int) -> dict[str, int]:
     """Wait until every attempt has its step, then count what the customers got."""
-    _wait_until(lambda: _count(db, RecoveryAttempt.retry_count == 1) == total, 120, "every step")
+    wait_until(lambda: _count(db, RecoveryAttempt.retry_count == 1) == total, 120, "every step")
     per_recipient = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
     db.expire_all()
     logs = list(db.scalars(select(NotificationLog)))
@@ -189,9 +133,7 @@ class TestWorkerKilled:
         _due(db, total, "k")
         smtp_sink.latency = 0.3
         worker = processes.start("worker", "--concurrency=1", name="worker-1")
-        processes.start(
-            "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
-        )
+        processes.start_beat()
         # When the worker is killed with SIGKILL in the middle of the batch
         smtp_sink.wait_for(40, timeout=60)
         processes.kill(worker)
@@ -233,9 +175,7 @@ class TestServerRestarts:
             )
             processes.env["DATABASE_URL" if server == "postgresql" else "REDIS_URL"] = proxied
             processes.start("worker", "--concurrency=2", name="worker")
-            processes.start(
-                "beat", "--schedule-file", str(processes.logs / "beat-schedule"), name="beat"
-            )
+            processes.start_beat()
             # When the server goes away for 6 s while messages are out
             smtp_sink.wait_for(30, timeout=60)
             proxy.go_down()

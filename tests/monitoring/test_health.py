@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from sqlalchemy import inspect
 
 from stealth_recovery.core.database import make_engine
 from stealth_recovery.core.settings import get_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port
 
 
 class TestHealth:
@@ -42,7 +36,7 @@ class TestHealth:
     def test_unreachable_redis_is_degraded(
         self, client: TestClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
         get_settings.cache_clear()
         response = client.get("/healthz")
         assert response.status_code == 503
@@ -54,7 +48,7 @@ class TestServe:
     def test_serve_migrates_a_fresh_sqlite_file_and_answers(self, tmp_path: Path) -> None:
         # Given no database at all, and no Redis
         database = tmp_path / "fresh.db"
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "LOG_LEVEL": "WARNING"}
         env.pop("REDIS_URL", None)
         # When the service starts the way the README says
