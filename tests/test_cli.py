@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, run_cli
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -26,14 +26,7 @@ def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stealth_recovery.cli", *args],
-        env=_env(tmp_path, **env),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(*args, env=_env(tmp_path, **env), cwd=tmp_path)
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -32,6 +32,21 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def run_cli(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`stealth-recovery ARGS` run to its end in `cwd` with exactly `env`: its exit code, and
+    stdout and stderr as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "stealth_recovery.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class Processes:
     """Starts `stealth-recovery` commands with `env`, logging each to `logs/<name>.log`."""
 
