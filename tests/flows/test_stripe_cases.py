@@ -30,9 +30,9 @@ from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry import engine, policy
-from tests.support.builders import api_key_headers
+from tests.support.builders import api_key_headers, see_committed
 from tests.support.smtp import SmtpSink
-from tests.support.stripe_events import StripeOrg, new_id, payment_intent, see_committed
+from tests.support.stripe_events import StripeOrg, new_id, payment_intent
 from tests.support.stripe_server import FakeStripe
 
 CASES = Path(__file__).parent / "stripe_cases"

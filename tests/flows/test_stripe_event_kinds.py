@@ -21,7 +21,7 @@ from stealth_recovery.integrations.stripe.schemas import (
 )
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.support.builders import api_key_headers
+from tests.support.builders import api_key_headers, see_committed
 from tests.support.stripe_events import (
     StripeOrg,
     charge,
@@ -29,7 +29,6 @@ from tests.support.stripe_events import (
     invoice,
     new_id,
     payment_intent,
-    see_committed,
 )
 from tests.support.stripe_server import FakeStripe
 
@@ -41,12 +40,6 @@ BASIL = "2025-03-31.basil"
 def _attempts(db: Session) -> list[RecoveryAttempt]:
     see_committed(db)
     return list(db.scalars(select(RecoveryAttempt).order_by(RecoveryAttempt.id)))
-
-
-def _outcome(org: StripeOrg, body: dict[str, Any]) -> str:
-    response = org.post(body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["outcome"])
 
 
 def _versioned(event_type: str, obj: dict[str, Any], version: str) -> dict[str, Any]:
@@ -116,8 +109,7 @@ class TestEveryApiVersionLinksOnePayment:
         )
         # When its three failure events arrive in this order
         outcomes = [
-            _outcome(stripe_org, _versioned(_FAILED[kind], objects[kind], version))
-            for kind in order
+            stripe_org.outcome(_versioned(_FAILED[kind], objects[kind], version)) for kind in order
         ]
         # Then one attempt is open for the invoice, which every later event found
         assert outcomes == ["attempt_opened", "attempt_exists", "attempt_exists"]
@@ -138,8 +130,7 @@ class TestEveryApiVersionLinksOnePayment:
         stripe_server.add_invoice(
             objects["invoice"], payment_intent=objects["payment_intent"]["id"]
         )
-        _outcome(
-            stripe_org,
+        stripe_org.outcome(
             _versioned("payment_intent.payment_failed", objects["payment_intent"], BASIL),
         )
         # When Stripe's retry succeeds and only an invoice payment names both sides
@@ -154,7 +145,7 @@ class TestEveryApiVersionLinksOnePayment:
             },
             "status": "paid",
         }
-        assert _outcome(stripe_org, _versioned("invoice_payment.paid", paid, BASIL)) == (
+        assert stripe_org.outcome(_versioned("invoice_payment.paid", paid, BASIL)) == (
             "attempt_completed"
         )
         assert _attempts(db)[0].status == "completed"
@@ -163,7 +154,7 @@ class TestEveryApiVersionLinksOnePayment:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         pi = payment_intent()
-        assert _outcome(stripe_org, _versioned("payment_intent.payment_failed", pi, BASIL)) == (
+        assert stripe_org.outcome(_versioned("payment_intent.payment_failed", pi, BASIL)) == (
             "attempt_opened"
         )
         [attempt] = _attempts(db)
@@ -180,13 +171,12 @@ class TestEveryApiVersionLinksOnePayment:
         real_key = stripe_server.secret_key
         stripe_server.secret_key = "sk_test_rotatedAwayXXXXXXXX"
         assert (
-            _outcome(stripe_org, _versioned("invoice.payment_failed", objects["invoice"], BASIL))
+            stripe_org.outcome(_versioned("invoice.payment_failed", objects["invoice"], BASIL))
             == "attempt_opened"
         )
         # When Stripe answers again for the payment intent's event
         stripe_server.secret_key = real_key
-        outcome = _outcome(
-            stripe_org,
+        outcome = stripe_org.outcome(
             _versioned("payment_intent.payment_failed", objects["payment_intent"], BASIL),
         )
         # Then that event links to the invoice's attempt instead of opening a second one
@@ -234,10 +224,10 @@ class TestEverythingThatEndsADebtStopsReminders:
             objects["invoice"], payment_intent=objects["payment_intent"]["id"]
         )
         for kind in ("invoice", "payment_intent"):
-            _outcome(stripe_org, _versioned(_FAILED[kind], objects[kind], version))
+            stripe_org.outcome(_versioned(_FAILED[kind], objects[kind], version))
         # When Stripe reports that the debt ended
-        outcome = _outcome(
-            stripe_org, _versioned(event_type, _debt_end(event_type, objects), version)
+        outcome = stripe_org.outcome(
+            _versioned(event_type, _debt_end(event_type, objects), version)
         )
         # Then the attempt is cancelled, with a reason the merchant understands
         assert outcome == "attempt_cancelled"
@@ -257,9 +247,9 @@ class TestEverythingThatEndsADebtStopsReminders:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session, event_type: str
     ) -> None:
         objects = _payment(OLD_VERSION)
-        ended = _outcome(stripe_org, event(event_type, _debt_end(event_type, objects)))
+        ended = stripe_org.outcome(event(event_type, _debt_end(event_type, objects)))
         assert ended == "no_matching_attempt"
-        late = _outcome(stripe_org, event("invoice.payment_failed", objects["invoice"]))
+        late = stripe_org.outcome(event("invoice.payment_failed", objects["invoice"]))
         assert late == "debt_ended"
         assert _attempts(db) == []
 
@@ -267,7 +257,7 @@ class TestEverythingThatEndsADebtStopsReminders:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         void = {**invoice(), "status": "void"}
-        assert _outcome(stripe_org, event("invoice.payment_failed", void)) == "debt_ended"
+        assert stripe_org.outcome(event("invoice.payment_failed", void)) == "debt_ended"
         assert _attempts(db) == []
 
     def test_our_own_checkouts_payment_cancelled_leaves_the_attempt_open(
@@ -275,7 +265,7 @@ class TestEverythingThatEndsADebtStopsReminders:
     ) -> None:
         # Given an open attempt for a failed payment
         pi = payment_intent()
-        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        stripe_org.outcome(event("payment_intent.payment_failed", pi))
         [attempt] = _attempts(db)
         # When the payment intent of our own Checkout Session is canceled (session expired)
         ours = payment_intent(
@@ -285,9 +275,7 @@ class TestEverythingThatEndsADebtStopsReminders:
                 "stealth_recovery_organization_id": str(stripe_org.organization_id),
             },
         )
-        assert _outcome(stripe_org, event("payment_intent.canceled", ours)) == (
-            "own_checkout_event"
-        )
+        assert stripe_org.outcome(event("payment_intent.canceled", ours)) == ("own_checkout_event")
         # Then the customer's debt is still being recovered
         assert _attempts(db)[0].status == "created"
 
@@ -297,9 +285,9 @@ class TestEverythingThatEndsADebtStopsReminders:
         mine = [payment_intent(customer="cus_gone"), payment_intent(customer="cus_gone")]
         other = payment_intent(customer="cus_stays", email="other@example.com")
         for pi in [*mine, other]:
-            _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+            stripe_org.outcome(event("payment_intent.payment_failed", pi))
         deleted = {"id": "cus_gone", "object": "customer", "deleted": True}
-        assert _outcome(stripe_org, event("customer.deleted", deleted)) == "attempt_cancelled"
+        assert stripe_org.outcome(event("customer.deleted", deleted)) == "attempt_cancelled"
         statuses = sorted(a.status for a in _attempts(db))
         assert statuses == ["cancelled", "cancelled", "created"]
 
@@ -342,7 +330,7 @@ class TestTheSubscribeList:
             body = event(event_type, obj)
         else:
             body = event(event_type, _debt_end(event_type, objects))
-        assert _outcome(stripe_org, body) != "ignored"
+        assert stripe_org.outcome(body) != "ignored"
         assert event_type in FAILURE_EVENTS + SUCCESS_EVENTS + tuple(DEBT_ENDED_EVENTS)
 
 
@@ -367,9 +355,9 @@ class TestAHardDeclineSticks:
         )
         # When its events arrive in any order, and Stripe's retry reports the invoice again
         for kind in order:
-            _outcome(stripe_org, _versioned(_FAILED[kind], objects[kind], version))
+            stripe_org.outcome(_versioned(_FAILED[kind], objects[kind], version))
         retried = {**objects["invoice"], "attempt_count": 2}
-        _outcome(stripe_org, _versioned("invoice.payment_failed", retried, version))
+        stripe_org.outcome(_versioned("invoice.payment_failed", retried, version))
         # Then nothing is open: whatever came first, the stolen card stopped the chase
         attempts = _attempts(db)
         assert [a.status for a in attempts] == ["cancelled"]
@@ -380,7 +368,7 @@ class TestAHardDeclineSticks:
         self, client: TestClient, stripe_org: StripeOrg, db: Session, ref: str
     ) -> None:
         objects = _payment(OLD_VERSION, decline_code="stolen_card")
-        _outcome(stripe_org, event("payment_intent.payment_failed", objects["payment_intent"]))
+        stripe_org.outcome(event("payment_intent.payment_failed", objects["payment_intent"]))
         # When the merchant's server reports the same payment, soft, by one of its ids
         body: dict[str, Any] = {
             "transaction_ref": objects[ref]["id"] if ref == "invoice" else "order-77",

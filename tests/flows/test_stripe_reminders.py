@@ -20,8 +20,9 @@ from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine, policy
 from stealth_recovery.retry.models import RetryPolicy
 from stealth_recovery.retry.runtime import get_runtime
+from tests.support.builders import see_committed
 from tests.support.smtp import SmtpSink
-from tests.support.stripe_events import StripeOrg, event, payment_intent, see_committed, sign
+from tests.support.stripe_events import StripeOrg, event, payment_intent, sign
 
 
 def _attempt_for(db: Session, pi: dict[str, object]) -> RecoveryAttempt:

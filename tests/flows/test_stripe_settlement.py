@@ -24,7 +24,13 @@ from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.stats import compute_stats
-from tests.support.builders import Account, failure_input, make_account, make_attempt
+from tests.support.builders import (
+    Account,
+    failure_input,
+    make_account,
+    make_attempt,
+    reload_attempt,
+)
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import (
     StripeOrg,
@@ -32,7 +38,6 @@ from tests.support.stripe_events import (
     invoice,
     new_id,
     payment_intent,
-    see_committed,
 )
 from tests.support.stripe_server import FakeStripe
 from tests.support.web import web_login
@@ -55,29 +60,16 @@ def admin_web_for(app: FastAPI) -> Iterator[Callable[[Account], TestClient]]:
         web.__exit__(None, None, None)
 
 
-def _reload(db: Session, attempt_id: int) -> RecoveryAttempt:
-    see_committed(db)
-    found = db.get(RecoveryAttempt, attempt_id)
-    assert found is not None
-    return found
-
-
-def _outcome(org: StripeOrg, body: dict[str, Any]) -> str:
-    response = org.post(body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["outcome"])
-
-
 def _failed_invoice(org: StripeOrg, stripe: FakeStripe, db: Session) -> tuple[dict[str, Any], int]:
     inv = invoice(amount_due=4900, currency="eur", payment_intent_id=new_id("pi"))
     stripe.add_invoice(inv, payment_intent=inv["payment_intent"])
-    assert _outcome(org, event("invoice.payment_failed", inv)) == "attempt_opened"
+    assert org.outcome(event("invoice.payment_failed", inv)) == "attempt_opened"
     [attempt] = db.scalars(select(RecoveryAttempt)).all()
     return inv, attempt.id
 
 
 def _click(client: TestClient, db: Session, attempt_id: int) -> Any:
-    token = _reload(db, attempt_id).token
+    token = reload_attempt(db, attempt_id).token
     return client.post(f"/pay/{token}/pay", follow_redirects=False)
 
 
@@ -115,8 +107,8 @@ class TestAFailedInvoiceIsPaidThroughTheInvoice:
         assert stripe_server.created_sessions() == []
         # And when they pay it, Stripe settles that very invoice and tells us
         paid = stripe_server.pay_invoice(inv["id"])
-        assert _outcome(stripe_org, event("invoice.paid", paid)) == "attempt_completed"
-        attempt = _reload(db, attempt_id)
+        assert stripe_org.outcome(event("invoice.paid", paid)) == "attempt_completed"
+        attempt = reload_attempt(db, attempt_id)
         assert (attempt.status, attempt.paid_via) == ("completed", "debt")
         # So Stripe's own retries find nothing left to collect
         assert stripe_server.invoices[inv["id"]]["amount_remaining"] == 0
@@ -130,7 +122,7 @@ class TestAFailedInvoiceIsPaidThroughTheInvoice:
         response = _click(client, db, attempt_id)
         assert response.status_code == 303
         assert response.headers["location"].endswith("/success")
-        assert _reload(db, attempt_id).status == "completed"
+        assert reload_attempt(db, attempt_id).status == "completed"
         assert "received" in client.get(response.headers["location"]).text
 
     @pytest.mark.parametrize(
@@ -153,7 +145,7 @@ class TestAFailedInvoiceIsPaidThroughTheInvoice:
         stripe_server.set_invoice_status(inv["id"], status)
         response = _click(client, db, attempt_id)
         assert response.status_code == 303
-        attempt = _reload(db, attempt_id)
+        attempt = reload_attempt(db, attempt_id)
         assert (attempt.status, attempt.cancel_reason) == ("cancelled", reason)
         page = client.get(response.headers["location"])
         assert page.status_code == 410
@@ -167,13 +159,13 @@ class TestAFailedInvoiceIsPaidThroughTheInvoice:
         response = _click(client, db, attempt_id)
         assert response.status_code == 502
         assert stripe_server.created_sessions() == []
-        assert _reload(db, attempt_id).status == "created"
+        assert reload_attempt(db, attempt_id).status == "created"
 
     def test_a_payment_without_invoice_keeps_checkout(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         pi = payment_intent()
-        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        stripe_org.outcome(event("payment_intent.payment_failed", pi))
         [attempt] = db.scalars(select(RecoveryAttempt)).all()
         response = _click(client, db, attempt.id)
         assert response.status_code == 303
@@ -203,7 +195,7 @@ def _expire(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> Non
 
 def _void(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
     pi = {**payment_intent(pi_id=attempt_pi[attempt.id]), "status": "canceled"}
-    assert _outcome(org, event("payment_intent.canceled", pi)) == "attempt_cancelled"
+    assert org.outcome(event("payment_intent.canceled", pi)) == "attempt_cancelled"
 
 
 attempt_pi: dict[int, str] = {}
@@ -228,20 +220,20 @@ class TestAnEndedAttemptsCheckoutIsExpiredAtStripe:
     ) -> None:
         # Given an attempt whose customer opened a Checkout Session and left it open
         pi = payment_intent()
-        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        stripe_org.outcome(event("payment_intent.payment_failed", pi))
         [attempt] = db.scalars(select(RecoveryAttempt)).all()
         attempt_pi[attempt.id] = pi["id"]
         assert _click(client, db, attempt.id).status_code == 303
-        session_id = _reload(db, attempt.id).checkout_session_id
+        session_id = reload_attempt(db, attempt.id).checkout_session_id
         assert session_id is not None and stripe_server.sessions[session_id]["status"] == "open"
         # When the attempt ends by this route, and the periodic sweep runs
         end, status = _ENDINGS[ending]
-        end(client, stripe_org, _reload(db, attempt.id))
-        assert _reload(db, attempt.id).status == status
+        end(client, stripe_org, reload_attempt(db, attempt.id))
+        assert reload_attempt(db, attempt.id).status == status
         sweep_ended_checkouts()
         # Then the session is expired at Stripe, once
         assert stripe_server.sessions[session_id]["status"] == "expired"
-        assert _reload(db, attempt.id).checkout_closed_at is not None
+        assert reload_attempt(db, attempt.id).checkout_closed_at is not None
         assert sweep_ended_checkouts() == 0
         expiries = stripe_server.requests_to(f"/v1/checkout/sessions/{session_id}/expire")
         assert len(expiries) == 1
@@ -259,7 +251,9 @@ class TestAnEndedAttemptsCheckoutIsExpiredAtStripe:
         stripe_server.secret_key = real_key
         assert sweep_ended_checkouts() == 1
         assert (
-            stripe_server.sessions[_reload(db, attempt.id).checkout_session_id or ""]["status"]
+            stripe_server.sessions[reload_attempt(db, attempt.id).checkout_session_id or ""][
+                "status"
+            ]
             == "expired"
         )
 
@@ -277,18 +271,18 @@ class TestMoneyThatComesInIsNeverLost:
     ) -> None:
         # Given an attempt that ended by this route, with its Checkout not yet expired
         pi = payment_intent()
-        _outcome(stripe_org, event("payment_intent.payment_failed", pi))
+        stripe_org.outcome(event("payment_intent.payment_failed", pi))
         [attempt] = db.scalars(select(RecoveryAttempt)).all()
         attempt_pi[attempt.id] = pi["id"]
         _click(client, db, attempt.id)
         end, _status = _ENDINGS[ending]
-        end(client, stripe_org, _reload(db, attempt.id))
+        end(client, stripe_org, reload_attempt(db, attempt.id))
         # When the customer pays through the old session anyway
-        paid = _checkout_completed(_reload(db, attempt.id), stripe_org)
-        outcome = _outcome(stripe_org, event("checkout.session.completed", paid))
+        paid = _checkout_completed(reload_attempt(db, attempt.id), stripe_org)
+        outcome = stripe_org.outcome(event("checkout.session.completed", paid))
         # Then the money is recorded: completed, marked as after the end
         assert outcome == "attempt_completed_after_end"
-        done = _reload(db, attempt.id)
+        done = reload_attempt(db, attempt.id)
         assert (done.status, done.paid_after_end) == ("completed", True)
         assert done.completed_at is not None
         # And it shows in the API, the stats and recovered revenue
@@ -304,12 +298,12 @@ class TestMoneyThatComesInIsNeverLost:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         service.checkout_url_for(db, attempt=attempt)
         db.commit()
-        stripe_server.pay(_reload(db, attempt.id).checkout_session_id or "")
+        stripe_server.pay(reload_attempt(db, attempt.id).checkout_session_id or "")
         _cancel_by_operator(client, stripe_org, attempt)
         page = client.get(f"/pay/{attempt.token}/success")
         assert page.status_code == 200
         assert "received" in page.text
-        assert _reload(db, attempt.id).paid_after_end is True
+        assert reload_attempt(db, attempt.id).paid_after_end is True
 
     def test_the_return_page_of_an_ended_unpaid_attempt_shows_nothing_about_it(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
@@ -328,32 +322,32 @@ class TestMoneyThatComesInIsNeverLost:
     ) -> None:
         # Given an invoice attempt completed by a recovery Checkout payment
         inv = invoice(amount_due=4900, currency="eur", payment_intent_id=new_id("pi"))
-        _outcome(stripe_org, event("invoice.payment_failed", inv))
+        stripe_org.outcome(event("invoice.payment_failed", inv))
         [attempt] = db.scalars(select(RecoveryAttempt)).all()
         paid = _checkout_completed(attempt, stripe_org)
-        assert _outcome(stripe_org, event("checkout.session.completed", paid)) == (
+        assert stripe_org.outcome(event("checkout.session.completed", paid)) == (
             "attempt_completed"
         )
         # And the same payment reported again by its payment intent is not a second one
         ours = payment_intent(
             pi_id=paid["payment_intent"], status="succeeded", metadata=paid["metadata"]
         )
-        assert _outcome(stripe_org, event("payment_intent.succeeded", ours)) == "already_final"
-        assert _reload(db, attempt.id).second_payment_at is None
+        assert stripe_org.outcome(event("payment_intent.succeeded", ours)) == "already_final"
+        assert reload_attempt(db, attempt.id).second_payment_at is None
         # When Stripe's own retry then collects the invoice as well
         collected = {**inv, "status": "paid", "paid": True, "amount_remaining": 0}
-        outcome = _outcome(stripe_org, event("invoice.paid", collected))
+        outcome = stripe_org.outcome(event("invoice.paid", collected))
         # Then the second payment is flagged on the attempt, for the merchant to refund
         assert outcome == "second_payment"
-        flagged = _reload(db, attempt.id)
+        flagged = reload_attempt(db, attempt.id)
         assert flagged.second_payment_at is not None
         assert flagged.second_payment_ref == "debt"
         shown = client.get(f"/v1/attempts/{attempt.id}", headers=stripe_org.account.headers)
         assert shown.json()["second_payment_ref"] == "debt"
         # And the invoice's other success events about the same payment flag nothing more
-        again = _outcome(stripe_org, event("invoice.payment_succeeded", collected))
+        again = stripe_org.outcome(event("invoice.payment_succeeded", collected))
         assert again == "second_payment"
-        assert _reload(db, attempt.id).second_payment_at == flagged.second_payment_at
+        assert reload_attempt(db, attempt.id).second_payment_at == flagged.second_payment_at
 
 
 # -- A second payment after a completion that was not Stripe's -------------------------------
@@ -423,7 +417,7 @@ def _paid_by_a_test_payment(client: TestClient, db: Session, stripe: FakeStripe)
     account.organization.is_test = True
     db.commit()
     attempt_id, invoice_id, pi_id = _open_debt(db, account)
-    page = client.post(f"/pay/{_reload(db, attempt_id).token}/pay")
+    page = client.post(f"/pay/{reload_attempt(db, attempt_id).token}/pay")
     assert page.status_code == 200 and "Test payment recorded" in page.text
     return Debt(_connect(client, account, stripe), attempt_id, invoice_id, pi_id)
 
@@ -493,16 +487,16 @@ class TestASecondPaymentIsFlaggedWhateverPathCompletedFirst:
         # Given an attempt completed by a path that is not a Stripe payment
         complete, paid_via = _FIRST_COMPLETIONS[first]
         debt = complete(client, db, stripe_server)
-        done = _reload(db, debt.attempt_id)
+        done = reload_attempt(db, debt.attempt_id)
         assert (done.status, done.paid_via, done.second_payment_at) == ("completed", paid_via, None)
         counted = _second_payments()
         # When Stripe then reports a real payment for the same debt
         make_events, ref = _LATER_PAYMENTS[later]
         paid, same_payment_again = make_events(debt)
-        outcome = _outcome(debt.org, paid)
+        outcome = debt.org.outcome(paid)
         # Then it is flagged as a second payment, not answered already_final
         assert outcome == "second_payment"
-        flagged = _reload(db, debt.attempt_id)
+        flagged = reload_attempt(db, debt.attempt_id)
         expected_ref = ref or f"checkout:{paid['data']['object']['payment_intent']}"
         assert flagged.second_payment_at is not None
         assert (flagged.paid_via, flagged.second_payment_ref) == (paid_via, expected_ref)
@@ -516,11 +510,11 @@ class TestASecondPaymentIsFlaggedWhateverPathCompletedFirst:
         timeline = page.text.split('id="timeline"')[1]
         assert "Paid a second time" in timeline and expected_ref in timeline
         # When the same payment is reported again: another event about it, then a redelivery
-        again = _outcome(debt.org, same_payment_again)
-        redelivered = _outcome(debt.org, paid)
+        again = debt.org.outcome(same_payment_again)
+        redelivered = debt.org.outcome(paid)
         # Then nothing more is flagged or counted
         assert (again, redelivered) == ("second_payment", "duplicate")
-        assert _reload(db, debt.attempt_id).second_payment_at == flagged.second_payment_at
+        assert reload_attempt(db, debt.attempt_id).second_payment_at == flagged.second_payment_at
         assert _second_payments() == counted + 1
 
     def test_the_same_stripe_payment_reported_again_after_it_completed_the_attempt_is_no_op(
@@ -532,13 +526,13 @@ class TestASecondPaymentIsFlaggedWhateverPathCompletedFirst:
         attempt_id, invoice_id, pi_id = _open_debt(db, account)
         debt = Debt(org, attempt_id, invoice_id, pi_id)
         paid, same_payment_again = _stripe_collects_the_invoice(debt)
-        assert _outcome(org, paid) == "attempt_completed"
+        assert org.outcome(paid) == "attempt_completed"
         counted = _second_payments()
         # When Stripe reports that same payment again, by its other event and its payment intent
         by_payment_intent, _ = _stripe_retry_collects_the_payment_intent(debt)
-        outcomes = [_outcome(org, same_payment_again), _outcome(org, by_payment_intent)]
+        outcomes = [org.outcome(same_payment_again), org.outcome(by_payment_intent)]
         # Then it stays one payment: nothing is flagged or counted
         assert outcomes == ["already_final", "already_final"]
-        done = _reload(db, attempt_id)
+        done = reload_attempt(db, attempt_id)
         assert (done.paid_via, done.second_payment_at) == ("debt", None)
         assert _second_payments() == counted

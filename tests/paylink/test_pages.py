@@ -12,16 +12,9 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.payments.declines import DeclineCategory
-from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
-from tests.support.builders import make_account, make_attempt
-
-
-def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    db.expire_all()
-    stored = db.get(RecoveryAttempt, attempt.id)
-    assert stored is not None
-    return stored
+from tests.support.builders import make_account, make_attempt, reload_attempt
 
 
 @pytest.fixture
@@ -68,10 +61,10 @@ class TestPayPage:
     def test_marks_the_attempt_opened_once(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
         client.get(f"/pay/{attempt.token}")
-        first = _reload(db, attempt).opened_at
+        first = reload_attempt(db, attempt).opened_at
         with shifted_clock(timedelta(minutes=5)):
             client.get(f"/pay/{attempt.token}")
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.status == AttemptStatus.opened
         assert first is not None and stored.opened_at == first
 
@@ -115,7 +108,7 @@ class TestPayPage:
         assert response.status_code == 410
         assert "This payment link has expired" in response.text
         assert account.organization.name in response.text
-        assert _reload(db, attempt).opened_at is None
+        assert reload_attempt(db, attempt).opened_at is None
 
     def test_cancelled_link_is_a_410_page(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
@@ -181,7 +174,7 @@ class TestNoMoneyPath:
         assert response.status_code == 409
         assert "has not set up online payment" in response.text
         assert account.organization.name in response.text
-        assert _reload(db, attempt).is_open
+        assert reload_attempt(db, attempt).is_open
 
     def test_test_payments_setting_completes_as_a_labelled_test_payment(
         self, client: TestClient, db: Session, test_payments: None
@@ -195,7 +188,7 @@ class TestNoMoneyPath:
         assert "Test payment recorded" in response.text
         assert "no money was moved" in response.text
         assert "€12.50" in response.text
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.status == AttemptStatus.completed
         assert stored.test_payment is True
         assert stored.next_retry_at is None
@@ -210,7 +203,7 @@ class TestNoMoneyPath:
         db.commit()
         attempt = make_attempt(db, account.organization)
         assert client.post(f"/pay/{attempt.token}/pay").status_code == 200
-        assert _reload(db, attempt).test_payment is True
+        assert reload_attempt(db, attempt).test_payment is True
 
     def test_production_refuses_the_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from stealth_recovery.core.settings import SettingsError, load_settings
@@ -255,7 +248,7 @@ class TestPayAction:
         with shifted_clock(timedelta(days=8)):
             response = client.post(f"/pay/{attempt.token}/pay")
         assert response.status_code == 410
-        assert _reload(db, attempt).status != AttemptStatus.completed
+        assert reload_attempt(db, attempt).status != AttemptStatus.completed
 
     def test_unknown_link_is_404(self, client: TestClient, db: Session) -> None:
         assert client.post("/pay/" + "Z" * 43 + "/pay").status_code == 404

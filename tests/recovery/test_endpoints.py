@@ -10,16 +10,16 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
-from tests.support.builders import ROLES, api_key_headers, headers_for, make_account, make_attempt
-
-
-def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    db.expire_all()
-    stored = db.get(RecoveryAttempt, attempt.id)
-    assert stored is not None
-    return stored
+from tests.support.builders import (
+    ROLES,
+    api_key_headers,
+    headers_for,
+    make_account,
+    make_attempt,
+    reload_attempt,
+)
 
 
 class TestListAttempts:
@@ -196,7 +196,7 @@ class TestCancelAttempt:
         assert body["status"] == "cancelled"
         assert body["cancel_reason"] == "paid by bank transfer"
         assert body["next_reminder"] is None
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.status == AttemptStatus.cancelled and stored.next_retry_at is None
 
     def test_without_a_body_uses_a_default_reason(self, client: TestClient, db: Session) -> None:
@@ -214,7 +214,7 @@ class TestCancelAttempt:
         response = client.post(f"/v1/attempts/{attempt.id}/cancel", headers=admin.headers)
         assert response.status_code == 409
         assert response.json() == {"detail": "attempt is already completed"}
-        assert _reload(db, attempt).status == AttemptStatus.completed
+        assert reload_attempt(db, attempt).status == AttemptStatus.completed
 
     def test_analyst_and_api_key_are_refused(self, client: TestClient, db: Session) -> None:
         admin = make_account(db)
@@ -224,7 +224,7 @@ class TestCancelAttempt:
         for headers in (analyst.headers, key):
             response = client.post(f"/v1/attempts/{attempt.id}/cancel", headers=headers)
             assert response.status_code == 403
-        assert _reload(db, attempt).is_open
+        assert reload_attempt(db, attempt).is_open
 
     def test_another_organizations_attempt_is_404(self, client: TestClient, db: Session) -> None:
         a = make_account(db)
@@ -232,7 +232,7 @@ class TestCancelAttempt:
         attempt = make_attempt(db, a.organization)
         response = client.post(f"/v1/attempts/{attempt.id}/cancel", headers=b.headers)
         assert response.status_code == 404
-        assert _reload(db, attempt).is_open
+        assert reload_attempt(db, attempt).is_open
 
     def test_anonymous_is_401(self, client: TestClient) -> None:
         assert client.post("/v1/attempts/1/cancel").status_code == 401
@@ -250,7 +250,7 @@ class TestRecoveryByToken:
         assert body["pay_action"].endswith(f"/pay/{attempt.token}/pay")
         assert "customer_email" not in body
         # Only the HTML page marks the attempt opened
-        assert _reload(db, attempt).opened_at is None
+        assert reload_attempt(db, attempt).opened_at is None
 
     def test_unknown_token_is_404(self, client: TestClient, db: Session) -> None:
         response = client.get("/v1/recoveries/by_token/" + "x" * 43)
@@ -302,7 +302,7 @@ class TestCompleteRecovery:
         assert response.status_code == 200
         assert response.json()["status"] == "completed"
         assert response.json()["changed"] is True
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.status == AttemptStatus.completed
         assert stored.next_retry_at is None
 
@@ -332,7 +332,7 @@ class TestCompleteRecovery:
         other = make_account(db, role=role, organization=admin.organization)
         response = client.post(f"/v1/recoveries/{attempt.id}/complete", headers=other.headers)
         assert response.status_code == 403
-        assert _reload(db, attempt).is_open
+        assert reload_attempt(db, attempt).is_open
 
     def test_another_organizations_attempt_is_404(self, client: TestClient, db: Session) -> None:
         a = make_account(db)
@@ -340,7 +340,7 @@ class TestCompleteRecovery:
         headers = api_key_headers(db, make_account(db).organization)
         response = client.post(f"/v1/recoveries/{attempt.id}/complete", headers=headers)
         assert response.status_code == 404
-        assert _reload(db, attempt).is_open
+        assert reload_attempt(db, attempt).is_open
 
     def test_anonymous_is_401(self, client: TestClient) -> None:
         assert client.post("/v1/recoveries/1/complete").status_code == 401

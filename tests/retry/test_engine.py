@@ -20,7 +20,7 @@ from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.retry import engine
 from stealth_recovery.retry.repository import ClaimedStep
 from stealth_recovery.retry.runtime import get_runtime, reset_runtime
-from tests.support.builders import make_account, make_attempt, make_policy
+from tests.support.builders import make_account, make_attempt, make_policy, reload_attempt
 from tests.support.smtp import SmtpSink
 
 
@@ -28,13 +28,6 @@ def _logs(db: Session, attempt_id: int) -> list[NotificationLog]:
     db.expire_all()
     stmt = select(NotificationLog).where(NotificationLog.attempt_id == attempt_id)
     return list(db.scalars(stmt.order_by(NotificationLog.retry_number)))
-
-
-def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    db.expire_all()
-    fresh = db.get(RecoveryAttempt, attempt.id)
-    assert fresh is not None
-    return fresh
 
 
 class TestDueAttemptIsSent:
@@ -62,7 +55,7 @@ class TestDueAttemptIsSent:
         )
         assert log.sent_at is not None and log.provider_message_id
         # And the next reminder is due two hours (60 × 2) after this one
-        fresh = _reload(db, attempt)
+        fresh = reload_attempt(db, attempt)
         assert fresh.status == "sent" and fresh.retry_count == 1
         assert fresh.last_retry_at is not None and fresh.next_retry_at is not None
         assert fresh.next_retry_at - fresh.last_retry_at == timedelta(minutes=120)
@@ -72,7 +65,7 @@ class TestDueAttemptIsSent:
         attempt = make_attempt(db, account.organization, due=False)
         assert engine.run_due_now() == 0
         assert smtp_sink.messages == []
-        assert _reload(db, attempt).retry_count == 0
+        assert reload_attempt(db, attempt).retry_count == 0
 
     def test_whole_schedule_runs_with_the_clock(self, db: Session, smtp_sink: SmtpSink) -> None:
         # Given a three-reminder policy
@@ -87,7 +80,7 @@ class TestDueAttemptIsSent:
         # Then after the grace period the exhausted attempt is cancelled
         with shifted_clock(timedelta(hours=7 + 8, seconds=10)):
             engine.run_due_now()
-        fresh = _reload(db, attempt)
+        fresh = reload_attempt(db, attempt)
         assert (fresh.status, fresh.retry_count, fresh.cancel_reason) == (
             "cancelled",
             3,
@@ -192,7 +185,7 @@ class TestNeverChaseAPaidCustomer:
         # Then nothing is sent and nothing is logged
         assert report.sent == 0 and smtp_sink.messages == []
         assert _logs(db, attempt.id) == []
-        fresh = _reload(db, attempt)
+        fresh = reload_attempt(db, attempt)
         assert (fresh.status, fresh.retry_count, fresh.next_retry_at) == ("completed", 0, None)
 
     def test_completed_while_in_flight_is_not_advanced(
@@ -211,7 +204,7 @@ class TestNeverChaseAPaidCustomer:
             recovery_service.complete_attempt(session, attempt=paid, paid_via="api")
         worker.join()
         # Then the attempt stays completed with no next reminder
-        fresh = _reload(db, attempt)
+        fresh = reload_attempt(db, attempt)
         assert (fresh.status, fresh.next_retry_at) == ("completed", None)
         with shifted_clock(timedelta(days=2)):
             engine.run_due_now()
@@ -227,7 +220,7 @@ class TestEndings:
         with shifted_clock(timedelta(days=8)):
             engine.run_due_now()
         assert smtp_sink.messages == []
-        assert _reload(db, attempt).status == "expired"
+        assert reload_attempt(db, attempt).status == "expired"
 
     def test_daily_cleanup_expires_every_open_attempt_past_expiry(self, db: Session) -> None:
         account = make_account(db)
@@ -235,7 +228,7 @@ class TestEndings:
         with session_scope() as session:
             count = engine.cleanup_expired_attempts(session, now=utc_now() + timedelta(days=8))
         assert count == 1
-        assert _reload(db, old).status == "expired"
+        assert reload_attempt(db, old).status == "expired"
 
     def test_hard_bounce_is_logged_with_the_servers_message(
         self, db: Session, smtp_sink: SmtpSink
@@ -249,7 +242,7 @@ class TestEndings:
         assert log.error_message and "No such user" in log.error_message
         assert log.failed_at is not None
         # The step still counts: the schedule goes on
-        assert _reload(db, attempt).retry_count == 1
+        assert reload_attempt(db, attempt).retry_count == 1
 
     def test_unreachable_smtp_server_defers_the_step_and_the_worker_goes_on(
         self, db: Session, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
@@ -260,7 +253,7 @@ class TestEndings:
         engine.run_due_now()
         (log,) = _logs(db, first.id)
         assert log.status == "pending" and log.error_message
-        assert _reload(db, first).retry_count == 0
+        assert reload_attempt(db, first).retry_count == 0
         # When the server is back, the deferred step and a new attempt go out
         restarted = SmtpSink().start()
         try:
@@ -319,4 +312,4 @@ class TestLease:
         assert len(smtp_sink.messages) == 1
         (log,) = _logs(db, attempt.id)
         assert (log.status, log.send_attempts) == ("sent", 2)
-        assert _reload(db, attempt).retry_count == 1
+        assert reload_attempt(db, attempt).retry_count == 1

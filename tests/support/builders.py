@@ -350,3 +350,23 @@ def message_context(**overrides: Any) -> MessageContext:
         decline_category="soft",
     )
     return replace(base, **overrides)
+
+
+# -- reading back what requests and workers committed ----------------------------------------
+
+
+def see_committed(session: Session) -> None:
+    """Let the test's session see what requests and workers committed since its last read.
+
+    Ends its transaction first: on SQLite a read transaction keeps the snapshot it started with.
+    """
+    session.commit()
+    session.expire_all()
+
+
+def reload_attempt(session: Session, attempt: RecoveryAttempt | int) -> RecoveryAttempt:
+    """The attempt as it is stored now."""
+    see_committed(session)
+    found = session.get(RecoveryAttempt, attempt if isinstance(attempt, int) else attempt.id)
+    assert found is not None
+    return found

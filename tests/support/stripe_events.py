@@ -27,15 +27,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{next(_ids):04d}{secrets.token_hex(6)}"
 
 
-def see_committed(db: Session) -> None:
-    """Let the test's session see what requests and workers committed since its last read.
-
-    Ends its transaction first: on SQLite a read transaction keeps the snapshot it started with.
-    """
-    db.commit()
-    db.expire_all()
-
-
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """The `Stripe-Signature` header as Stripe documents it: HMAC-SHA256 of "t.payload"."""
     t = int(time.time()) if timestamp is None else timestamp
@@ -91,6 +82,12 @@ class StripeOrg:
             content=payload,
             headers={"Stripe-Signature": header, "Content-Type": "application/json"},
         )
+
+    def outcome(self, body: dict[str, Any]) -> str:
+        """Deliver a signed event; what the webhook says it did (`attempt_opened`, ...)."""
+        response = self.post(body)
+        assert response.status_code == 200, response.text
+        return str(response.json()["outcome"])
 
 
 def connect(client: TestClient, db: Session, secret_key: str) -> StripeOrg:

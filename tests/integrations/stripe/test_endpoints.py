@@ -11,8 +11,7 @@ from stealth_recovery.auth.models import Role
 from stealth_recovery.core.security import decrypt_secret
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.integrations.stripe.service import has_connection
-from tests.support.builders import login, make_account
-from tests.support.stripe_events import see_committed
+from tests.support.builders import login, make_account, see_committed
 
 SECRET_KEY = "sk_test_51AbCdEfGhIjKlMnOpQrStUv1234"
 WEBHOOK_SECRET = "whsec_Zx9yW8vU7tS6rQ5pO4nM3lK2jI1hWXYZ"

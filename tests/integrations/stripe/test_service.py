@@ -13,16 +13,9 @@ from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.service import PaymentProviderError, checkout_url_for
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.support.builders import make_account, make_attempt
-from tests.support.stripe_events import StripeOrg, connect, see_committed
+from tests.support.builders import make_account, make_attempt, reload_attempt
+from tests.support.stripe_events import StripeOrg, connect
 from tests.support.stripe_server import FakeStripe
-
-
-def _reload(db: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    see_committed(db)
-    fresh = db.get(RecoveryAttempt, attempt.id)
-    assert fresh is not None
-    return fresh
 
 
 class TestCheckoutUrlFor:
@@ -64,7 +57,7 @@ class TestCheckoutUrlFor:
         )
         assert params["cancel_url"] == f"{base}/pay/{attempt.token}"
         # And the customer goes to that session, which the attempt remembers
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.checkout_session_id in stripe_server.sessions
         assert url == stripe_server.sessions[stored.checkout_session_id]["url"]
 
@@ -74,7 +67,7 @@ class TestCheckoutUrlFor:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         first = checkout_url_for(db, attempt=attempt)
         db.commit()
-        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        second = checkout_url_for(db, attempt=reload_attempt(db, attempt))
         assert second == first
         assert len(stripe_server.created_sessions()) == 1
         assert [r.method for r in stripe_server.requests] == ["POST", "GET"]
@@ -89,9 +82,9 @@ class TestCheckoutUrlFor:
             assert loaded is not None
             first = checkout_url_for(failed, attempt=loaded)
             failed.rollback()
-        assert _reload(db, attempt).checkout_session_id is None
+        assert reload_attempt(db, attempt).checkout_session_id is None
         # When the customer clicks again
-        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        second = checkout_url_for(db, attempt=reload_attempt(db, attempt))
         # Then Stripe replays the first creation: one session, the same URL
         assert second == first
         assert len(stripe_server.created_sessions()) == 2
@@ -103,14 +96,14 @@ class TestCheckoutUrlFor:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         first = checkout_url_for(db, attempt=attempt)
         db.commit()
-        old_id = _reload(db, attempt).checkout_session_id
+        old_id = reload_attempt(db, attempt).checkout_session_id
         assert old_id is not None
         stripe_server.expire(old_id)
-        second = checkout_url_for(db, attempt=_reload(db, attempt))
+        second = checkout_url_for(db, attempt=reload_attempt(db, attempt))
         db.commit()
         assert second != first
         assert len(stripe_server.created_sessions()) == 2
-        assert _reload(db, attempt).checkout_session_id not in (None, old_id)
+        assert reload_attempt(db, attempt).checkout_session_id not in (None, old_id)
 
     def test_a_completed_session_leads_to_the_return_page_not_a_second_payment(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
@@ -118,10 +111,10 @@ class TestCheckoutUrlFor:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
-        session_id = _reload(db, attempt).checkout_session_id
+        session_id = reload_attempt(db, attempt).checkout_session_id
         assert session_id is not None
         stripe_server.pay(session_id)
-        url = checkout_url_for(db, attempt=_reload(db, attempt))
+        url = checkout_url_for(db, attempt=reload_attempt(db, attempt))
         assert url.endswith(f"/pay/{attempt.token}/success?session_id={session_id}")
         assert len(stripe_server.created_sessions()) == 1
 
@@ -182,7 +175,7 @@ class TestPayButton:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         response = stripe_org.client.post(f"/pay/{attempt.token}/pay", follow_redirects=False)
         assert response.status_code == 303
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.checkout_session_id is not None
         assert (
             response.headers["location"]
@@ -218,7 +211,7 @@ class TestPayButton:
         assert "try again" not in response.text
         # And no Checkout was opened, and the attempt is still open for the merchant
         assert stripe_server.created_sessions() == []
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.is_open and stored.checkout_session_id is None
 
 
@@ -230,7 +223,7 @@ class TestReturnPage:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
-        session_id = _reload(db, attempt).checkout_session_id
+        session_id = reload_attempt(db, attempt).checkout_session_id
         # When they come back before paying (or anyone opens the return URL)
         response = stripe_org.client.get(
             f"/pay/{attempt.token}/success", params={"session_id": session_id}
@@ -239,7 +232,7 @@ class TestReturnPage:
         assert response.status_code == 200
         assert 'data-state="pending"' in response.text
         assert response.headers["cache-control"] == "no-store"
-        assert _reload(db, attempt).status == "created"
+        assert reload_attempt(db, attempt).status == "created"
 
     def test_completes_the_attempt_when_stripe_says_paid(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
@@ -247,7 +240,7 @@ class TestReturnPage:
         attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
         checkout_url_for(db, attempt=attempt)
         db.commit()
-        session_id = _reload(db, attempt).checkout_session_id
+        session_id = reload_attempt(db, attempt).checkout_session_id
         assert session_id is not None
         stripe_server.pay(session_id)
         response = stripe_org.client.get(
@@ -256,7 +249,7 @@ class TestReturnPage:
         assert response.status_code == 200
         assert 'data-state="paid"' in response.text
         assert "€49.00" in response.text
-        stored = _reload(db, attempt)
+        stored = reload_attempt(db, attempt)
         assert stored.status == "completed"
         assert stored.completed_at is not None
 
@@ -269,7 +262,7 @@ class TestReturnPage:
         checkout_url_for(db, attempt=paid)
         checkout_url_for(db, attempt=unpaid)
         db.commit()
-        paid_session = _reload(db, paid).checkout_session_id
+        paid_session = reload_attempt(db, paid).checkout_session_id
         assert paid_session is not None
         stripe_server.pay(paid_session)
         # When the unpaid attempt's return page is opened with the paid session's id
@@ -278,7 +271,7 @@ class TestReturnPage:
         )
         # Then the unpaid attempt stays open
         assert 'data-state="pending"' in response.text
-        assert _reload(db, unpaid).status == "created"
+        assert reload_attempt(db, unpaid).status == "created"
 
     def test_without_a_checkout_session_nothing_is_completed(
         self, stripe_org: StripeOrg, db: Session
@@ -286,7 +279,7 @@ class TestReturnPage:
         attempt = make_attempt(db, stripe_org.account.organization, due=False)
         response = stripe_org.client.get(f"/pay/{attempt.token}/success")
         assert 'data-state="pending"' in response.text
-        assert _reload(db, attempt).status == "created"
+        assert reload_attempt(db, attempt).status == "created"
 
     def test_stripe_unreachable_says_confirming(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
@@ -298,7 +291,7 @@ class TestReturnPage:
         response = stripe_org.client.get(f"/pay/{attempt.token}/success")
         assert response.status_code == 200
         assert 'data-state="pending"' in response.text
-        assert _reload(db, attempt).status == "created"
+        assert reload_attempt(db, attempt).status == "created"
 
     def test_an_unknown_link_is_404(self, client: TestClient, db: Session) -> None:
         response = client.get("/pay/" + "A" * 43 + "/success")

@@ -16,7 +16,7 @@ from stealth_recovery.core.database import get_session_factory
 from stealth_recovery.integrations.stripe import webhooks
 from stealth_recovery.payments.models import FailureEvent, PspEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from tests.support.builders import make_account
+from tests.support.builders import make_account, see_committed
 from tests.support.stripe_events import (
     StripeOrg,
     charge,
@@ -25,7 +25,6 @@ from tests.support.stripe_events import (
     invoice,
     new_id,
     payment_intent,
-    see_committed,
     sign,
 )
 from tests.support.stripe_server import FakeStripe
