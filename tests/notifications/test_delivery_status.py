@@ -22,7 +22,7 @@ from stealth_recovery.notifications.models import (
 )
 from stealth_recovery.notifications.repository import MESSAGE_LOCK_NAMESPACE
 from tests.support.builders import make_log
-from tests.support.providers import meta_signature, twilio_signature
+from tests.support.providers import meta_signature, twilio_signature, whatsapp_status_payload
 
 SID = "SM" + "a" * 32
 WAITING_FOR_MESSAGE_LOCK = text(
@@ -408,24 +408,7 @@ class TestVerification:
 
 
 def _whatsapp_payload(*statuses: dict[str, object]) -> dict[str, object]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "15550783881",
-                                "phone_number_id": "106540352242922",
-                            },
-                            "statuses": [{**s, "recipient_id": "34612345678"} for s in statuses],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+    return whatsapp_status_payload(
+        *[{**status, "recipient_id": "34612345678"} for status in statuses],
+        display_phone_number="15550783881",
+    )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import HeldDeliveryStatus, NotificationStatus
 from tests.support.builders import make_log
-from tests.support.providers import meta_signature, twilio_signature
+from tests.support.providers import meta_signature, twilio_signature, whatsapp_status_payload
 
 BASE_URL = "https://recovery.example.test"
 TWILIO_TOKEN = "twilio-auth-token-for-callbacks"
@@ -60,25 +60,7 @@ def _post_twilio(
 
 
 def _whatsapp_body(*statuses: dict[str, object]) -> bytes:
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"phone_number_id": "106540352242922"},
-                            "statuses": list(statuses),
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    return json.dumps(payload).encode()
+    return json.dumps(whatsapp_status_payload(*statuses)).encode()
 
 
 def _post_whatsapp(

@@ -378,15 +378,16 @@ class _Handler(BaseHTTPRequestHandler):
         }
         early = fake._early_status("whatsapp", payload["to"])
         if early is not None and fake.whatsapp_webhook_url:
-            notification = _whatsapp_status_notification(
-                phone_id,
+            statuses = whatsapp_status_payload(
                 {
                     "id": message_id,
                     "recipient_id": payload["to"].lstrip("+"),
                     "timestamp": str(int(time.time())),
                     **early,
                 },
+                phone_id=phone_id,
             )
+            notification = json.dumps(statuses).encode()
             fake._post_callback(
                 "whatsapp",
                 message_id,
@@ -434,9 +435,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _whatsapp_status_notification(phone_id: str, status: dict[str, Any]) -> bytes:
-    """A WhatsApp Business Account webhook carrying one message status, as Meta posts it."""
-    payload = {
+def whatsapp_status_payload(
+    *statuses: dict[str, Any],
+    phone_id: str = "106540352242922",
+    display_phone_number: str | None = None,
+) -> dict[str, Any]:
+    """A WhatsApp Business Account webhook carrying message statuses, as Meta posts it."""
+    metadata = {"phone_number_id": phone_id}
+    if display_phone_number is not None:
+        metadata = {"display_phone_number": display_phone_number, **metadata}
+    return {
         "object": "whatsapp_business_account",
         "entry": [
             {
@@ -446,15 +454,14 @@ def _whatsapp_status_notification(phone_id: str, status: dict[str, Any]) -> byte
                         "field": "messages",
                         "value": {
                             "messaging_product": "whatsapp",
-                            "metadata": {"phone_number_id": phone_id},
-                            "statuses": [status],
+                            "metadata": metadata,
+                            "statuses": list(statuses),
                         },
                     }
                 ],
             }
         ],
     }
-    return json.dumps(payload).encode()
 
 
 def _template_problem(payload: dict[str, Any]) -> str | None:
