@@ -130,7 +130,7 @@ class TestSignature:
         assert _count(db, PspEvent) == 0
         assert _count(db, RecoveryAttempt) == 0
         # While on its own slug it is accepted, for that organization only
-        _ack(theirs.post(body), "attempt_opened")
+        assert theirs.outcome(body) == "attempt_opened"
         assert _only_attempt(db).organization_id == theirs.organization_id
 
     def test_an_unknown_slug_answers_exactly_like_a_bad_signature(
@@ -176,7 +176,7 @@ class TestReplay:
     def test_a_replayed_event_changes_nothing(self, stripe_org: StripeOrg, db: Session) -> None:
         # Given a failure event that opened an attempt
         body = event("payment_intent.payment_failed", payment_intent())
-        _ack(stripe_org.post(body), "attempt_opened")
+        assert stripe_org.outcome(body) == "attempt_opened"
         before = _only_attempt(db)
         token, updated_at = before.token, before.updated_at
         # When Stripe delivers it again
@@ -192,11 +192,11 @@ class TestReplay:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         pi = payment_intent()
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_opened"
         paid = event("payment_intent.succeeded", {**pi, "status": "succeeded"})
-        _ack(stripe_org.post(paid), "attempt_completed")
+        assert stripe_org.outcome(paid) == "attempt_completed"
         completed_at = _only_attempt(db).completed_at
-        _ack(stripe_org.post(paid), "duplicate")
+        assert stripe_org.outcome(paid) == "duplicate"
         assert _only_attempt(db).completed_at == completed_at
 
     def test_one_stripe_account_feeding_two_organizations_acts_for_both(
@@ -207,10 +207,10 @@ class TestReplay:
         second = connect(client, db, stripe_server.secret_key)
         body = event("payment_intent.payment_failed", payment_intent())
         # When the same event is delivered to both, and again to each
-        _ack(first.post(body), "attempt_opened")
-        _ack(second.post(body), "attempt_opened")
-        _ack(first.post(body), "duplicate")
-        _ack(second.post(body), "duplicate")
+        assert first.outcome(body) == "attempt_opened"
+        assert second.outcome(body) == "attempt_opened"
+        assert first.outcome(body) == "duplicate"
+        assert second.outcome(body) == "duplicate"
         # Then each organization acted on it once
         see_committed(db)
         owners = sorted(a.organization_id for a in db.scalars(select(RecoveryAttempt)))
@@ -263,7 +263,7 @@ class TestFailureEvents:
         pi = payment_intent(amount=4900, currency="eur", decline_code="insufficient_funds")
         body = event("payment_intent.payment_failed", pi)
         # When Stripe reports it
-        _ack(stripe_org.post(body), "attempt_opened")
+        assert stripe_org.outcome(body) == "attempt_opened"
         # Then the transaction holds the customer's details from the billing details
         transaction = _only_transaction(db)
         assert transaction.organization_id == stripe_org.organization_id
@@ -292,7 +292,7 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         ch = charge(amount=2500, currency="usd", reason="expired_card", phone="(415) 555-0123")
-        _ack(stripe_org.post(event("charge.failed", ch)), "attempt_opened")
+        assert stripe_org.outcome(event("charge.failed", ch)) == "attempt_opened"
         transaction = _only_transaction(db)
         assert transaction.external_ref == ch["id"]
         assert (transaction.amount_minor, transaction.currency) == (2500, "USD")
@@ -310,7 +310,7 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         inv = invoice(amount_due=1999, currency="gbp", email="Kim@Example.com")
-        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "attempt_opened")
+        assert stripe_org.outcome(event("invoice.payment_failed", inv)) == "attempt_opened"
         transaction = _only_transaction(db)
         assert transaction.external_ref == inv["id"]
         assert (transaction.amount_minor, transaction.currency) == (1999, "GBP")
@@ -329,9 +329,9 @@ class TestFailureEvents:
         inv = invoice(payment_intent_id=pi["id"])
         ch = charge(payment_intent_id=pi["id"], reason="incorrect_cvc")
         # When the three events arrive
-        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "attempt_opened")
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_exists")
-        _ack(stripe_org.post(event("charge.failed", ch)), "attempt_exists")
+        assert stripe_org.outcome(event("invoice.payment_failed", inv)) == "attempt_opened"
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_exists"
+        assert stripe_org.outcome(event("charge.failed", ch)) == "attempt_exists"
         # Then there is one transaction (the invoice) and one attempt
         assert _only_transaction(db).external_ref == inv["id"]
         attempt = _only_attempt(db)
@@ -346,8 +346,8 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         pi = payment_intent()
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_exists")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_opened"
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_exists"
         assert _count(db, FailureEvent) == 1
         assert _count(db, RecoveryAttempt) == 1
 
@@ -356,7 +356,7 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session, code: str
     ) -> None:
         pi = payment_intent(decline_code=code)
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_cancelled")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_cancelled"
         attempt = _only_attempt(db)
         assert attempt.status == "cancelled"
         assert (attempt.decline_code, attempt.decline_category) == (code, "hard")
@@ -367,11 +367,11 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         pi = payment_intent(decline_code="stolen_card")
-        _ack(
-            stripe_org.post(event("invoice.payment_failed", invoice(payment_intent_id=pi["id"]))),
-            "attempt_opened",
+        assert (
+            stripe_org.outcome(event("invoice.payment_failed", invoice(payment_intent_id=pi["id"])))
+            == "attempt_opened"
         )
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_cancelled")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_cancelled"
         attempt = _only_attempt(db)
         assert attempt.status == "cancelled"
         assert attempt.cancel_reason == "hard decline: stolen_card"
@@ -384,7 +384,7 @@ class TestFailureEvents:
         ch = charge(
             reason="highest_risk_level", failure_code="card_declined", outcome_type="blocked"
         )
-        _ack(stripe_org.post(event("charge.failed", ch)), "attempt_cancelled")
+        assert stripe_org.outcome(event("charge.failed", ch)) == "attempt_cancelled"
         assert _only_attempt(db).decline_category == "hard"
 
     def test_a_decline_on_our_own_checkout_opens_nothing(
@@ -395,7 +395,9 @@ class TestFailureEvents:
             "stealth_recovery_organization_id": str(stripe_org.organization_id),
         }
         pi = payment_intent(metadata=metadata)
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "own_checkout_failure")
+        assert (
+            stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "own_checkout_failure"
+        )
         assert _count(db, Transaction) == 0
         assert _count(db, RecoveryAttempt) == 0
         assert _count(db, PspEvent) == 1
@@ -405,7 +407,7 @@ class TestFailureEvents:
     ) -> None:
         # A zero amount and an unknown currency: Stripe retrying would not make it usable.
         pi = payment_intent(amount=0, currency="zzz")
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "unusable")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "unusable"
         assert _count(db, Transaction) == 0
         assert _count(db, FailureEvent) == 0
         assert _count(db, PspEvent) == 1
@@ -414,7 +416,7 @@ class TestFailureEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         pi = payment_intent(email="not an email", phone="12")
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_opened"
         transaction = _only_transaction(db)
         assert (transaction.customer_email, transaction.customer_phone) == (None, None)
 
@@ -424,9 +426,9 @@ class TestSuccessEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         inv = invoice()
-        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "attempt_opened")
+        assert stripe_org.outcome(event("invoice.payment_failed", inv)) == "attempt_opened"
         paid = event("invoice.paid", {**inv, "paid": True, "status": "paid"})
-        _ack(stripe_org.post(paid), "attempt_completed")
+        assert stripe_org.outcome(paid) == "attempt_completed"
         attempt = _only_attempt(db)
         assert attempt.status == "completed"
         assert attempt.completed_at is not None
@@ -436,9 +438,11 @@ class TestSuccessEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         pi = payment_intent()
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "attempt_opened"
         succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
-        _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "attempt_completed")
+        assert (
+            stripe_org.outcome(event("payment_intent.succeeded", succeeded)) == "attempt_completed"
+        )
         assert _only_attempt(db).status == "completed"
 
     def test_a_payment_intent_of_an_invoice_completes_the_invoices_attempt(
@@ -446,39 +450,43 @@ class TestSuccessEvents:
     ) -> None:
         pi = payment_intent()
         inv = invoice(payment_intent_id=pi["id"])
-        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "attempt_opened")
+        assert stripe_org.outcome(event("invoice.payment_failed", inv)) == "attempt_opened"
         succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
-        _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "attempt_completed")
-        _ack(stripe_org.post(event("invoice.paid", {**inv, "paid": True})), "already_final")
+        assert (
+            stripe_org.outcome(event("payment_intent.succeeded", succeeded)) == "attempt_completed"
+        )
+        assert stripe_org.outcome(event("invoice.paid", {**inv, "paid": True})) == "already_final"
         assert _only_attempt(db).status == "completed"
 
     def test_checkout_session_completed_completes_the_attempt_it_was_made_for(
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
-        _ack(
-            stripe_org.post(event("payment_intent.payment_failed", payment_intent())),
-            "attempt_opened",
+        assert (
+            stripe_org.outcome(event("payment_intent.payment_failed", payment_intent()))
+            == "attempt_opened"
         )
         attempt = _only_attempt(db)
         session = _checkout_session(attempt, payment_status="paid")
-        _ack(stripe_org.post(event("checkout.session.completed", session)), "attempt_completed")
+        assert (
+            stripe_org.outcome(event("checkout.session.completed", session)) == "attempt_completed"
+        )
         assert _only_attempt(db).status == "completed"
 
     def test_an_asynchronous_checkout_payment_completes_when_the_money_arrives(
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
-        _ack(
-            stripe_org.post(event("payment_intent.payment_failed", payment_intent())),
-            "attempt_opened",
+        assert (
+            stripe_org.outcome(event("payment_intent.payment_failed", payment_intent()))
+            == "attempt_opened"
         )
         attempt = _only_attempt(db)
         unpaid = _checkout_session(attempt, payment_status="unpaid")
-        _ack(stripe_org.post(event("checkout.session.completed", unpaid)), "awaiting_payment")
+        assert stripe_org.outcome(event("checkout.session.completed", unpaid)) == "awaiting_payment"
         assert _only_attempt(db).status == "created"
         paid = {**unpaid, "payment_status": "paid"}
-        _ack(
-            stripe_org.post(event("checkout.session.async_payment_succeeded", paid)),
-            "attempt_completed",
+        assert (
+            stripe_org.outcome(event("checkout.session.async_payment_succeeded", paid))
+            == "attempt_completed"
         )
         assert _only_attempt(db).status == "completed"
 
@@ -486,7 +494,10 @@ class TestSuccessEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         succeeded = payment_intent(status="succeeded")
-        _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
+        assert (
+            stripe_org.outcome(event("payment_intent.succeeded", succeeded))
+            == "no_matching_attempt"
+        )
         assert _count(db, PspEvent) == 1
 
     def test_a_failure_delivered_after_its_payments_success_opens_nothing(
@@ -495,9 +506,12 @@ class TestSuccessEvents:
         # Given Stripe delivered the success first (the failure's delivery was retried)
         pi = payment_intent()
         succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
-        _ack(stripe_org.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
+        assert (
+            stripe_org.outcome(event("payment_intent.succeeded", succeeded))
+            == "no_matching_attempt"
+        )
         # When the failure arrives
-        _ack(stripe_org.post(event("payment_intent.payment_failed", pi)), "already_paid")
+        assert stripe_org.outcome(event("payment_intent.payment_failed", pi)) == "already_paid"
         # Then nobody is chased for it
         assert _count(db, RecoveryAttempt) == 0
         assert _count(db, Transaction) == 0
@@ -506,8 +520,11 @@ class TestSuccessEvents:
         self, stripe_org: StripeOrg, db: Session
     ) -> None:
         inv = invoice()
-        _ack(stripe_org.post(event("invoice.paid", {**inv, "paid": True})), "no_matching_attempt")
-        _ack(stripe_org.post(event("invoice.payment_failed", inv)), "already_paid")
+        assert (
+            stripe_org.outcome(event("invoice.paid", {**inv, "paid": True}))
+            == "no_matching_attempt"
+        )
+        assert stripe_org.outcome(event("invoice.payment_failed", inv)) == "already_paid"
         assert _count(db, RecoveryAttempt) == 0
 
     def test_another_organizations_success_does_not_hide_a_failure(
@@ -516,25 +533,25 @@ class TestSuccessEvents:
         pi = payment_intent()
         other = connect(client, db, stripe_server.secret_key)
         succeeded = payment_intent(pi_id=pi["id"], status="succeeded")
-        _ack(other.post(event("payment_intent.succeeded", succeeded)), "no_matching_attempt")
+        assert other.outcome(event("payment_intent.succeeded", succeeded)) == "no_matching_attempt"
         ours = connect(client, db, stripe_server.secret_key)
-        _ack(ours.post(event("payment_intent.payment_failed", pi)), "attempt_opened")
+        assert ours.outcome(event("payment_intent.payment_failed", pi)) == "attempt_opened"
 
     def test_metadata_naming_another_organizations_attempt_completes_nothing(
         self, client: TestClient, db: Session, stripe_server: FakeStripe
     ) -> None:
         # Given an attempt of another organization
         victim = connect(client, db, stripe_server.secret_key)
-        _ack(
-            victim.post(event("payment_intent.payment_failed", payment_intent())),
-            "attempt_opened",
+        assert (
+            victim.outcome(event("payment_intent.payment_failed", payment_intent()))
+            == "attempt_opened"
         )
         attempt = _only_attempt(db)
         # When this organization's Stripe sends a session whose metadata names it
         ours = connect(client, db, stripe_server.secret_key)
         forged = _checkout_session(attempt, payment_status="paid")
         forged["metadata"]["stealth_recovery_organization_id"] = str(ours.organization_id)
-        _ack(ours.post(event("checkout.session.completed", forged)), "no_matching_attempt")
+        assert ours.outcome(event("checkout.session.completed", forged)) == "no_matching_attempt"
         # Then the other organization's attempt is untouched
         assert _only_attempt(db).status == "created"
 
