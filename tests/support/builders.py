@@ -47,6 +47,7 @@ def make_account(
 ) -> Account:
     """An organization (new unless given) with one committed user of the given role."""
     n = next(_counter)
+    user: User | None = None
     if organization is None:
         organization, user = auth_service.register(
             session,
@@ -56,16 +57,7 @@ def make_account(
             password=PASSWORD,
             full_name=f"Admin {n}",
         )
-        if role != Role.admin:
-            user = auth_service.create_user(
-                session,
-                organization_id=organization.id,
-                email=f"{role.value}{n}@example.com",
-                password=PASSWORD,
-                role=role,
-                full_name=None,
-            )
-    else:
+    if user is None or role != Role.admin:
         user = auth_service.create_user(
             session,
             organization_id=organization.id,
