@@ -1,6 +1,6 @@
 """`stealth-recovery demo`: a demo organization with weeks of realistic history.
 
-The failures go through the real ingestion path (`payments.service.record_failure`, so decline
+The failures go through the real ingestion path (`ingestion.service.record_failure`, so decline
 classification and the policy copy are the product's own), each at its moment in the past on a
 shifted clock. What happened next — reminders, delivery statuses, payments, cancellations — is
 then written as the engine and the providers would have recorded it. No message is sent: the
@@ -27,7 +27,7 @@ from stealth_recovery.core.database import get_engine, session_scope
 from stealth_recovery.core.migrate import upgrade_to_head
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.ingestion.service import FailureInput, record_failure
+from stealth_recovery.ingestion.service import FailureInput, Ingested, record_failure
 from stealth_recovery.notifications.models import Channel, NotificationLog
 from stealth_recovery.organizations import repository as org_repository
 from stealth_recovery.organizations.models import Organization
@@ -453,7 +453,7 @@ def run_demo(
                     else rng.choice(_SOFT)
                 )
                 with _clock_at(moment):
-                    opened = record_failure(
+                    recorded = record_failure(
                         session,
                         organization_id=organization.id,
                         data=FailureInput(
@@ -475,8 +475,8 @@ def run_demo(
                             raw_metadata={"demo": True},
                         ),
                     )
-                if opened.attempt.is_open:
-                    messages += _play_out(session, rng, opened.attempt, customer)
+                if recorded.outcome is Ingested.opened:
+                    messages += _play_out(session, rng, recorded.attempt, customer)
                 progress.advance(task)
         organization_id = organization.id
     return DemoResult(

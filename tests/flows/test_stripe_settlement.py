@@ -34,6 +34,7 @@ from tests.support.builders import (
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import (
     StripeOrg,
+    charge,
     event,
     invoice,
     new_id,
@@ -237,6 +238,24 @@ class TestAnEndedAttemptsCheckoutIsExpiredAtStripe:
         assert sweep_ended_checkouts() == 0
         expiries = stripe_server.requests_to(f"/v1/checkout/sessions/{session_id}/expire")
         assert len(expiries) == 1
+
+    def test_a_hard_decline_reported_later_expires_it_from_the_webhook(
+        self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given an attempt whose customer opened a Checkout Session and left it open
+        pi = payment_intent()
+        stripe_org.outcome(event("payment_intent.payment_failed", pi))
+        [attempt] = db.scalars(select(RecoveryAttempt)).all()
+        assert _click(client, db, attempt.id).status_code == 303
+        session_id = reload_attempt(db, attempt.id).checkout_session_id
+        assert session_id is not None and stripe_server.sessions[session_id]["status"] == "open"
+        # When the payment's charge reports a stolen card
+        ch = charge(payment_intent_id=pi["id"], reason="stolen_card")
+        assert stripe_org.outcome(event("charge.failed", ch)) == "attempt_cancelled"
+        # Then the webhook itself expires the session at Stripe: no sweep is needed
+        assert reload_attempt(db, attempt.id).status == "cancelled"
+        assert stripe_server.sessions[session_id]["status"] == "expired"
+        assert reload_attempt(db, attempt.id).checkout_closed_at is not None
 
     def test_a_paid_session_is_not_expired_and_stripe_unreachable_is_tried_again(
         self, client: TestClient, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session

@@ -10,6 +10,7 @@ from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.ingestion.service import (
     FailureInput,
+    Ingested,
     default_idempotency_key,
     record_failure,
 )
@@ -46,6 +47,7 @@ class TestRecordFailure:
         # Then contact data is normalised and the attempt copies the policy
         attempt = opened.attempt
         assert opened.created
+        assert opened.outcome is Ingested.opened
         transaction = db.get(Transaction, attempt.transaction_id)
         assert transaction is not None
         assert transaction.customer_email == "Jane.Doe@example.com"
@@ -73,6 +75,7 @@ class TestRecordFailure:
         second = record_failure(db, organization_id=org.id, data=failure_input())
         db.commit()
         assert not second.created
+        assert second.outcome is Ingested.duplicate
         assert second.attempt.id == first.attempt.id
         assert _count(db, FailureEvent) == 1
         assert _count(db, RecoveryAttempt) == 1
@@ -89,6 +92,7 @@ class TestRecordFailure:
         # Then no new attempt opens for the old failure
         assert again.attempt.id == first.attempt.id
         assert again.attempt.status == AttemptStatus.completed
+        assert again.outcome is Ingested.already_paid
         assert _count(db, RecoveryAttempt) == 1
 
     def test_second_failure_while_attempt_open_opens_nothing_new(self, db: Session) -> None:
@@ -101,6 +105,7 @@ class TestRecordFailure:
         second = record_failure(db, organization_id=org.id, data=later)
         db.commit()
         assert not second.created
+        assert second.outcome is Ingested.already_open
         assert second.attempt.id == first.attempt.id
         assert _count(db, FailureEvent) == 2
         transaction = db.get(Transaction, first.attempt.transaction_id)
@@ -115,8 +120,80 @@ class TestRecordFailure:
         second = record_failure(db, organization_id=org.id, data=later)
         db.commit()
         assert second.created
+        assert second.outcome is Ingested.opened
         assert second.attempt.id != first.attempt.id
         assert second.attempt.transaction_id == first.attempt.transaction_id
+
+    def test_a_hard_decline_opens_its_attempt_cancelled(self, db: Session) -> None:
+        org = make_account(db).organization
+        result = record_failure(
+            db, organization_id=org.id, data=failure_input(decline_code="lost_card")
+        )
+        db.commit()
+        assert (result.outcome, result.created) == (Ingested.hard_declined, True)
+        assert result.attempt.status == AttemptStatus.cancelled
+
+    def test_a_later_hard_decline_stops_the_open_attempt(self, db: Session) -> None:
+        # Given an open attempt
+        org = make_account(db).organization
+        first = record_failure(db, organization_id=org.id, data=failure_input())
+        db.commit()
+        # When a new failure of the same payment says the card was stolen
+        later = failure_input(
+            occurred_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), decline_code="stolen_card"
+        )
+        second = record_failure(db, organization_id=org.id, data=later)
+        db.commit()
+        # Then the same attempt is stopped, and the result says so
+        assert (second.outcome, second.created) == (Ingested.hard_declined, False)
+        assert second.attempt.id == first.attempt.id
+        assert second.attempt.status == AttemptStatus.cancelled
+        assert second.attempt.cancel_reason == "hard decline: stolen_card"
+
+    def test_a_replay_that_adds_a_hard_decline_stops_the_attempt(self, db: Session) -> None:
+        # Given an open attempt opened by a report without a decline code
+        org = make_account(db).organization
+        first = record_failure(
+            db, organization_id=org.id, data=failure_input(idempotency_key="k1", decline_code=None)
+        )
+        db.commit()
+        # When the same failure is reported again, now with a hard decline code
+        again = record_failure(
+            db,
+            organization_id=org.id,
+            data=failure_input(idempotency_key="k1", decline_code="stolen_card"),
+        )
+        db.commit()
+        # Then it is one failure, and the decline it adds stops the attempt
+        assert again.outcome is Ingested.hard_declined
+        assert again.attempt.id == first.attempt.id
+        assert again.attempt.status == AttemptStatus.cancelled
+        assert _count(db, FailureEvent) == 1
+
+    def test_after_a_hard_decline_a_report_opens_nothing(self, db: Session) -> None:
+        # Given a payment stopped by a hard decline
+        org = make_account(db).organization
+        record_failure(db, organization_id=org.id, data=failure_input(decline_code="stolen_card"))
+        db.commit()
+        # When the same decline is reported again, then a soft failure of the payment
+        same = record_failure(
+            db,
+            organization_id=org.id,
+            data=failure_input(
+                occurred_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC), decline_code="stolen_card"
+            ),
+        )
+        soft = record_failure(
+            db,
+            organization_id=org.id,
+            data=failure_input(occurred_at=datetime(2026, 11, 3, 9, 0, tzinfo=UTC)),
+        )
+        db.commit()
+        # Then the first repeats the hard decline, the second finds the chase ended
+        assert same.outcome is Ingested.hard_declined
+        assert soft.outcome is Ingested.already_ended
+        assert not same.created and not soft.created
+        assert _count(db, RecoveryAttempt) == 1
 
     def test_same_reference_in_two_organizations_is_two_transactions(self, db: Session) -> None:
         org_a = make_account(db).organization

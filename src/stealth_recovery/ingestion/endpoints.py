@@ -67,7 +67,7 @@ def payment_failed(
     Idempotent: the same `idempotency_key` again, or a new failure of a transaction whose attempt
     is still open, returns the existing attempt with 200.
     """
-    opened = record_failure(
+    result = record_failure(
         session,
         organization_id=principal.organization_id,
         data=FailureInput(
@@ -89,6 +89,6 @@ def payment_failed(
             raw_metadata=body.metadata,
         ),
     )
-    if not opened.created:
+    if not result.created:
         response.status_code = status.HTTP_200_OK
-    return attempt_with_transaction(session, opened.attempt)
+    return attempt_with_transaction(session, result.attempt)

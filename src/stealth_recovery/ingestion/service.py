@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,6 +25,7 @@ from stealth_recovery.payments import repository
 from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import OpenedAttempt
 from stealth_recovery.retry.policy import effective_policy
 
@@ -60,6 +62,41 @@ class FailureInput:
     # The provider's invoice and subscription behind the payment (Stripe's in_… and sub_…).
     psp_invoice_id: str | None = None
     psp_subscription_id: str | None = None
+
+
+class Ingested(StrEnum):
+    """What `record_failure` did with one report, so no caller derives it again.
+
+    - opened: a new attempt; its reminders are scheduled.
+    - hard_declined: a hard decline ended the chase: the new attempt opened `cancelled`, the
+      payment's open attempt stopped now, or the report repeats the decline that stopped it.
+    - already_open: a new failure of a payment being recovered; its open attempt goes on.
+    - duplicate: the same failure reported again; the attempt it opened goes on.
+    - already_paid: the payment's attempt was paid; nothing opened.
+    - already_ended: the payment's attempt was cancelled or expired; nothing opened.
+    """
+
+    opened = "opened"
+    hard_declined = "hard_declined"
+    already_open = "already_open"
+    duplicate = "duplicate"
+    already_paid = "already_paid"
+    already_ended = "already_ended"
+
+
+@dataclass(frozen=True)
+class IngestionResult:
+    outcome: Ingested
+    attempt: RecoveryAttempt
+    created: bool  # a new attempt row (opened, or opened cancelled by a hard decline)
+
+
+@dataclass(frozen=True)
+class _Decline:
+    """The report's decline code and its category."""
+
+    code: str | None
+    category: DeclineCategory
 
 
 def default_idempotency_key(*, gateway: str, external_ref: str, occurred_at: datetime) -> str:
@@ -110,11 +147,16 @@ def phone_region(locale: str) -> str | None:
     return territory if territory else None
 
 
-def record_failure(session: Session, *, organization_id: int, data: FailureInput) -> OpenedAttempt:
+def record_failure(
+    session: Session, *, organization_id: int, data: FailureInput
+) -> IngestionResult:
     """Store the failure and open a recovery attempt, once per failure and per open attempt.
 
-    The same idempotency key again returns the attempt it opened; a new failure of a transaction
-    whose attempt is still open returns that attempt. Concurrent identical reports settle on the
+    Returns what it did (`Ingested`) with the attempt concerned. The same idempotency key again
+    returns the attempt it opened (`duplicate`); a new failure of a transaction whose attempt is
+    still open returns that attempt (`already_open`). A report about an attempt already running
+    may say more than the first one: its hard decline stops the attempt, a first decline code
+    sets the category the reminders are worded for. Concurrent identical reports settle on the
     unique keys (failure events per organization and key, one open attempt per transaction).
     """
     external_ref = data.external_ref.strip()
@@ -146,12 +188,16 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
     key = data.idempotency_key or default_idempotency_key(
         gateway=data.gateway, external_ref=external_ref, occurred_at=occurred_at
     )
+    decline = _Decline(
+        code=data.decline_code,
+        category=data.decline_category or classify_decline(data.decline_code),
+    )
 
     existing = repository.get_failure_by_key(
         session, organization_id=organization_id, idempotency_key=key
     )
     if existing is not None:
-        return _replayed(session, failure=existing)
+        return _replayed(session, failure=existing, decline=decline)
 
     transaction = _upsert_transaction(
         session,
@@ -192,9 +238,8 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
         )
         if existing is None:
             raise
-        return _replayed(session, failure=existing)
+        return _replayed(session, failure=existing, decline=decline)
 
-    category = data.decline_category or classify_decline(data.decline_code)
     sticky = repository.hard_declined_attempt(
         session,
         organization_id=organization_id,
@@ -204,54 +249,52 @@ def record_failure(session: Session, *, organization_id: int, data: FailureInput
     if sticky is not None:
         # A hard decline sticks to its payment: no later report about it reopens a chase.
         stopped = recovery_service.open_attempt_of(session, transaction_id=transaction.id)
-        if stopped is not None:
-            recovery_service.apply_later_decline(
-                session,
-                attempt=stopped,
-                code=sticky.decline_code,
-                category=DeclineCategory.hard,
-            )
+        if stopped is not None and recovery_service.apply_later_decline(
+            session, attempt=stopped, code=sticky.decline_code, category=DeclineCategory.hard
+        ):
+            result = IngestionResult(Ingested.hard_declined, stopped, created=False)
+        else:
+            attempt = stopped or sticky
+            result = IngestionResult(_ended(attempt, decline), attempt, created=False)
         log.info(
             "failure_recorded_after_hard_decline",
             organization_id=organization_id,
             transaction_id=transaction.id,
             failure_event_id=failure.id,
             attempt_id=sticky.id,
+            outcome=result.outcome.value,
         )
-        return OpenedAttempt(stopped or sticky, created=False)
+        return result
     opened = recovery_service.open_attempt(
         session,
         transaction=transaction,
         failure=failure,
         policy=effective_policy(session, organization_id=organization_id),
         decline_code=data.decline_code,
-        decline_category=category,
+        decline_category=decline.category,
     )
-    if not opened.created:
-        # A new failure of a payment already being recovered: a hard decline stops the chase.
-        recovery_service.apply_later_decline(
-            session, attempt=opened.attempt, code=data.decline_code, category=category
-        )
+    result = _result_of(session, opened, decline=decline, replay=False)
     log.info(
         "failure_recorded",
         organization_id=organization_id,
         transaction_id=transaction.id,
         failure_event_id=failure.id,
-        attempt_id=opened.attempt.id,
-        attempt_created=opened.created,
-        decline_category=category.value,
+        attempt_id=result.attempt.id,
+        attempt_created=result.created,
+        decline_category=decline.category.value,
+        outcome=result.outcome.value,
     )
-    return opened
+    return result
 
 
-def _replayed(session: Session, *, failure: FailureEvent) -> OpenedAttempt:
+def _replayed(session: Session, *, failure: FailureEvent, decline: _Decline) -> IngestionResult:
     attempt = repository.attempt_for_failure(session, failure=failure)
     if attempt is None:
         # The failure row exists without any attempt only if its transaction lost them all
         # (deleted by hand); open one now rather than answer with nothing.
         transaction = session.get(Transaction, failure.transaction_id)
         assert transaction is not None
-        return recovery_service.open_attempt(
+        opened = recovery_service.open_attempt(
             session,
             transaction=transaction,
             failure=failure,
@@ -259,7 +302,44 @@ def _replayed(session: Session, *, failure: FailureEvent) -> OpenedAttempt:
             decline_code=failure.decline_code,
             decline_category=classify_decline(failure.decline_code),
         )
-    return OpenedAttempt(attempt, created=False)
+    else:
+        opened = OpenedAttempt(attempt, created=False)
+    return _result_of(session, opened, decline=decline, replay=True)
+
+
+def _result_of(
+    session: Session, opened: OpenedAttempt, *, decline: _Decline, replay: bool
+) -> IngestionResult:
+    attempt = opened.attempt
+    if opened.created:
+        hard = attempt.status == AttemptStatus.cancelled  # only a hard decline opens it so
+        return IngestionResult(
+            Ingested.hard_declined if hard else Ingested.opened, attempt, created=True
+        )
+    # A later report about a payment already being recovered may say more than the first (an
+    # invoice event carries no decline code; its payment intent's does).
+    if recovery_service.apply_later_decline(
+        session, attempt=attempt, code=decline.code, category=decline.category
+    ):
+        return IngestionResult(Ingested.hard_declined, attempt, created=False)
+    if attempt.is_open:
+        outcome = Ingested.duplicate if replay else Ingested.already_open
+        return IngestionResult(outcome, attempt, created=False)
+    return IngestionResult(_ended(attempt, decline), attempt, created=False)
+
+
+def _ended(attempt: RecoveryAttempt, decline: _Decline) -> Ingested:
+    """What a report about a payment whose attempt is final amounts to."""
+    if (
+        decline.category == DeclineCategory.hard
+        and attempt.status == AttemptStatus.cancelled
+        and attempt.decline_category == DeclineCategory.hard
+        and attempt.decline_code == decline.code
+    ):
+        return Ingested.hard_declined  # the report repeats the decline that stopped it
+    if attempt.status == AttemptStatus.completed:
+        return Ingested.already_paid
+    return Ingested.already_ended
 
 
 def _upsert_transaction(

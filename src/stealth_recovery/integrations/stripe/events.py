@@ -335,7 +335,7 @@ def _amount_minor(obj: dict[str, Any], currency: str | None) -> int:
 
 
 def failure_input(event: StripeEvent, refs: PaymentRefs, *, external_ref: str) -> FailureInput:
-    """The failed payment an event reports, in the shape `payments.service.record_failure` takes.
+    """The failed payment an event reports, in the shape `ingestion.service.record_failure` takes.
 
     The idempotency key is the object's id: Stripe's repeated events about one object (a retried
     delivery, a second event type) record one failure.

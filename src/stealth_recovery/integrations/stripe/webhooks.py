@@ -38,10 +38,9 @@ from stealth_recovery.integrations.stripe.schemas import (
 )
 from stealth_recovery.integrations.stripe.service import webhook_secret_of
 from stealth_recovery.organizations import repository as organizations
-from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import service as recovery
-from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.models import RecoveryAttempt
 
 log = structlog.get_logger(__name__)
 
@@ -210,7 +209,7 @@ def _on_failure(session: Session, *, organization_id: int, event: StripeEvent) -
     )
     try:
         with session.begin_nested():
-            opened = ingestion.record_failure(session, organization_id=organization_id, data=data)
+            result = ingestion.record_failure(session, organization_id=organization_id, data=data)
     except InvalidInput as exc:
         log.warning(
             "stripe_failure_unusable",
@@ -220,30 +219,19 @@ def _on_failure(session: Session, *, organization_id: int, event: StripeEvent) -
             rule=exc.rule,
         )
         return Outcome.unusable
-    attempt = opened.attempt
-    category = data.decline_category or DeclineCategory.soft
-    if opened.created:
-        return (
-            Outcome.attempt_cancelled
-            if attempt.status == AttemptStatus.cancelled
-            else Outcome.attempt_opened
-        )
-    return _refine_open_attempt(session, attempt=attempt, code=data.decline_code, category=category)
+    if result.outcome is ingestion.Ingested.hard_declined:
+        service.close_checkout(session, attempt=result.attempt)
+    return _FAILURE_OUTCOMES[result.outcome]
 
 
-def _refine_open_attempt(
-    session: Session, *, attempt: RecoveryAttempt, code: str | None, category: DeclineCategory
-) -> Outcome:
-    """A later event about the same payment may say more than the first one (an invoice event
-    carries no decline code; its payment intent's does)."""
-    if recovery.apply_later_decline(session, attempt=attempt, code=code, category=category):
-        service.close_checkout(session, attempt=attempt)
-        return Outcome.attempt_cancelled
-    if attempt.is_open:
-        return Outcome.attempt_exists
-    if category == DeclineCategory.hard and attempt.cancel_reason == f"hard decline: {code}":
-        return Outcome.attempt_cancelled  # `record_failure` stopped it for this very decline
-    return Outcome.already_final
+_FAILURE_OUTCOMES = {
+    ingestion.Ingested.opened: Outcome.attempt_opened,
+    ingestion.Ingested.hard_declined: Outcome.attempt_cancelled,
+    ingestion.Ingested.already_open: Outcome.attempt_exists,
+    ingestion.Ingested.duplicate: Outcome.attempt_exists,
+    ingestion.Ingested.already_paid: Outcome.already_final,
+    ingestion.Ingested.already_ended: Outcome.already_final,
+}
 
 
 def _transactions_of_debt(
