@@ -28,6 +28,7 @@ from stealth_recovery.integrations.stripe.endpoints import router as stripe_rout
 from stealth_recovery.monitoring.endpoints import HttpMetricsMiddleware
 from stealth_recovery.monitoring.endpoints import router as metrics_router
 from stealth_recovery.notifications.endpoints import router as provider_callbacks_router
+from stealth_recovery.paylink.endpoints import router as pay_link_api_router
 from stealth_recovery.paylink.pages import router as pay_pages_router
 from stealth_recovery.recovery.endpoints import router as attempts_router
 from stealth_recovery.retry.endpoints import router as retry_router
@@ -212,6 +213,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         auth_router,
         payments_router,
         attempts_router,
+        pay_link_api_router,
         retry_router,
         webhooks_router,
         pay_pages_router,

@@ -151,6 +151,34 @@ class TestPayPage:
         assert int(limited.headers["retry-after"]) >= 1
         assert "wait a minute" in limited.text
 
+    def test_the_pay_flow_spends_one_budget_per_address(
+        self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a limit of 3 lookups a minute
+        monkeypatch.setenv("TOKEN_RATE_LIMIT_PER_MINUTE", "3")
+        get_settings.cache_clear()
+        try:
+            attempt = make_attempt(db, make_account(db).organization)
+            # When one address opens the page, asks its JSON twin, then comes back from Checkout
+            codes = [
+                client.get(f"/pay/{attempt.token}").status_code,
+                client.get(f"/v1/recoveries/by_token/{attempt.token}").status_code,
+                client.post(f"/pay/{attempt.token}/pay").status_code,
+            ]
+            returned = client.get(f"/pay/{attempt.token}/success")
+            twin = client.get(f"/v1/recoveries/by_token/{attempt.token}")
+        finally:
+            monkeypatch.delenv("TOKEN_RATE_LIMIT_PER_MINUTE")
+            get_settings.cache_clear()
+        # Then the fourth lookup is refused, as a page on the return path and as JSON on the twin
+        assert codes == [200, 200, 409]
+        assert returned.status_code == 429
+        assert int(returned.headers["retry-after"]) >= 1
+        assert "wait a minute" in returned.text
+        assert returned.headers["content-type"].startswith("text/html")
+        assert twin.status_code == 429
+        assert twin.json()["detail"].startswith("too many requests")
+
 
 class TestNoMoneyPath:
     """Paying without a provider is a labelled test mode, never a default."""

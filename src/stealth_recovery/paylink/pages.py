@@ -1,31 +1,63 @@
-"""The customer's pay page: `/pay/{token}` and its pay action. Plain HTML, no JavaScript."""
+"""The customer's pages: the pay page `/pay/{token}`, its pay action, and Checkout's return
+page `/pay/{token}/success`. Plain HTML, no JavaScript; one rate limit for all of them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
-from stealth_recovery.core.errors import DomainError, Gone, NotFound
-from stealth_recovery.core.ratelimit import client_address, token_limiter
+from stealth_recovery.core.errors import DomainError, Gone, NotFound, RateLimited
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.integrations.stripe import service as stripe_service
 from stealth_recovery.integrations.stripe.currencies import UnchargeableAmount
 from stealth_recovery.organizations.models import Organization
+from stealth_recovery.paylink.deps import limit_token_lookups
+from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import repository, service
-from stealth_recovery.recovery.models import RecoveryAttempt
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.views import attempt_by_token, pay_page
 
 log = structlog.get_logger(__name__)
 
-router = APIRouter(tags=["pay page"])
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+class PayPageRoute(APIRoute):
+    """The rate limit's refusal is a page asking to wait, not the API's JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RateLimited as exc:
+                response = _message(
+                    request,
+                    429,
+                    "Too many tries",
+                    "This address opened too many payment links in a short time. "
+                    "Please wait a minute and try again.",
+                )
+                response.headers["Retry-After"] = str(max(1, round(exc.retry_after or 60)))
+                return response
+
+        return route
+
+
+router = APIRouter(
+    tags=["pay page"], route_class=PayPageRoute, dependencies=[Depends(limit_token_lookups)]
+)
 
 Token = Annotated[str, PathParam(max_length=200, description="the pay link's token")]
 
@@ -70,17 +102,6 @@ def _merchant_of(session: Session, token: str) -> str | None:
 
 def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt | HTMLResponse:
     """The open attempt behind the link, or the page that explains why there is none."""
-    wait = token_limiter(request).hit(client_address(request))
-    if wait is not None:
-        response = _message(
-            request,
-            429,
-            "Too many tries",
-            "This address opened too many payment links in a short time. "
-            "Please wait a minute and try again.",
-        )
-        response.headers["Retry-After"] = str(max(1, round(wait)))
-        return response
     try:
         return attempt_by_token(session, token)
     except NotFound:
@@ -249,4 +270,51 @@ def pay_action(token: Token, request: Request, session: SessionDep) -> Response:
         "Please contact them to pay.",
         amount_display=view.amount_display,
         **common,
+    )
+
+
+_RETURN_HEADINGS = {
+    "paid": "Thank you — your payment was received",
+    "pending": "We are confirming your payment",
+    "unknown": "Payment link not found",
+    "ended": "This payment link is no longer valid",
+}
+
+
+@router.get("/pay/{token}/success", response_class=HTMLResponse, include_in_schema=False)
+def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLResponse:
+    """Where Stripe Checkout sends the customer back: paid, or still being confirmed."""
+    attempt = repository.get_by_token(session, token)
+    if attempt is None:
+        return _return_page(request, "unknown", status_code=404)
+    state = stripe_service.confirm_checkout(session, attempt=attempt)
+    if state != stripe_service.CheckoutState.paid and attempt.status in (
+        AttemptStatus.cancelled,
+        AttemptStatus.expired,
+    ):
+        # Nothing about a closed debt (amount, merchant, customer) to whoever holds the link.
+        return _return_page(request, "ended", status_code=410)
+    transaction = session.get(Transaction, attempt.transaction_id)
+    organization = session.get(Organization, attempt.organization_id)
+    assert transaction is not None and organization is not None
+    locale = transaction.customer_locale or "en"
+    return _return_page(
+        request,
+        state.value,
+        lang=locale.replace("_", "-"),
+        merchant_name=organization.name,
+        amount_display=format_minor(transaction.amount_minor, transaction.currency, locale),
+    )
+
+
+def _return_page(
+    request: Request, state: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    return _render(
+        request,
+        "checkout_return.html",
+        status_code,
+        state=state,
+        heading=_RETURN_HEADINGS[state],
+        **context,
     )

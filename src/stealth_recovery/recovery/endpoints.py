@@ -1,10 +1,10 @@
-"""Recovery attempts for the merchant, and the pay link's data for the customer."""
+"""Recovery attempts for the merchant: list, read, cancel, complete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query
 
 from stealth_recovery.auth.deps import (
     AdminOrApiKeyPrincipal,
@@ -17,8 +17,7 @@ from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
 from stealth_recovery.core.contacts import normalise_email
-from stealth_recovery.core.errors import Conflict, InvalidInput, RateLimited
-from stealth_recovery.core.ratelimit import client_address, token_limiter
+from stealth_recovery.core.errors import Conflict, InvalidInput
 from stealth_recovery.recovery import service
 from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.recovery.schemas import (
@@ -26,32 +25,20 @@ from stealth_recovery.recovery.schemas import (
     AttemptPage,
     CancelRequest,
     CompletedOut,
-    RecoveryView,
 )
 from stealth_recovery.recovery.views import (
     AttemptFilters,
-    attempt_by_token,
     attempt_out,
     attempt_with_transaction,
     decode_cursor,
     encode_cursor,
     list_attempts,
-    pay_page,
 )
 
 router = APIRouter(prefix="/v1", route_class=IdempotentRoute)
 
 AttemptId = Annotated[DbId, Path(description="recovery attempt id")]
 OperatorPrincipal = Annotated[Principal, Depends(require_roles(Role.admin, Role.operator))]
-
-
-def limit_token_lookups(request: Request) -> None:
-    """Pay-link lookups per client address (429 beyond `TOKEN_RATE_LIMIT_PER_MINUTE`)."""
-    wait = token_limiter(request).hit(client_address(request))
-    if wait is not None:
-        raise RateLimited(
-            f"too many requests; try again in {max(1, round(wait))} seconds", retry_after=wait
-        )
 
 
 @router.get(
@@ -148,30 +135,6 @@ def cancel_recovery_attempt(
     reason = body.reason if body is not None else CancelRequest().reason
     service.cancel_attempt(session, attempt=attempt, reason=reason)
     return attempt_with_transaction(session, attempt)
-
-
-@router.get(
-    "/recoveries/by_token/{token}",
-    response_model=RecoveryView,
-    tags=["recoveries"],
-    dependencies=[Depends(limit_token_lookups)],
-    responses=error_responses(
-        404,
-        410,
-        429,
-        e404="no pay link with this token",
-        e410="the pay link has expired, or its payment is made or cancelled",
-        e429="too many lookups from this address (`TOKEN_RATE_LIMIT_PER_MINUTE`)",
-    ),
-)
-def recovery_by_token(
-    token: Annotated[str, Path(max_length=200)], session: SessionDep
-) -> RecoveryView:
-    """What the customer's pay page shows, as JSON (no authentication: the token is the key).
-
-    Only the HTML page marks the attempt `opened`; this lookup does not.
-    """
-    return pay_page(session, attempt_by_token(session, token)).view
 
 
 @router.post(

@@ -1,16 +1,15 @@
-"""Stripe routes: the connection (admin), the signed webhook, and Checkout's return page."""
+"""Stripe routes: the connection (admin) and the signed webhook.
+
+Checkout's return page is the customer's, in `paylink.pages`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
-from fastapi.responses import HTMLResponse
-from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
 from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
-from stealth_recovery.core.money import format_minor
-from stealth_recovery.core.ratelimit import client_address, token_limiter
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service, webhooks
 from stealth_recovery.integrations.stripe.schemas import (
@@ -20,9 +19,6 @@ from stealth_recovery.integrations.stripe.schemas import (
     WebhookAck,
 )
 from stealth_recovery.organizations.models import Organization
-from stealth_recovery.payments.models import Transaction
-from stealth_recovery.recovery import repository as recovery_repository
-from stealth_recovery.recovery.models import AttemptStatus
 
 router = APIRouter(tags=["stripe"])
 
@@ -33,25 +29,6 @@ _ERR_403: dict[int | str, dict[str, Any]] = {
     403: {"description": "the caller's role may not do this"}
 }
 _ERR_404: dict[int | str, dict[str, Any]] = {404: {"description": "Stripe is not connected"}}
-
-# The return page extends the pay page's layout, so the customer sees one design throughout.
-_templates = Environment(
-    loader=ChoiceLoader(
-        [
-            PackageLoader("stealth_recovery.integrations.stripe", "templates"),
-            PackageLoader("stealth_recovery.paylink", "templates"),
-        ]
-    ),
-    autoescape=select_autoescape(["html"]),
-)
-_HEADINGS = {
-    "paid": "Thank you — your payment was received",
-    "pending": "We are confirming your payment",
-    "unknown": "Payment link not found",
-    "ended": "This payment link is no longer valid",
-}
-# The pay-link token is in the URL: never cache it, never leak it in a Referer.
-_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def _out(session: SessionDep, view: service.ConnectionView) -> StripeConnectionOut:
@@ -139,43 +116,3 @@ def stripe_webhook(
         session, org_slug=org_slug, payload=payload, signature=stripe_signature
     )
     return WebhookAck(event_id=event_id, outcome=outcome.value)
-
-
-@router.get("/pay/{token}/success", response_class=HTMLResponse, include_in_schema=False)
-def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLResponse:
-    """Where Stripe Checkout sends the customer back: paid, or still being confirmed."""
-    wait = token_limiter(request).hit(client_address(request))
-    if wait is not None:
-        return HTMLResponse(
-            "Too many requests; please wait a minute.",
-            status_code=429,
-            headers={**_PAGE_HEADERS, "Retry-After": str(max(1, round(wait)))},
-        )
-    attempt = recovery_repository.get_by_token(session, token)
-    if attempt is None:
-        return _page("unknown", status_code=404)
-    state = service.confirm_checkout(session, attempt=attempt)
-    if state != service.CheckoutState.paid and attempt.status in (
-        AttemptStatus.cancelled,
-        AttemptStatus.expired,
-    ):
-        # Nothing about a closed debt (amount, merchant, customer) to whoever holds the link.
-        return _page("ended", status_code=410)
-    transaction = session.get(Transaction, attempt.transaction_id)
-    organization = session.get(Organization, attempt.organization_id)
-    assert transaction is not None and organization is not None
-    locale = transaction.customer_locale or "en"
-    amount = format_minor(transaction.amount_minor, transaction.currency, locale)
-    return _page(
-        state.value,
-        lang=locale.replace("_", "-"),
-        merchant_name=organization.name,
-        amount_display=amount,
-    )
-
-
-def _page(state: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _templates.get_template("checkout_return.html").render(
-        state=state, heading=_HEADINGS[state], **context
-    )
-    return HTMLResponse(html, status_code=status_code, headers=_PAGE_HEADERS)
