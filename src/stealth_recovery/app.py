@@ -1,25 +1,22 @@
-"""The FastAPI application: routers, the one error format, health."""
+"""The FastAPI application: routers, the error handlers (`core.api`), health."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
+from stealth_recovery.core.api import add_error_handlers
 from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
 from stealth_recovery.core.database import get_engine
-from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited
 from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
@@ -36,63 +33,6 @@ from stealth_recovery.webhooks.endpoints import router as webhooks_router
 from stealth_recovery.webhooks.service import on_new_events
 
 log = structlog.get_logger(__name__)
-
-
-def _field_of(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
-    return ".".join(parts) or ".".join(str(p) for p in loc)
-
-
-def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": _field_of(error.get("loc", ())),
-            "loc": list(error.get("loc", ())),
-            "msg": error.get("msg", ""),
-            "type": error.get("type", ""),
-        }
-        for error in errors
-    ]
-
-
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
-
-
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
-    if isinstance(exc, InvalidInput):
-        detail: Any = [
-            {"field": exc.field, "loc": ["body", exc.field], "msg": exc.rule, "type": "value_error"}
-        ]
-    else:
-        detail = exc.detail
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=headers)
-
-
-async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
-    log.info("integrity_conflict", error=str(exc.__cause__ or exc)[:200])
-    return JSONResponse({"detail": "conflicts with existing data"}, status_code=409)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # Logged as a plain, redacted traceback (core.logging): never the request's body or locals.
-    log.error(
-        "request_failed",
-        method=request.method,
-        path=request.url.path,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
-
-
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def health() -> dict[str, Any]:
@@ -160,11 +100,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         static_url=STATIC_URL,
     )
     add_api_docs(app)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    add_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestGateMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(

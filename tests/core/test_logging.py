@@ -102,7 +102,7 @@ class TestExceptionPaths:
             )
         # Then a 500 without detail, a logged traceback, and nothing secret in the log
         assert response.status_code == 500
-        assert response.json() == {"detail": "internal server error"}
+        assert response.json() == {"detail": "internal server error", "type": "internal_error"}
         assert "request_failed" in logs.text and "Traceback" in logs.text
         logs.assert_clean(PASSWORD)
 

@@ -116,7 +116,10 @@ class TestTwilioStatus:
         # Then both are 403 and the row is still sent
         db.refresh(log)
         assert forged_status == 403
-        assert forged_body == {"detail": "invalid X-Twilio-Signature"}
+        assert forged_body == {
+            "detail": "invalid X-Twilio-Signature",
+            "type": "invalid_callback_signature",
+        }
         assert unsigned.status_code == 403
         assert log.status == NotificationStatus.sent
 
@@ -195,7 +198,10 @@ class TestWhatsAppVerification:
         )
 
         assert response.status_code == 403
-        assert response.json() == {"detail": "webhook verification failed"}
+        assert response.json() == {
+            "detail": "webhook verification failed",
+            "type": "subscription_not_verified",
+        }
 
 
 class TestWhatsAppStatuses:
@@ -247,7 +253,10 @@ class TestWhatsAppStatuses:
 
         db.refresh(log)
         assert status == 403
-        assert response == {"detail": "invalid X-Hub-Signature-256"}
+        assert response == {
+            "detail": "invalid X-Hub-Signature-256",
+            "type": "invalid_callback_signature",
+        }
         assert log.status == NotificationStatus.sent
 
     def test_a_signed_body_that_is_not_json_is_a_422(self, client: TestClient) -> None:

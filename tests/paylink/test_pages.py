@@ -178,6 +178,7 @@ class TestPayPage:
         assert returned.headers["content-type"].startswith("text/html")
         assert twin.status_code == 429
         assert twin.json()["detail"].startswith("too many requests")
+        assert twin.json()["type"] == "rate_limited"
 
 
 class TestNoMoneyPath:

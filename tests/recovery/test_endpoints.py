@@ -163,7 +163,10 @@ class TestGetAttempt:
         attempt = make_attempt(db, a.organization)
         response = client.get(f"/v1/attempts/{attempt.id}", headers=b.headers)
         assert response.status_code == 404
-        assert response.json() == {"detail": "recovery attempt not found"}
+        assert response.json() == {
+            "detail": "recovery attempt not found",
+            "type": "attempt_not_found",
+        }
 
     def test_ids_beyond_the_database_range_are_404_or_422(
         self, client: TestClient, db: Session
@@ -213,7 +216,10 @@ class TestCancelAttempt:
         db.commit()
         response = client.post(f"/v1/attempts/{attempt.id}/cancel", headers=admin.headers)
         assert response.status_code == 409
-        assert response.json() == {"detail": "attempt is already completed"}
+        assert response.json() == {
+            "detail": "attempt is already completed",
+            "type": "attempt_not_open",
+        }
         assert reload_attempt(db, attempt).status == AttemptStatus.completed
 
     def test_analyst_and_api_key_are_refused(self, client: TestClient, db: Session) -> None:
@@ -255,14 +261,20 @@ class TestRecoveryByToken:
     def test_unknown_token_is_404(self, client: TestClient, db: Session) -> None:
         response = client.get("/v1/recoveries/by_token/" + "x" * 43)
         assert response.status_code == 404
-        assert response.json() == {"detail": "this payment link does not exist"}
+        assert response.json() == {
+            "detail": "this payment link does not exist",
+            "type": "pay_link_not_found",
+        }
 
     def test_expired_link_is_410(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
         with shifted_clock(timedelta(days=8)):
             response = client.get(f"/v1/recoveries/by_token/{attempt.token}")
         assert response.status_code == 410
-        assert response.json() == {"detail": "this payment link has expired"}
+        assert response.json() == {
+            "detail": "this payment link has expired",
+            "type": "pay_link_expired",
+        }
 
     def test_paid_link_is_410(self, client: TestClient, db: Session) -> None:
         attempt = make_attempt(db, make_account(db).organization)
@@ -270,7 +282,10 @@ class TestRecoveryByToken:
         db.commit()
         response = client.get(f"/v1/recoveries/by_token/{attempt.token}")
         assert response.status_code == 410
-        assert response.json() == {"detail": "this payment has already been made"}
+        assert response.json() == {
+            "detail": "this payment has already been made",
+            "type": "pay_link_paid",
+        }
 
     def test_lookups_are_rate_limited_per_client(
         self, client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch

@@ -230,7 +230,7 @@ class TestDeactivatePolicy:
         policy = make_policy(db, a.organization)
         response = client.delete(f"/v1/retry/policies/{policy.id}", headers=b.headers)
         assert response.status_code == 404
-        assert response.json() == {"detail": "retry policy not found"}
+        assert response.json() == {"detail": "retry policy not found", "type": "policy_not_found"}
         db.expire_all()
         assert db.get(RetryPolicy, policy.id).is_active is True  # type: ignore[union-attr]
 

@@ -10,9 +10,16 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service
+from stealth_recovery.auth.errors import (
+    InvalidApiKey,
+    NotAuthenticated,
+    RoleRequired,
+    SessionEnded,
+    UserDeactivated,
+    UserLoginRequired,
+)
 from stealth_recovery.auth.models import Role, User
 from stealth_recovery.core.database import get_read_session, get_session, get_write_session
-from stealth_recovery.core.errors import Forbidden, Unauthorized
 from stealth_recovery.core.security import API_KEY_PREFIX, decode_access_token
 
 SESSION_COOKIE = "sr_session"
@@ -49,10 +56,10 @@ def principal_for_token(session: Session, token: str) -> Principal:
     claims = decode_access_token(token)
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active or user.organization_id != claims.organization_id:
-        raise Unauthorized("user is deactivated or unknown")
+        raise UserDeactivated("user is deactivated or unknown")
     if user.token_version != claims.version:
         # Logout, deactivation or a password change since this token was issued.
-        raise Unauthorized("session has ended; sign in again")
+        raise SessionEnded("session has ended; sign in again")
     # The role is read from the row, so a changed role takes effect before the token expires.
     return Principal(organization_id=user.organization_id, role=user.role, user_id=user.id)
 
@@ -71,9 +78,9 @@ def get_principal(
         return principal_for_token(session, bearer.credentials)
     if api_key:
         if not api_key.startswith(API_KEY_PREFIX):
-            raise Unauthorized("invalid or revoked API key")
+            raise InvalidApiKey("invalid or revoked API key")
         return principal_for_token(session, api_key)
-    raise Unauthorized("not authenticated")
+    raise NotAuthenticated("not authenticated")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -84,7 +91,7 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
 
     def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
-            raise Forbidden(f"requires role: {' or '.join(roles)}")
+            raise RoleRequired(f"requires role: {' or '.join(roles)}")
         return principal
 
     return check
@@ -92,7 +99,7 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
 
 def require_user(principal: CurrentPrincipal) -> Principal:
     if principal.user_id is None:
-        raise Forbidden("requires a user login, not an API key")
+        raise UserLoginRequired("requires a user login, not an API key")
     return principal
 
 

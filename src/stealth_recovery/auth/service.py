@@ -10,10 +10,23 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from stealth_recovery.auth.errors import (
+    ApiKeyNotFound,
+    CannotDeactivateSelf,
+    EmailTaken,
+    InvalidApiKey,
+    InvalidCredentials,
+    InviteInvalid,
+    OrganizationSlugTaken,
+    RegistrationClosed,
+    ResetLinkInvalid,
+    UserDeactivated,
+    UserNotFound,
+    WrongCurrentPassword,
+)
 from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, Role, User
 from stealth_recovery.auth.passwords import check_password
 from stealth_recovery.core.database import end_idle_transaction
-from stealth_recovery.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from stealth_recovery.core.security import (
     create_access_token,
     generate_api_key,
@@ -88,10 +101,10 @@ def _register(
     full_name: str | None,
 ) -> tuple[Organization, User]:
     if email_taken(session, email):
-        raise Conflict("email: already registered")
+        raise EmailTaken("email: already registered")
     if organization_slug is not None:
         if org_repository.slug_taken(session, organization_slug):
-            raise Conflict("organization_slug: already taken")
+            raise OrganizationSlugTaken("organization_slug: already taken")
         slug = organization_slug
     else:
         slug = _slugify(organization_name)
@@ -122,12 +135,12 @@ def register_by_request(
     """
     mode = get_settings().registration_mode
     if mode == "closed":
-        raise Forbidden(
+        raise RegistrationClosed(
             "registration is closed on this server; its operator creates organizations "
             "with `stealth-recovery create-admin`"
         )
     if mode == "invite" and not invite_code:
-        raise InvalidInput("invite_code", "is required: registration is by invitation")
+        raise InviteInvalid("invite_code", "is required: registration is by invitation")
     # Hashed before the invite is spent: spending it is this unit of work's first write.
     password_hash = _new_password_hash(
         session, password, user_inputs=[email, organization_name, full_name]
@@ -175,7 +188,7 @@ def _spend_invite(session: Session, code: str) -> RegistrationInvite:
         .returning(RegistrationInvite.id)
     ).scalar_one_or_none()
     if spent is None:
-        raise InvalidInput("invite_code", "is unknown, expired or already used")
+        raise InviteInvalid("invite_code", "is unknown, expired or already used")
     invite = session.get(RegistrationInvite, spent)
     assert invite is not None
     return invite
@@ -202,16 +215,16 @@ def _new_user(
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict("email: already registered") from None
+        raise EmailTaken("email: already registered") from None
     return user
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User:
     user = session.scalar(select(User).where(User.email == _normalise_email(email)))
     if not verify_password(password, user.password_hash if user else None) or user is None:
-        raise Unauthorized("incorrect email or password")
+        raise InvalidCredentials("incorrect email or password")
     if not user.is_active:
-        raise Unauthorized("user is deactivated")
+        raise UserDeactivated("user is deactivated")
     return user
 
 
@@ -240,7 +253,7 @@ def create_user(
     """
     password_hash = _new_password_hash(session, password, user_inputs=[email, full_name])
     if email_taken(session, email):
-        raise Conflict("email: already registered")
+        raise EmailTaken("email: already registered")
     return _new_user(session, organization_id, email, password_hash, role, full_name)
 
 
@@ -252,7 +265,7 @@ def list_users(session: Session, *, organization_id: int) -> list[User]:
 def get_user(session: Session, *, organization_id: int, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None or user.organization_id != organization_id:
-        raise NotFound("user not found")
+        raise UserNotFound("user not found")
     return user
 
 
@@ -261,7 +274,7 @@ def deactivate_user(
 ) -> User:
     user = get_user(session, organization_id=organization_id, user_id=user_id)
     if user.id == acting_user_id:
-        raise Conflict("user_id: an admin cannot deactivate themselves")
+        raise CannotDeactivateSelf("user_id: an admin cannot deactivate themselves")
     user.is_active = False
     end_sessions(user)
     session.flush()
@@ -290,11 +303,11 @@ def change_password(
     """
     user = session.get(User, user_id)
     if user is None or not user.is_active:
-        raise Unauthorized("user is deactivated or unknown")
+        raise UserDeactivated("user is deactivated or unknown")
     # Verifying and hashing are argon2: the reads so far must not keep SQLite's write lock.
     end_idle_transaction(session)
     if not verify_password(current_password, user.password_hash):
-        raise InvalidInput("current_password", "is not the current password")
+        raise WrongCurrentPassword
     password_hash = _new_password_hash(
         session, new_password, user_inputs=[user.email, user.full_name], field="new_password"
     )
@@ -311,7 +324,7 @@ def change_password(
         .returning(User.id)
     ).scalar_one_or_none()
     if changed is None:
-        raise InvalidInput("current_password", "is not the current password")
+        raise WrongCurrentPassword
     session.refresh(user)
     return user
 
@@ -346,9 +359,9 @@ def reset_password(session: Session, *, token: str, new_password: str) -> User:
     )
     user = session.get(User, reset.user_id) if reset is not None else None
     if reset is None or user is None or reset.used_at is not None or reset.expires_at <= now:
-        raise InvalidInput("token", "is unknown, expired or already used")
+        raise ResetLinkInvalid
     if not user.is_active:
-        raise InvalidInput("token", "is unknown, expired or already used")
+        raise ResetLinkInvalid
     # Hashed before the token is spent: spending it is this unit of work's first write.
     password_hash = _new_password_hash(
         session, new_password, user_inputs=[user.email, user.full_name], field="new_password"
@@ -362,7 +375,7 @@ def reset_password(session: Session, *, token: str, new_password: str) -> User:
         .returning(PasswordReset.id)
     ).scalar_one_or_none()
     if spent is None:
-        raise InvalidInput("token", "is unknown, expired or already used")
+        raise ResetLinkInvalid
     session.execute(
         update(PasswordReset)
         .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
@@ -404,7 +417,7 @@ def list_api_keys(session: Session, *, organization_id: int) -> list[ApiKey]:
 def revoke_api_key(session: Session, *, organization_id: int, api_key_id: int) -> ApiKey:
     api_key = session.get(ApiKey, api_key_id)
     if api_key is None or api_key.organization_id != organization_id:
-        raise NotFound("api key not found")
+        raise ApiKeyNotFound("api key not found")
     if api_key.revoked_at is None:
         api_key.revoked_at = utc_now()
         session.flush()
@@ -414,6 +427,6 @@ def revoke_api_key(session: Session, *, organization_id: int, api_key_id: int) -
 def resolve_api_key(session: Session, plain: str) -> ApiKey:
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain)))
     if api_key is None or api_key.revoked_at is not None:
-        raise Unauthorized("invalid or revoked API key")
+        raise InvalidApiKey("invalid or revoked API key")
     api_key.last_used_at = utc_now()
     return api_key

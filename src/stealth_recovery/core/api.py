@@ -1,4 +1,5 @@
-"""Shared HTTP API types: request values the database can store, and the documented errors."""
+"""Shared HTTP API types: request values the database can store, and the errors: their one
+mapping to HTTP (`add_error_handlers`) and their documentation (`error_responses`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stealth_recovery.core.errors import DomainError, InvalidInput, RateLimited
+
+log = structlog.get_logger(__name__)
 
 
 def _no_nul(value: str) -> str:
@@ -134,17 +145,31 @@ class FieldError(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx body: a message, or for 422 one entry per field and rule."""
+    """Every error body: a message, or for 422 one entry per field and rule, and the error's
+    stable `type` (`attempt_not_found`, `invalid_input` …) to branch on."""
 
     detail: str | list[FieldError]
+    type: str
 
 
-_ERROR_TEXT: dict[int, tuple[str, Any]] = {
-    401: ("missing, invalid or expired credentials", "not authenticated"),
-    403: ("the caller's role may not do this", "requires role: admin"),
-    404: ("not found in the caller's organization", "recovery attempt not found"),
-    409: ("the object's state does not allow this", "attempt is already completed"),
-    410: ("the pay link has expired or its attempt is final", "this payment link has expired"),
+_ERROR_TEXT: dict[int, tuple[str, Any, str]] = {
+    401: ("missing, invalid or expired credentials", "not authenticated", "not_authenticated"),
+    403: ("the caller's role may not do this", "requires role: admin", "role_required"),
+    404: (
+        "not found in the caller's organization",
+        "recovery attempt not found",
+        "attempt_not_found",
+    ),
+    409: (
+        "the object's state does not allow this",
+        "attempt is already completed",
+        "attempt_not_open",
+    ),
+    410: (
+        "the pay link has expired or its attempt is final",
+        "this payment link has expired",
+        "pay_link_expired",
+    ),
     422: (
         "a field breaks a rule; each problem names the field",
         [
@@ -155,12 +180,18 @@ _ERROR_TEXT: dict[int, tuple[str, Any]] = {
                 "type": "value_error",
             }
         ],
+        "invalid_input",
     ),
-    429: ("too many lookups from this address", "too many requests; try again in 12 seconds"),
+    429: (
+        "too many lookups from this address",
+        "too many requests; try again in 12 seconds",
+        "rate_limited",
+    ),
     503: (
         "a service the action needs does not answer; nothing was changed",
         "the retry queue's broker (Redis) does not answer: nothing was sent; try again when "
         "it is back",
+        "queue_unavailable",
     ),
 }
 
@@ -169,11 +200,91 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
     """OpenAPI `responses` for the given error codes; `e404="no such policy"` overrides text."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        description, example = _ERROR_TEXT[code]
+        description, example, kind = _ERROR_TEXT[code]
         description = descriptions.get(f"e{code}", description)
         responses[code] = {
             "model": ErrorOut,
             "description": description,
-            "content": {"application/json": {"example": {"detail": example}}},
+            "content": {"application/json": {"example": {"detail": example, "type": kind}}},
         }
     return responses
+
+
+# The `type` of errors raised by the framework rather than by our code.
+_HTTP_TYPES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": _field_of(error.get("loc", ())),
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+        }
+        for error in errors
+    ]
+
+
+def _body(detail: Any, kind: str) -> dict[str, Any]:
+    return {"detail": detail, "type": kind}
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(_body(validation_detail(exc.errors()), InvalidInput.type), status_code=422)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, InvalidInput):
+        detail: Any = [
+            {"field": exc.field, "loc": ["body", exc.field], "msg": exc.rule, "type": "value_error"}
+        ]
+    else:
+        detail = exc.detail
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return JSONResponse(_body(detail, exc.type), status_code=exc.status_code, headers=headers)
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity_conflict", error=str(exc.__cause__ or exc)[:200])
+    return JSONResponse(_body("conflicts with existing data", "conflict"), status_code=409)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Logged as a plain, redacted traceback (core.logging): never the request's body or locals.
+    log.error(
+        "request_failed",
+        method=request.method,
+        path=request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return JSONResponse(_body("internal server error", "internal_error"), status_code=500)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = _HTTP_TYPES.get(exc.status_code, "http_error")
+    return JSONResponse(_body(exc.detail, kind), status_code=exc.status_code, headers=exc.headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """The one mapping of errors to HTTP: `{"detail": …, "type": …}` with the error's status."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

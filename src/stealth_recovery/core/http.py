@@ -30,8 +30,8 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _send_json(send: Send, status: int, detail: str, kind: str) -> None:
+    body = json.dumps({"detail": detail, "type": kind}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -69,12 +69,12 @@ class RequestGateMiddleware:
         if "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(
             scope.get("query_string", b"")
         ):
-            await _send_json(send, 400, "the URL must not contain NUL characters")
+            await _send_json(send, 400, "the URL must not contain NUL characters", "invalid_url")
             return
         limit = self.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _send_json(send, 413, BodyTooLarge(limit).detail)
+                await _send_json(send, 413, BodyTooLarge(limit).detail, "request_too_large")
                 return
         received = 0
         started = False
@@ -99,7 +99,7 @@ class RequestGateMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await _send_json(send, 413, exc.detail)
+            await _send_json(send, 413, exc.detail, "request_too_large")
 
 
 class SecurityHeadersMiddleware:

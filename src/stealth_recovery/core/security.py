@@ -17,6 +17,16 @@ from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
 
 JWT_ALGORITHM = "HS256"
+
+
+class TokenExpired(Unauthorized):
+    type = "token_expired"
+
+
+class InvalidAccessToken(Unauthorized):
+    type = "invalid_token"
+
+
 API_KEY_PREFIX = "sk_"
 
 _password_hash = PasswordHash.recommended()
@@ -77,9 +87,9 @@ def decode_access_token(token: str) -> TokenClaims:
             version=int(payload["ver"]),
         )
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("token expired") from None
+        raise TokenExpired("token expired") from None
     except (jwt.PyJWTError, ValueError, TypeError):
-        raise Unauthorized("invalid token") from None
+        raise InvalidAccessToken("invalid token") from None
 
 
 def generate_api_key() -> str:

@@ -19,6 +19,7 @@ from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import deps
+from stealth_recovery.auth.errors import RoleRequired
 from stealth_recovery.auth.models import Role, User
 from stealth_recovery.core.errors import Forbidden, Unauthorized
 from stealth_recovery.core.settings import get_settings
@@ -112,15 +113,21 @@ def csrf_token(request: Request, *, session_cookie: str | None = None) -> str:
     return _sign(csrf_nonce(request), cookie)
 
 
+class FormExpired(Forbidden):
+    """The form's CSRF token does not match this browser's nonce and session."""
+
+    type = "form_expired"
+
+
 def check_csrf(request: Request, submitted: str | None) -> None:
     """Refuse a form whose token does not match this browser's nonce and session (403)."""
     nonce = request.cookies.get(CSRF_COOKIE)
     if not nonce or not submitted:
-        raise Forbidden("the form has expired; reload the page and try again")
+        raise FormExpired("the form has expired; reload the page and try again")
     expected = _sign(nonce, request.cookies.get(SESSION_COOKIE, ""))
     # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
     if not hmac.compare_digest(expected.encode(), submitted.encode()):
-        raise Forbidden("the form has expired; reload the page and try again")
+        raise FormExpired("the form has expired; reload the page and try again")
 
 
 def safe_next(value: str | None) -> str:
@@ -157,4 +164,4 @@ def current_viewer(request: Request, session: Session) -> Viewer:
 def require_admin(viewer: Viewer) -> None:
     """The server refuses admin actions to analysts and operators, whatever the page showed."""
     if not viewer.is_admin:
-        raise Forbidden("requires role: admin")
+        raise RoleRequired("requires role: admin")

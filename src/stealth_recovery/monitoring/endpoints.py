@@ -43,6 +43,10 @@ def due_now_count() -> int:
 _scraper = HTTPBearer(auto_error=False, description="METRICS_TOKEN, when one is configured")
 
 
+class MetricsTokenRequired(Unauthorized):
+    type = "metrics_token_required"
+
+
 def require_scrape_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_scraper)],
 ) -> None:
@@ -52,7 +56,7 @@ def require_scrape_token(
         return
     given = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise Unauthorized("/metrics needs the bearer token of METRICS_TOKEN")
+        raise MetricsTokenRequired("/metrics needs the bearer token of METRICS_TOKEN")
 
 
 _EXAMPLE_SCRAPE = 'stealth_recovery_messages_total{channel="email",status="sent"} 42.0\n'

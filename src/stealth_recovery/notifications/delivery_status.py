@@ -167,13 +167,29 @@ def apply_held_statuses(session: Session, *, messages: Iterable[tuple[str, str]]
     return moved
 
 
+class CallbackNotVerifiable(Forbidden):
+    """The provider's secret is not configured, so no callback can be trusted."""
+
+    type = "callback_not_verifiable"
+
+
+class InvalidCallbackSignature(Forbidden):
+    type = "invalid_callback_signature"
+
+
+class SubscriptionNotVerified(Forbidden):
+    """Meta's subscription handshake did not carry our verify token."""
+
+    type = "subscription_not_verified"
+
+
 # --- Twilio ------------------------------------------------------------------------------------
 def verify_twilio(
     *, settings: Settings, url: str, params: Iterable[tuple[str, str]], signature: str | None
 ) -> None:
     """403 unless X-Twilio-Signature matches the URL and form with TWILIO_AUTH_TOKEN."""
     if not settings.twilio_auth_token:
-        raise Forbidden("cannot verify Twilio callbacks: TWILIO_AUTH_TOKEN is not set")
+        raise CallbackNotVerifiable("cannot verify Twilio callbacks: TWILIO_AUTH_TOKEN is not set")
     if not twilio_signature_valid(
         auth_token=settings.twilio_auth_token.get_secret_value(),
         url=url,
@@ -181,7 +197,7 @@ def verify_twilio(
         signature=signature,
     ):
         log.warning("twilio_callback_bad_signature")
-        raise Forbidden("invalid X-Twilio-Signature")
+        raise InvalidCallbackSignature("invalid X-Twilio-Signature")
 
 
 def twilio_event(form: Mapping[str, str]) -> StatusEvent | None:
@@ -210,12 +226,14 @@ def twilio_event(form: Mapping[str, str]) -> StatusEvent | None:
 def verify_whatsapp(*, settings: Settings, body: bytes, signature: str | None) -> None:
     """403 unless X-Hub-Signature-256 is the HMAC-SHA256 of the body with WHATSAPP_APP_SECRET."""
     if not settings.whatsapp_app_secret:
-        raise Forbidden("cannot verify WhatsApp webhooks: WHATSAPP_APP_SECRET is not set")
+        raise CallbackNotVerifiable(
+            "cannot verify WhatsApp webhooks: WHATSAPP_APP_SECRET is not set"
+        )
     if not meta_signature_valid(
         app_secret=settings.whatsapp_app_secret.get_secret_value(), body=body, signature=signature
     ):
         log.warning("whatsapp_webhook_bad_signature")
-        raise Forbidden("invalid X-Hub-Signature-256")
+        raise InvalidCallbackSignature("invalid X-Hub-Signature-256")
 
 
 def whatsapp_challenge(
@@ -224,7 +242,7 @@ def whatsapp_challenge(
     """The challenge to echo when Meta verifies the webhook subscription; 403 otherwise."""
     expected = reveal(settings.whatsapp_verify_token)
     if mode != "subscribe" or not expected or verify_token != expected or challenge is None:
-        raise Forbidden("webhook verification failed")
+        raise SubscriptionNotVerified("webhook verification failed")
     return challenge
 
 

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
-from stealth_recovery.core.errors import DomainError, Gone, NotFound, RateLimited
+from stealth_recovery.core.errors import DomainError, RateLimited
 from stealth_recovery.core.money import format_minor
 from stealth_recovery.integrations.stripe import service as stripe_service
 from stealth_recovery.integrations.stripe.currencies import UnchargeableAmount
@@ -24,6 +24,12 @@ from stealth_recovery.organizations.models import Organization
 from stealth_recovery.paylink.deps import limit_token_lookups
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import repository, service
+from stealth_recovery.recovery.errors import (
+    PayLinkCancelled,
+    PayLinkExpired,
+    PayLinkNotFound,
+    PayLinkPaid,
+)
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.views import attempt_by_token, pay_page
 
@@ -104,7 +110,7 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
     """The open attempt behind the link, or the page that explains why there is none."""
     try:
         return attempt_by_token(session, token)
-    except NotFound:
+    except PayLinkNotFound:
         return _message(
             request,
             404,
@@ -112,42 +118,47 @@ def _lookup(request: Request, session: Session, token: str) -> RecoveryAttempt |
             "This payment link does not exist. Please check that you opened the whole link "
             "from your message.",
         )
-    except Gone as gone:
+    except PayLinkPaid:
         merchant = _merchant_of(session, token)
-        contact = f"please contact {merchant}" if merchant else "please contact the merchant"
-        if "already been made" in gone.detail:
-            paid = repository.get_by_token(session, token)
-            if paid is not None and paid.test_payment:
-                return _message(
-                    request,
-                    410,
-                    "A test payment was recorded for this link",
-                    "No money was moved, and there is nothing more to do.",
-                    merchant_name=merchant,
-                )
+        paid = repository.get_by_token(session, token)
+        if paid is not None and paid.test_payment:
             return _message(
                 request,
                 410,
-                "This payment has already been made",
-                "Thank you — there is nothing more to do.",
-                merchant_name=merchant,
-            )
-        if "cancelled" in gone.detail:
-            return _message(
-                request,
-                410,
-                "This payment link has been cancelled",
-                f"{merchant or 'The merchant'} cancelled it, so it can no longer be used to pay. "
-                f"If you still want to pay, {contact}.",
+                "A test payment was recorded for this link",
+                "No money was moved, and there is nothing more to do.",
                 merchant_name=merchant,
             )
         return _message(
             request,
             410,
-            "This payment link has expired",
-            f"It can no longer be used to pay. If you still want to pay, {contact}.",
+            "This payment has already been made",
+            "Thank you — there is nothing more to do.",
             merchant_name=merchant,
         )
+    except PayLinkCancelled:
+        merchant = _merchant_of(session, token)
+        return _message(
+            request,
+            410,
+            "This payment link has been cancelled",
+            f"{merchant or 'The merchant'} cancelled it, so it can no longer be used to pay. "
+            f"If you still want to pay, {_contact(merchant)}.",
+            merchant_name=merchant,
+        )
+    except PayLinkExpired:
+        merchant = _merchant_of(session, token)
+        return _message(
+            request,
+            410,
+            "This payment link has expired",
+            f"It can no longer be used to pay. If you still want to pay, {_contact(merchant)}.",
+            merchant_name=merchant,
+        )
+
+
+def _contact(merchant: str | None) -> str:
+    return f"please contact {merchant}" if merchant else "please contact the merchant"
 
 
 @router.get(

@@ -17,8 +17,9 @@ from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
 from stealth_recovery.core.contacts import normalise_email
-from stealth_recovery.core.errors import Conflict, InvalidInput
+from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.recovery import service
+from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.recovery.schemas import (
     AttemptOut,
@@ -163,7 +164,7 @@ def complete_recovery(
     )
     changed = service.complete_attempt(session, attempt=attempt, paid_via=service.PaidVia.API)
     if not changed and attempt.status != AttemptStatus.completed:
-        raise Conflict(f"attempt is already {attempt.status}")
+        raise AttemptNotOpen(f"attempt is already {attempt.status}")
     return CompletedOut(
         id=attempt.id, status=attempt.status, completed_at=attempt.completed_at, changed=changed
     )

@@ -10,7 +10,6 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.errors import Conflict, Gone, NotFound
 from stealth_recovery.core.metrics import LATE_PAYMENTS, SECOND_PAYMENTS
 from stealth_recovery.core.security import generate_token
 from stealth_recovery.core.settings import get_settings
@@ -19,6 +18,14 @@ from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery import repository
+from stealth_recovery.recovery.errors import (
+    AttemptNotFound,
+    AttemptNotOpen,
+    PayLinkCancelled,
+    PayLinkExpired,
+    PayLinkNotFound,
+    PayLinkPaid,
+)
 from stealth_recovery.recovery.events import record_attempt_event
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.presenters import pay_url as pay_url
@@ -116,7 +123,7 @@ def open_attempt_of(session: Session, *, transaction_id: int) -> RecoveryAttempt
 def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> RecoveryAttempt:
     attempt = session.get(RecoveryAttempt, attempt_id)
     if attempt is None or attempt.organization_id != organization_id:
-        raise NotFound("recovery attempt not found")
+        raise AttemptNotFound("recovery attempt not found")
     return attempt
 
 
@@ -233,7 +240,7 @@ def cancel_attempt(session: Session, *, attempt: RecoveryAttempt, reason: str) -
         reason=reason,
     ):
         session.refresh(attempt)
-        raise Conflict(f"attempt is already {attempt.status}")
+        raise AttemptNotOpen(f"attempt is already {attempt.status}")
     session.refresh(attempt)
     record_attempt_event(session, attempt, EventType.cancelled, {"reason": reason})
     return attempt
@@ -289,13 +296,13 @@ def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:
     """The attempt behind a pay link: 404 unknown, 410 expired or final."""
     attempt = repository.get_by_token(session, token)
     if attempt is None:
-        raise NotFound("this payment link does not exist")
+        raise PayLinkNotFound("this payment link does not exist")
     if attempt.status == AttemptStatus.completed:
-        raise Gone("this payment has already been made")
+        raise PayLinkPaid("this payment has already been made")
     if attempt.status == AttemptStatus.cancelled:
-        raise Gone("this payment link has been cancelled")
+        raise PayLinkCancelled("this payment link has been cancelled")
     if attempt.status == AttemptStatus.expired or (attempt.expires_at <= utc_now()):
-        raise Gone("this payment link has expired")
+        raise PayLinkExpired("this payment link has expired")
     return attempt
 
 

@@ -14,12 +14,13 @@ from babel import Locale
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.errors import InvalidInput, NotFound
+from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.notifications.rendering import format_amount, format_expiry
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery.errors import PayLinkNotFound
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.recovery.presenters import attempt_out, pay_url
 from stealth_recovery.recovery.schemas import AttemptOut, RecoveryView
@@ -32,7 +33,7 @@ def attempt_by_token(session: Session, token: str) -> RecoveryAttempt:
     """The attempt behind a pay link: 404 unknown, 410 expired or final."""
     # Anything that cannot be a token we issued is unknown without asking the database.
     if not _TOKEN.fullmatch(token):
-        raise NotFound("this payment link does not exist")
+        raise PayLinkNotFound("this payment link does not exist")
     return attempt_for_customer(session, token)
 
 

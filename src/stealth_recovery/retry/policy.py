@@ -17,6 +17,17 @@ from stealth_recovery.recovery.schedule import (
 from stealth_recovery.retry import repository
 from stealth_recovery.retry.models import RetryPolicy
 
+
+class PolicyNotFound(NotFound):
+    type = "policy_not_found"
+
+
+class PolicyInvalid(InvalidInput):
+    """A policy that breaks a rule (`validate`); names the field."""
+
+    type = "policy_invalid"
+
+
 DEFAULT_SCHEDULE = Schedule(
     max_retries=3, initial_delay_minutes=60, backoff_multiplier=2.0, max_delay_minutes=1440
 )
@@ -35,30 +46,30 @@ def validate(
 ) -> list[str]:
     """Check every rule of DESIGN §3; return the channels normalised (order kept, no repeats)."""
     if not 1 <= len(name.strip()) <= 128:
-        raise InvalidInput("name", "must be 1 to 128 characters")
+        raise PolicyInvalid("name", "must be 1 to 128 characters")
     if not 1 <= max_retries <= 10:
-        raise InvalidInput("max_retries", "must be between 1 and 10")
+        raise PolicyInvalid("max_retries", "must be between 1 and 10")
     if not 1 <= initial_delay_minutes <= MAX_DELAY_MINUTES:
-        raise InvalidInput("initial_delay_minutes", f"must be between 1 and {MAX_DELAY_MINUTES}")
+        raise PolicyInvalid("initial_delay_minutes", f"must be between 1 and {MAX_DELAY_MINUTES}")
     if not 1 <= backoff_multiplier <= MAX_BACKOFF_MULTIPLIER:
-        raise InvalidInput(
+        raise PolicyInvalid(
             "backoff_multiplier", f"must be between 1 and {MAX_BACKOFF_MULTIPLIER:g}"
         )
     if max_delay_minutes < initial_delay_minutes:
-        raise InvalidInput("max_delay_minutes", "must be at least initial_delay_minutes")
+        raise PolicyInvalid("max_delay_minutes", "must be at least initial_delay_minutes")
     if max_delay_minutes > MAX_DELAY_MINUTES:
-        raise InvalidInput("max_delay_minutes", f"must be at most {MAX_DELAY_MINUTES}")
+        raise PolicyInvalid("max_delay_minutes", f"must be at most {MAX_DELAY_MINUTES}")
     allowed = {c.value for c in Channel}
     channels: list[str] = []
     for channel in enabled_channels:
         if channel not in allowed:
-            raise InvalidInput(
+            raise PolicyInvalid(
                 "enabled_channels", f"unknown channel {channel!r}; use email, sms or whatsapp"
             )
         if channel not in channels:
             channels.append(channel)
     if not channels:
-        raise InvalidInput("enabled_channels", "must name at least one channel")
+        raise PolicyInvalid("enabled_channels", "must name at least one channel")
     return channels
 
 
@@ -101,7 +112,7 @@ def create_policy(
 def get_policy(session: Session, *, organization_id: int, policy_id: int) -> RetryPolicy:
     policy = session.get(RetryPolicy, policy_id)
     if policy is None or policy.organization_id != organization_id:
-        raise NotFound("retry policy not found")
+        raise PolicyNotFound("retry policy not found")
     return policy
 
 

@@ -10,6 +10,7 @@ from stealth_recovery.core.errors import Conflict, ServiceUnavailable
 from stealth_recovery.core.jobs import run_after_commit
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.retry.lease import new_claim_token
 from stealth_recovery.retry.repository import ClaimedStep
@@ -31,19 +32,27 @@ def _check_broker(url: str) -> None:
         finally:
             client.close()
     except (redis.RedisError, OSError) as exc:
-        raise ServiceUnavailable(
+        raise QueueUnavailable(
             "the retry queue's broker (Redis) does not answer: nothing was sent; try again "
             "when it is back"
         ) from exc
 
 
+class QueueUnavailable(ServiceUnavailable):
+    type = "queue_unavailable"
+
+
+class RemindersExhausted(Conflict):
+    type = "reminders_exhausted"
+
+
 def _check_can_retry(attempt: RecoveryAttempt, now: datetime) -> None:
     if attempt.status not in OPEN_STATUSES:
-        raise Conflict(f"attempt is {attempt.status}: no reminder can be sent")
+        raise AttemptNotOpen(f"attempt is {attempt.status}: no reminder can be sent")
     if attempt.expires_at <= now:
-        raise Conflict("attempt has expired: no reminder can be sent")
+        raise AttemptNotOpen("attempt has expired: no reminder can be sent")
     if attempt.retry_count >= attempt.max_retries:
-        raise Conflict(f"all {attempt.max_retries} reminders have been sent")
+        raise RemindersExhausted(f"all {attempt.max_retries} reminders have been sent")
 
 
 def _claim(session: Session, attempt: RecoveryAttempt, now: datetime) -> ClaimedStep:

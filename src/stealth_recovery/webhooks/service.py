@@ -38,6 +38,14 @@ EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 MAX_ROTATION_OVERLAP = timedelta(days=7)
 
 
+class WebhookEndpointNotFound(NotFound):
+    type = "webhook_endpoint_not_found"
+
+
+class DeliveryNotFound(NotFound):
+    type = "delivery_not_found"
+
+
 def new_event_id(now: datetime) -> str:
     """`evt_` + milliseconds since the epoch (hex, so ids sort by time) + 64 random bits."""
     return f"evt_{int(now.timestamp() * 1000):012x}{secrets.token_hex(8)}"
@@ -157,7 +165,7 @@ def _checked_types(event_types: Sequence[str]) -> list[str]:
 def get_endpoint(session: Session, *, organization_id: int, endpoint_id: int) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.organization_id != organization_id:
-        raise NotFound("webhook endpoint not found")
+        raise WebhookEndpointNotFound("webhook endpoint not found")
     return endpoint
 
 
@@ -258,7 +266,7 @@ def replay_delivery(
     (a receiver that already processed it recognises it)."""
     original = session.get(WebhookDelivery, delivery_id)
     if original is None or original.endpoint_id != endpoint.id:
-        raise NotFound("delivery not found")
+        raise DeliveryNotFound("delivery not found")
     now = utc_now()
     replay = WebhookDelivery(
         event_id=original.event_id,

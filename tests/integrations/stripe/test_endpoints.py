@@ -118,7 +118,10 @@ class TestGetConnection:
         admin = make_account(db)
         response = client.get("/v1/integrations/stripe", headers=admin.headers)
         assert response.status_code == 404
-        assert response.json() == {"detail": "Stripe is not connected"}
+        assert response.json() == {
+            "detail": "Stripe is not connected",
+            "type": "stripe_not_connected",
+        }
 
     def test_another_organizations_connection_is_invisible(
         self, client: TestClient, db: Session

@@ -72,7 +72,7 @@ class TestSignature:
         payload = json.dumps(event("payment_intent.payment_failed", payment_intent())).encode()
         response = stripe_org.client.post(f"/v1/webhooks/stripe/{stripe_org.slug}", content=payload)
         assert response.status_code == 400
-        assert response.json() == {"detail": "invalid Stripe-Signature"}
+        assert response.json() == {"detail": "invalid Stripe-Signature", "type": "invalid_webhook"}
         assert _count(db, PspEvent) == 0
         assert _count(db, Transaction) == 0
 
@@ -143,7 +143,11 @@ class TestSignature:
         unknown = stripe_org.post(body, slug="no-such-org")
         # Then both answers are the same: nobody learns which organizations exist
         assert unknown.status_code == bad_signature.status_code == 400
-        assert unknown.json() == bad_signature.json() == {"detail": "invalid Stripe-Signature"}
+        assert (
+            unknown.json()
+            == bad_signature.json()
+            == {"detail": "invalid Stripe-Signature", "type": "invalid_webhook"}
+        )
         assert _count(db, PspEvent) == 0
 
     def test_an_organization_without_stripe_answers_like_a_bad_signature(
@@ -157,7 +161,7 @@ class TestSignature:
             headers={"Stripe-Signature": sign(payload, "whsec_anything12345")},
         )
         assert response.status_code == 400
-        assert response.json() == {"detail": "invalid Stripe-Signature"}
+        assert response.json() == {"detail": "invalid Stripe-Signature", "type": "invalid_webhook"}
 
     @pytest.mark.parametrize(
         "payload",

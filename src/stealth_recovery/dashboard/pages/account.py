@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from stealth_recovery.auth import service as auth_service
 from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.auth.errors import WrongCurrentPassword
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.dashboard import login_cookie as web
 from stealth_recovery.dashboard.page import FormViewer, Viewer, page_router, redirect, render
@@ -42,7 +43,7 @@ def change_password(
     except InvalidInput as exc:
         message = (
             "That is not your current password."
-            if exc.field == "current_password"
+            if isinstance(exc, WrongCurrentPassword)
             else f"The new password {exc.rule}"
         )
         return render(

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from stealth_recovery.auth import service as auth_service
 from stealth_recovery.auth.deps import ReadSessionDep, SessionDep
 from stealth_recovery.auth.endpoints import reset_email_text
+from stealth_recovery.auth.errors import ResetLinkInvalid
 from stealth_recovery.auth.throttle import throttled_login
 from stealth_recovery.core.api import Text
 from stealth_recovery.core.errors import InvalidInput, RateLimited, Unauthorized
@@ -152,16 +153,16 @@ def reset_password(
     web.check_csrf(request, csrf)
     try:
         user = auth_service.reset_password(session, token=token, new_password=new_password)
+    except ResetLinkInvalid:
+        message = "This link has expired or was already used. Ask for a new one."
+        return render(
+            request,
+            None,
+            "reset_password.html",
+            {"token": "", "error": message},
+            status_code=422,
+        )
     except InvalidInput as exc:
-        if exc.field == "token":
-            message = "This link has expired or was already used. Ask for a new one."
-            return render(
-                request,
-                None,
-                "reset_password.html",
-                {"token": "", "error": message},
-                status_code=422,
-            )
         return render(
             request,
             None,

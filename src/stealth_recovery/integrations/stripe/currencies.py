@@ -39,6 +39,7 @@ class UnchargeableAmount(DomainError):
     """An amount Stripe cannot charge exactly in this currency."""
 
     status_code = 409
+    type = "unchargeable_amount"
 
 
 def stripe_digits(currency: str) -> int:

@@ -22,6 +22,7 @@ from stealth_recovery.integrations.stripe.currencies import to_stripe
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import service as recovery_service
+from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,17 @@ class PaymentProviderError(DomainError):
     """Stripe could not be reached or refused the request."""
 
     status_code = 502
+    type = "payment_provider_error"
+
+
+class StripeNotConnected(NotFound):
+    type = "stripe_not_connected"
+
+
+class CheckoutUnavailable(Conflict):
+    """The pay button cannot start a Checkout: the organization has no Stripe connection."""
+
+    type = "checkout_unavailable"
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,7 @@ def get_connection(session: Session, *, organization_id: int) -> ConnectionView:
     """The organization's connection, masked; 404 when Stripe is not connected."""
     connection = repository.get_connection(session, organization_id=organization_id)
     if connection is None:
-        raise NotFound("Stripe is not connected")
+        raise StripeNotConnected("Stripe is not connected")
     return view_of(connection)
 
 
@@ -128,7 +140,7 @@ def delete_connection(session: Session, *, organization_id: int) -> None:
     """Forget the organization's Stripe keys; 404 when there are none."""
     connection = repository.get_connection(session, organization_id=organization_id)
     if connection is None:
-        raise NotFound("Stripe is not connected")
+        raise StripeNotConnected("Stripe is not connected")
     session.delete(connection)
     session.flush()
     log.info("stripe_connection_deleted", organization_id=organization_id)
@@ -313,10 +325,10 @@ def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
     Stripe) instead of opening a second payment for the same debt.
     """
     if not attempt.is_open:
-        raise Conflict(f"attempt is already {attempt.status}")
+        raise AttemptNotOpen(f"attempt is already {attempt.status}")
     connection = repository.get_connection(session, organization_id=attempt.organization_id)
     if connection is None:
-        raise Conflict("Stripe is not connected for this organization")
+        raise CheckoutUnavailable("Stripe is not connected for this organization")
     client = client_for(connection)
     transaction = session.get(Transaction, attempt.transaction_id)
     assert transaction is not None

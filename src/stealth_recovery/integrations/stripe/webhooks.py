@@ -54,6 +54,7 @@ class InvalidWebhook(DomainError):
     """A webhook we cannot trust or read: nothing is stored."""
 
     status_code = 400
+    type = "invalid_webhook"
 
 
 class Outcome(StrEnum):
