@@ -108,7 +108,7 @@ def create_admin(
     except DomainError as exc:
         typer.secho(exc.detail, err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from None
-    typer.echo(f"created {summary}; sign in at {get_settings().base_url.rstrip('/')}/dashboard")
+    typer.echo(f"created {summary}; sign in at {get_settings().external_url('/dashboard')}")
 
 
 @app.command()
@@ -197,13 +197,14 @@ def serve(
 
     run_scheduler = not settings.uses_celery and settings.embedded_scheduler
     mode = "embedded scheduler" if run_scheduler else "Celery workers over Redis"
-    base = settings.base_url.rstrip("/")
     from stealth_recovery.notifications.outbox import describe_routes
 
     routes = "\n".join(f"  {ch:<9} → {where}" for ch, where in describe_routes(settings).items())
     typer.echo(
         f"Stealth Recovery on {public_url(host, port)} (queue: {mode})\n"
-        f"  dashboard: {base}/dashboard   API docs: {base}/docs   pay links: {base}/pay/…\n"
+        f"  dashboard: {settings.external_url('/dashboard')}   "
+        f"API docs: {settings.external_url('/docs')}   "
+        f"pay links: {settings.external_url('/pay/…')}\n"
         f"Reminders:\n{routes}"
     )
     # log_config=None: uvicorn's loggers (the access log among them) go through our redacting
@@ -311,7 +312,7 @@ def demo(
         raise typer.Exit(code=1) from None
     typer.echo(
         f"{headline}\n"
-        f"Dashboard: {settings.base_url.rstrip('/')}/dashboard\n"
+        f"Dashboard: {settings.external_url('/dashboard')}\n"
         f"  admin:    {credentials.email}\n"
         f"  analyst:  {credentials.analyst_email}\n"
         f"  password: {credentials.password}"

@@ -19,19 +19,13 @@ from stealth_recovery.auth.errors import (
     UserLoginRequired,
 )
 from stealth_recovery.auth.models import Role, User
-from stealth_recovery.core.database import get_read_session, get_session, get_write_session
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.security import API_KEY_PREFIX, decode_access_token
 
 SESSION_COOKIE = "sr_session"
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from /v1/auth/login, or an API key sk_…")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-
-# scope="function": the unit of work commits before the response is sent, so a client never
-# reads ahead of its own write and a failed commit is an error response, not a false success.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
-ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 @dataclass(frozen=True)

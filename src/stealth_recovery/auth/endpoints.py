@@ -3,13 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
 from stealth_recovery.auth import service
-from stealth_recovery.auth.deps import (
-    AdminPrincipal,
-    CurrentPrincipal,
-    ReadSessionDep,
-    SessionDep,
-    UserPrincipal,
-)
+from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, UserPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import ApiKey, User
 from stealth_recovery.auth.schemas import (
@@ -31,6 +25,7 @@ from stealth_recovery.auth.schemas import (
 )
 from stealth_recovery.auth.throttle import throttled_login
 from stealth_recovery.core.api import DbId, error_responses
+from stealth_recovery.core.database import ReadSessionDep, SessionDep
 from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.organizations.models import Organization
@@ -154,6 +149,11 @@ def reset_email_text(link: str, minutes: int) -> str:
     )
 
 
+def reset_link(token: str) -> str:
+    """The dashboard page where the holder of a reset token chooses a new password."""
+    return get_settings().external_url(f"/dashboard/reset-password?token={token}")
+
+
 @router.post(
     "/auth/password-reset",
     status_code=status.HTTP_202_ACCEPTED,
@@ -168,7 +168,7 @@ def request_password_reset(
     if requested is not None:
         user, token = requested
         settings = get_settings()
-        link = f"{settings.base_url.rstrip('/')}/dashboard/reset-password?token={token}"
+        link = reset_link(token)
         # After the response (and so after the commit): the token exists when the mail arrives,
         # and the answer takes as long for an unknown address as for a known one.
         background.add_task(

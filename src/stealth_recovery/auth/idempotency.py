@@ -30,8 +30,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
-from stealth_recovery.auth.deps import CurrentPrincipal, SessionDep, get_principal
-from stealth_recovery.core.database import Base, UTCDateTime
+from stealth_recovery.auth.deps import CurrentPrincipal, get_principal
+from stealth_recovery.core.database import Base, SessionDep, UTCDateTime
 from stealth_recovery.core.security import decrypt_secret, encrypt_secret
 from stealth_recovery.core.time import utc_now
 

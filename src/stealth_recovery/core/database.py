@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -217,3 +217,11 @@ def get_write_session() -> Iterator[Session]:
     """FastAPI dependency for a GET that writes (the pay page records its first opening)."""
     with session_scope(write=True) as session:
         yield session
+
+
+# The request's session, as a route parameter. scope="function": the unit of work commits
+# before the response is sent, so a client never reads ahead of its own write and a failed
+# commit is an error response, not a false success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]

@@ -311,6 +311,11 @@ class Settings(BaseSettings):
             url = url.set(drivername="postgresql+psycopg")
         return url.render_as_string(hide_password=False)
 
+    def external_url(self, path: str) -> str:
+        """The address from outside of one of this service's paths ("/pay/<token>",
+        "/dashboard", a provider callback): BASE_URL without its trailing slash, then `path`."""
+        return self.base_url.rstrip("/") + path
+
     @property
     def broker_url(self) -> str | None:
         return self.celery_broker_url or self.redis_url

@@ -19,8 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import validation_messages
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import DomainError
 from stealth_recovery.dashboard import charts, formatting
 from stealth_recovery.dashboard import login_cookie as web

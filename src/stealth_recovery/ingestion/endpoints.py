@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response, status
 
-from stealth_recovery.auth.deps import IngestPrincipal, SessionDep
+from stealth_recovery.auth.deps import IngestPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import error_responses
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.ingestion.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
 from stealth_recovery.ingestion.service import FailureInput, record_failure
 from stealth_recovery.recovery.schemas import ATTEMPT_EXAMPLE, AttemptOut

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import load_json_document
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications import delivery_status as service
@@ -80,7 +80,7 @@ def twilio_status(
     (the callback beat Twilio's answer to us) is held and applied when the send is recorded.
     """
     settings = get_settings()
-    url = settings.base_url.rstrip("/") + request.url.path
+    url = settings.external_url(request.url.path)
     if request.url.query:
         url += "?" + request.url.query
     service.verify_twilio(settings=settings, url=url, params=params, signature=signature)

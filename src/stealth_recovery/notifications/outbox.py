@@ -57,7 +57,7 @@ def outbox_channels(settings: Settings) -> frozenset[str]:
 def describe_routes(settings: Settings) -> dict[str, str]:
     """Where each channel's messages go, one short phrase each (for `serve` to print)."""
     outbox = outbox_channels(settings)
-    dashboard = f"{settings.base_url.rstrip('/')}/dashboard/outbox"
+    dashboard = settings.external_url("/dashboard/outbox")
     live = {
         Channel.email: f"SMTP {settings.smtp_host}:{settings.smtp_port}",
         Channel.sms: "Twilio",

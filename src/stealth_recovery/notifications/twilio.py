@@ -34,7 +34,7 @@ def missing_settings(settings: Settings) -> list[str]:
 
 
 def status_callback_url(settings: Settings) -> str:
-    return settings.base_url.rstrip("/") + STATUS_CALLBACK_PATH
+    return settings.external_url(STATUS_CALLBACK_PATH)
 
 
 class TwilioSmsSender:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import error_responses
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.paylink.deps import limit_token_lookups
 from stealth_recovery.recovery.schemas import RecoveryView
 from stealth_recovery.recovery.views import attempt_by_token, pay_page

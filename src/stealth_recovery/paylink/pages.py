@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.deps import SessionDep, WriteSessionDep
+from stealth_recovery.core.database import SessionDep, WriteSessionDep
 from stealth_recovery.core.errors import DomainError, RateLimited
 from stealth_recovery.core.money import format_minor
 from stealth_recovery.integrations.stripe import service as stripe_service

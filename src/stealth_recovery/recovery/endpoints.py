@@ -10,13 +10,13 @@ from stealth_recovery.auth.deps import (
     AdminOrApiKeyPrincipal,
     CurrentPrincipal,
     Principal,
-    SessionDep,
     require_roles,
 )
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
 from stealth_recovery.core.contacts import normalise_email
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.recovery import service
 from stealth_recovery.recovery.errors import AttemptNotOpen

@@ -12,7 +12,7 @@ from stealth_recovery.recovery.schemas import AttemptOut, NextReminder, Transact
 
 
 def pay_url(attempt: RecoveryAttempt) -> str:
-    return f"{get_settings().base_url.rstrip('/')}/pay/{attempt.token}"
+    return get_settings().external_url(f"/pay/{attempt.token}")
 
 
 def _reachable(channels: Sequence[str], transaction: Transaction) -> list[str]:

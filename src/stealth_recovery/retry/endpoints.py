@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import DbId, error_responses
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.recovery.service import get_attempt
 from stealth_recovery.recovery.views import notifications_of
 from stealth_recovery.retry import policy as policies

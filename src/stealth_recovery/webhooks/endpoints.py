@@ -8,13 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.deps import (
-    AdminOrApiKeyPrincipal,
-    CurrentPrincipal,
-    SessionDep,
-)
+from stealth_recovery.auth.deps import AdminOrApiKeyPrincipal, CurrentPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import DbId, error_responses
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.webhooks import repository, service
 from stealth_recovery.webhooks.models import WebhookEndpoint
 from stealth_recovery.webhooks.schemas import (

@@ -9,8 +9,8 @@ from fastapi import Form, Request, Response
 from fastapi.responses import HTMLResponse
 
 from stealth_recovery.auth import service as auth_service
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.auth.errors import WrongCurrentPassword
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.dashboard import login_cookie as web
 from stealth_recovery.dashboard.page import FormViewer, Viewer, page_router, redirect, render

@@ -11,8 +11,8 @@ import structlog
 from fastapi import Query, Request, Response
 from fastapi.responses import HTMLResponse
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import DbId
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import DomainError
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now

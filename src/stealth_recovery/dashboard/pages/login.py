@@ -9,11 +9,11 @@ from fastapi import BackgroundTasks, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from stealth_recovery.auth import service as auth_service
-from stealth_recovery.auth.deps import ReadSessionDep, SessionDep
-from stealth_recovery.auth.endpoints import reset_email_text
+from stealth_recovery.auth.endpoints import reset_email_text, reset_link
 from stealth_recovery.auth.errors import ResetLinkInvalid
 from stealth_recovery.auth.throttle import throttled_login
 from stealth_recovery.core.api import Text
+from stealth_recovery.core.database import ReadSessionDep, SessionDep
 from stealth_recovery.core.errors import InvalidInput, RateLimited, Unauthorized
 from stealth_recovery.core.mail import send_service_email
 from stealth_recovery.core.settings import get_settings
@@ -118,7 +118,7 @@ def forgot_password(
     requested = auth_service.request_password_reset(session, email=address)
     if requested is not None:
         user, token = requested
-        link = f"{settings.base_url.rstrip('/')}/dashboard/reset-password?token={token}"
+        link = reset_link(token)
         background.add_task(
             send_service_email,
             to=user.email,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard import repository
 from stealth_recovery.dashboard.page import Viewer, page_router, render

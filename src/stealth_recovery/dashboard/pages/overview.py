@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from stealth_recovery.auth.deps import SessionDep
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.dashboard.overview import PERIODS, build_overview
 from stealth_recovery.dashboard.page import Viewer, page_router, render
 from stealth_recovery.retry import policy as policy_service

@@ -9,8 +9,8 @@ from fastapi import Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import DbId, Text
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.dashboard import forms
 from stealth_recovery.dashboard import login_cookie as web
 from stealth_recovery.dashboard.page import (

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth import service as auth_service
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.auth.models import Role
 from stealth_recovery.core.api import DbId, Text
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import DomainError
 from stealth_recovery.dashboard import forms
 from stealth_recovery.dashboard import login_cookie as web

@@ -10,8 +10,8 @@ from fastapi import Form, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from stealth_recovery.auth.deps import SessionDep
 from stealth_recovery.core.api import DbId, Text
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.dashboard import login_cookie as web
 from stealth_recovery.dashboard.page import AdminFormViewer, Viewer, page_router, redirect, render

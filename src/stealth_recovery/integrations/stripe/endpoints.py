@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
-from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal, SessionDep
+from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal
+from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service, webhooks
 from stealth_recovery.integrations.stripe.schemas import (
@@ -34,12 +35,11 @@ _ERR_404: dict[int | str, dict[str, Any]] = {404: {"description": "Stripe is not
 def _out(session: SessionDep, view: service.ConnectionView) -> StripeConnectionOut:
     organization = session.get(Organization, view.connection.organization_id)
     assert organization is not None
-    base = get_settings().base_url.rstrip("/")
     return StripeConnectionOut(
         mode=view.mode,
         secret_key=view.secret_key,
         webhook_secret=view.webhook_secret,
-        webhook_url=f"{base}/v1/webhooks/stripe/{organization.slug}",
+        webhook_url=get_settings().external_url(f"/v1/webhooks/stripe/{organization.slug}"),
         enabled_events=list(HANDLED_EVENTS),
         created_at=view.connection.created_at,
         updated_at=view.connection.updated_at,
