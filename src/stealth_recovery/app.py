@@ -1,22 +1,19 @@
-"""The FastAPI application: routers, the error handlers (`core.api`), health."""
+"""The FastAPI application: routers and the error handlers (`core.api`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import text
 
 from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.api import add_error_handlers
 from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
-from stealth_recovery.core.database import get_engine
 from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
@@ -24,6 +21,7 @@ from stealth_recovery.ingestion.endpoints import router as payments_router
 from stealth_recovery.integrations.stripe.endpoints import router as stripe_router
 from stealth_recovery.monitoring.endpoints import HttpMetricsMiddleware
 from stealth_recovery.monitoring.endpoints import router as metrics_router
+from stealth_recovery.monitoring.health import router as health_router
 from stealth_recovery.notifications.endpoints import router as provider_callbacks_router
 from stealth_recovery.paylink.endpoints import router as pay_link_api_router
 from stealth_recovery.paylink.pages import router as pay_pages_router
@@ -33,28 +31,6 @@ from stealth_recovery.webhooks.endpoints import router as webhooks_router
 from stealth_recovery.webhooks.service import on_new_events
 
 log = structlog.get_logger(__name__)
-
-
-def health() -> dict[str, Any]:
-    settings = get_settings()
-    result: dict[str, Any] = {"status": "ok", "version": __version__}
-    try:
-        with get_engine().connect() as connection:
-            connection.execute(text("SELECT 1"))
-        result["database"] = "ok"
-    except Exception as exc:  # health reports, it does not raise
-        result["database"] = f"error: {type(exc).__name__}"
-        result["status"] = "degraded"
-    if settings.redis_url:
-        import redis
-
-        try:
-            redis.Redis.from_url(settings.redis_url, socket_timeout=2).ping()
-            result["redis"] = "ok"
-        except Exception as exc:
-            result["redis"] = f"error: {type(exc).__name__}"
-            result["status"] = "degraded"
-    return result
 
 
 def create_app(*, run_scheduler: bool = False) -> FastAPI:
@@ -107,38 +83,6 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         SecurityHeadersMiddleware, https=settings.base_url.lower().startswith("https://")
     )
 
-    @app.get(
-        "/healthz",
-        tags=["health"],
-        responses={
-            200: {
-                "description": "everything answers",
-                "content": {
-                    "application/json": {
-                        "example": {"status": "ok", "version": __version__, "database": "ok"}
-                    }
-                },
-            },
-            503: {
-                "description": "the database (or Redis) does not answer",
-                "content": {
-                    "application/json": {
-                        "example": {
-                            "status": "degraded",
-                            "version": __version__,
-                            "database": "ok",
-                            "redis": "error: ConnectionError",
-                        }
-                    }
-                },
-            },
-        },
-    )
-    def healthz() -> JSONResponse:
-        """Database (and Redis when configured) reachability."""
-        body = health()
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
-
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         """People who open the bare address land on the dashboard (its login when signed out)."""
@@ -146,6 +90,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
 
     # In the order they appear in the OpenAPI document.
     for router in (
+        health_router,
         auth_router,
         payments_router,
         attempts_router,
