@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from babel import Locale
 
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.notifications.rendering import format_amount
 
 # Operators read every amount the same way, whatever each customer's locale.
 _OPERATOR_LOCALE = Locale.parse("en_US")
@@ -17,7 +17,7 @@ def money(amount_minor: int | None, currency: str) -> str:
     """12345, "EUR" → "€123.45" (JPY has no minor unit: 1200 → "¥1,200")."""
     if amount_minor is None:
         return "—"
-    return format_amount(amount_minor, currency, _OPERATOR_LOCALE)
+    return format_minor(amount_minor, currency, _OPERATOR_LOCALE)
 
 
 def when(value: datetime | None) -> str:

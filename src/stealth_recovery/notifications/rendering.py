@@ -115,11 +115,6 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def format_amount(amount_minor: int, currency: str, locale: Locale) -> str:
-    """The amount (ISO 4217 minor units) as the customer reads it (`core.money.format_minor`)."""
-    return format_minor(amount_minor, currency, locale)
-
-
 def format_expiry(expires_at: datetime, timezone: str | None, locale: Locale) -> str:
     """e.g. "December 5, 2026, 10:00 AM EST" / "5 de diciembre de 2026, 16:00 CET"."""
     zone = _zone(timezone)
@@ -144,7 +139,7 @@ def template_variables(message: MessageContext) -> dict[str, Any]:
         "merchant_name": message.merchant_name,
         "customer_name": message.customer_name,
         "first_name": first_name[0] if first_name else None,
-        "amount": format_amount(message.amount_minor, message.currency, locale),
+        "amount": format_minor(message.amount_minor, message.currency, locale),
         "pay_url": message.pay_url,
         "expires": format_expiry(message.expires_at, message.timezone, locale),
         "reminder_number": message.retry_number + 1,

@@ -15,8 +15,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.notifications.models import NotificationLog
-from stealth_recovery.notifications.rendering import format_amount, format_expiry
+from stealth_recovery.notifications.rendering import format_expiry
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import Transaction
@@ -159,7 +160,7 @@ def pay_page(session: Session, attempt: RecoveryAttempt) -> PayPage:
     organization = session.get(Organization, attempt.organization_id)
     assert transaction is not None and organization is not None
     locale = _locale_of(transaction)
-    amount = format_amount(transaction.amount_minor, transaction.currency, locale)
+    amount = format_minor(transaction.amount_minor, transaction.currency, locale)
     view = RecoveryView(
         merchant_name=organization.name,
         amount_minor=transaction.amount_minor,
