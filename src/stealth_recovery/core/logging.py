@@ -157,16 +157,3 @@ def configure_logging(
         # Not cached, so a later configure_logging (tests, CLI) reaches every module's logger.
         cache_logger_on_first_use=False,
     )
-
-
-def mask_email(email: str | None) -> str | None:
-    if not email or "@" not in email:
-        return email
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(phone: str | None) -> str | None:
-    if not phone:
-        return phone
-    return f"***{phone[-3:]}"

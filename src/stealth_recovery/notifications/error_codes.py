@@ -21,9 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-TWILIO_SOURCE = "https://www.twilio.com/docs/api/errors/{code}"
-WHATSAPP_SOURCE = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes"
-
 
 class Refusal(StrEnum):
     bounced = "bounced"

@@ -1,4 +1,4 @@
-"""The seed's /v1/retry API: policies, statistics, the notification audit trail, retry now."""
+"""The /v1/retry API: policies, statistics, the notification audit trail, retry now."""
 
 from __future__ import annotations
 

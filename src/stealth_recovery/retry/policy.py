@@ -44,7 +44,7 @@ def validate(
     max_delay_minutes: int,
     enabled_channels: Sequence[str],
 ) -> list[str]:
-    """Check every rule of DESIGN §3; return the channels normalised (order kept, no repeats)."""
+    """Check every rule of a policy; return the channels normalised (order kept, no repeats)."""
     if not 1 <= len(name.strip()) <= 128:
         raise PolicyInvalid("name", "must be 1 to 128 characters")
     if not 1 <= max_retries <= 10:

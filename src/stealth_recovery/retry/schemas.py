@@ -1,4 +1,4 @@
-"""Request and response bodies of the /v1/retry API (field names as the seed defines them)."""
+"""Request and response bodies of the /v1/retry API (field names as first published)."""
 
 from __future__ import annotations
 

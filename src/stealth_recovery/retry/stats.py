@@ -23,7 +23,7 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
 def compute_stats(
     session: Session, *, organization_id: int, since: datetime | None = None
 ) -> RetryStats:
-    """The six seed figures for one organization: two aggregate queries, no rows loaded.
+    """The six /v1/retry/stats figures of one organization: two aggregate queries, no rows loaded.
 
     With `since` (UTC), only attempts opened and messages written from then on count.
     """
