@@ -79,9 +79,7 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     add_error_handlers(app)
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestGateMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        SecurityHeadersMiddleware, https=settings.base_url.lower().startswith("https://")
-    )
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.public_https)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

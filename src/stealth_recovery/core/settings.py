@@ -317,6 +317,11 @@ class Settings(BaseSettings):
         return self.base_url.rstrip("/") + path
 
     @property
+    def public_https(self) -> bool:
+        """Whether BASE_URL is https: cookies go out Secure and HSTS is sent."""
+        return urlsplit(self.base_url).scheme.lower() == "https"
+
+    @property
     def broker_url(self) -> str | None:
         return self.celery_broker_url or self.redis_url
 

@@ -57,7 +57,7 @@ class Viewer:
 
 
 def _secure_cookies() -> bool:
-    return get_settings().base_url.startswith("https://")
+    return get_settings().public_https
 
 
 def set_session_cookie(response: Response, token: str, max_age: int) -> None:
