@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.retry import repository
+from stealth_recovery.recovery import repository
 
 LEASE = timedelta(minutes=5)
 
@@ -45,15 +45,15 @@ def _claim_only(session: Session, limit: int) -> int:
 
 
 def _expire_only(session: Session, limit: int) -> int:
-    return repository.expire_due(session, now=utc_now(), limit=limit)
+    return len(repository.expire_due(session, now=utc_now(), limit=limit))
 
 
 def _cancel_only(session: Session, limit: int) -> int:
-    return repository.cancel_exhausted_due(session, now=utc_now(), limit=limit)
+    return len(repository.cancel_exhausted_due(session, now=utc_now(), limit=limit))
 
 
 def _queue_pass(session: Session, limit: int) -> int:
-    # What `engine.claim_batch` runs in one transaction on every queue pass.
+    # What `queue.claim_batch` runs in one transaction on every queue pass.
     now = utc_now()
     repository.expire_due(session, now=now, limit=limit)
     repository.cancel_exhausted_due(session, now=now, limit=limit)

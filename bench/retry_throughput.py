@@ -236,7 +236,7 @@ def main(
     due_fraction: float = typer.Option(0.01, min=0, max=1, help="share of the table due"),
     claim_batch: int = typer.Option(500, min=1, help="rows per claim"),
     claim_repeats: int = typer.Option(20, min=1, help="claims timed per table"),
-    embedded: bool = typer.Option(True, help="measure engine.run_due_now() in this process"),
+    embedded: bool = typer.Option(True, help="measure runtime.run_due_now() in this process"),
     celery: bool = typer.Option(True, help="measure `stealth-recovery worker` over Redis"),
     claims: bool = typer.Option(True, help="measure the claim on each table size"),
     celery_concurrency: str = typer.Option(

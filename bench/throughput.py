@@ -1,8 +1,8 @@
 """End-to-end deliveries per second: claimed → sent → logged → rescheduled.
 
-Two ways to run the same engine: embedded (`engine.run_due_now()` in this process, what
+Two ways to run the same engine: embedded (`run_due_now()` in this process, what
 `serve` does without Redis) and Celery (`stealth-recovery worker` processes fed by
-`engine.process_retry_queue` dispatching `send_recovery_batch` tasks over Redis).
+`process_retry_queue` dispatching `send_recovery_batch` tasks over Redis).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _result(
 def run_embedded(
     *, url: str, engine: Engine, sink: SinkProcess, attempts: int, overrides: dict[str, str]
 ) -> dict[str, Any]:
-    """`engine.run_due_now()` in this process until every due step is done."""
+    """`run_due_now()` in this process until every due step is done."""
     point_settings_at(
         {
             "DATABASE_URL": url,
@@ -134,14 +134,13 @@ def run_embedded(
             **overrides,
         }
     )
-    from stealth_recovery.retry import engine as retry_engine
-    from stealth_recovery.retry.runtime import reset_runtime
+    from stealth_recovery.retry.runtime import reset_runtime, run_due_now
 
     sink_before = sink.stats().messages
     meter = CpuMeter({"bench_worker": os.getpid(), "smtp_sink": sink.pid}).start()
     started = time.perf_counter()
     # One call is one scheduler tick, which stops after `max_batches` claims: tick until done.
-    while retry_engine.run_due_now():
+    while run_due_now():
         pass
     elapsed = time.perf_counter() - started
     cpu = meter.stop()
@@ -235,8 +234,8 @@ def run_celery(
     }
     point_settings_at(env)
     from stealth_recovery.core.settings import get_settings
-    from stealth_recovery.retry import engine as retry_engine
-    from stealth_recovery.retry.repository import ClaimedStep
+    from stealth_recovery.recovery.repository import ClaimedStep
+    from stealth_recovery.retry.queue import process_retry_queue
     from stealth_recovery.retry.tasks import send_recovery_batch
     from stealth_recovery.worker import celery_app
 
@@ -271,7 +270,7 @@ def run_celery(
         }
         meter = CpuMeter(trees).start()
         started = time.perf_counter()
-        retry_engine.process_retry_queue(dispatch=dispatch)
+        process_retry_queue(dispatch=dispatch)
         dispatched = time.perf_counter() - started
         deadline = started + timeout
         last, last_change = -1, time.perf_counter()

@@ -235,6 +235,9 @@ def _celery(argv: list[str]) -> None:
     except StartupError as exc:
         _fail(str(exc))
     _check_database(settings)
+    # Every model mapped before a task runs, as in the API: a foreign key may name the table
+    # of a higher layer (recovery_attempts.policy_id → retry_policies), and a flush needs it.
+    import stealth_recovery.all_models  # noqa: F401
     from stealth_recovery.core.logging import configure_logging
     from stealth_recovery.worker import celery_app
 

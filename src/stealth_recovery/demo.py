@@ -33,7 +33,7 @@ from stealth_recovery.organizations import repository as org_repository
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.recovery import repository as recovery_repository
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.schedule import delay_before
+from stealth_recovery.recovery.schedule import next_due
 from stealth_recovery.recovery.service import PaidVia, schedule_of
 from stealth_recovery.retry import policy as policy_service
 
@@ -247,7 +247,8 @@ def _play_out(
 
     for step in range(schedule.max_retries + 1):
         # Before reminder `step` goes out (or before the grace period ends), the customer may pay.
-        gap = delay_before(step, schedule)
+        due = next_due(schedule, steps_done=step, last_at=last)
+        gap = due - last
         if pays(step):
             paid_at = last + gap * rng.uniform(0.05, 0.9)
             if paid_at <= now:
@@ -262,7 +263,6 @@ def _play_out(
                     paid_via=PaidVia.DEMO,
                 )
                 return messages
-        due = last + gap
         if step == schedule.max_retries:
             if due <= now and due < attempt.expires_at:
                 recovery_repository.finish(
@@ -286,7 +286,7 @@ def _play_out(
             any_sent = any_sent or log.sent_at is not None
         attempt.retry_count = step + 1
         attempt.last_retry_at = due
-        attempt.next_retry_at = due + delay_before(step + 1, schedule)
+        attempt.next_retry_at = next_due(schedule, steps_done=step + 1, last_at=due)
         attempt.updated_at = due
         if any_sent and attempt.status == AttemptStatus.created:
             attempt.status = AttemptStatus.sent

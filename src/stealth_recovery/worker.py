@@ -116,10 +116,7 @@ def _fresh_connections_after_fork(**_: Any) -> None:
 
 
 @worker_process_shutdown.connect
-def _close_runtime(**_: Any) -> None:
-    from stealth_recovery.retry.runtime import reset_runtime
-
-    reset_runtime()
+def _mark_metrics_process_dead(**_: Any) -> None:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         from prometheus_client import multiprocess
 

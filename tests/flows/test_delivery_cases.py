@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock
 from stealth_recovery.notifications.models import NotificationLog
-from stealth_recovery.retry.engine import run_due_now
+from stealth_recovery.retry.runtime import run_due_now
 from tests.support.builders import (
     api_key_headers,
     make_account,

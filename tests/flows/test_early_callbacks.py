@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.notifications.models import HeldDeliveryStatus, NotificationLog
-from stealth_recovery.retry import engine
+from stealth_recovery.retry.runtime import run_due_now
 from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.providers import FakeProviders
 
@@ -65,7 +65,7 @@ def test_every_status_that_beats_the_record_is_applied(
         attempts[phone] = make_attempt(db, account.organization, email=None, phone=phone).id
 
     # When the queue sends their reminders
-    assert engine.run_due_now() == len(RACES)
+    assert run_due_now() == len(RACES)
 
     # Then every callback came before its message was recorded: final ones were held
     assert len(fake_providers.callbacks) == 2 * len(RACES)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.retry.engine import run_due_now
+from stealth_recovery.retry.runtime import run_due_now
 from tests.support.builders import api_key_headers, make_account, make_policy
 from tests.support.smtp import SmtpSink, smtp_sink  # noqa: F401
 

@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import NotificationLog
-from stealth_recovery.retry import engine
-from stealth_recovery.retry.runtime import reset_runtime
+from stealth_recovery.retry.runtime import reset_runtime, run_due_now
 from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.providers import FakeProviders, meta_signature, twilio_signature
 from tests.support.smtp import SmtpSink
@@ -60,7 +59,7 @@ class TestStepOnThreeChannels:
         attempt_id = _step_on_three_channels(db, locale="es-ES")
 
         # When the queue runs
-        assert engine.run_due_now() == 1
+        assert run_due_now() == 1
 
         # Then each provider received one message for the customer
         [email] = smtp_sink.messages
@@ -92,7 +91,7 @@ class TestStepOnThreeChannels:
         smtp_sink.accept_reply = "250 OK id={queue_id}"
 
         # When the queue runs
-        assert engine.run_due_now() == 1
+        assert run_due_now() == 1
 
         # Then the API's audit trail and the dashboard's timeline name the server's queue id
         [email] = smtp_sink.messages
@@ -117,7 +116,7 @@ class TestStepOnThreeChannels:
     ) -> None:
         # Given a step sent on three channels
         attempt_id = _step_on_three_channels(db)
-        engine.run_due_now()
+        run_due_now()
         [sms] = fake_providers.accepted("twilio")
         [whatsapp] = fake_providers.accepted("whatsapp")
 
@@ -186,7 +185,7 @@ class TestProviderErrorsThroughTheEngine:
         attempt_id = _step_on_three_channels(db)
 
         # When the step runs
-        engine.run_due_now()
+        run_due_now()
 
         # Then exactly one SMS was accepted and its log is sent
         assert [r.status for r in fake_providers.requests_to("twilio")] == [429, 201]
@@ -203,7 +202,7 @@ class TestProviderErrorsThroughTheEngine:
         attempt_id = _step_on_three_channels(db)
 
         # When the step runs
-        engine.run_due_now()
+        run_due_now()
 
         # Then the SMS log bounced with Twilio's words, without a retry; the others were sent
         logs = _logs(db, attempt_id)
@@ -228,7 +227,7 @@ class TestProviderErrorsThroughTheEngine:
         attempt_id = _step_on_three_channels(db)
 
         # When the step runs
-        engine.run_due_now()
+        run_due_now()
 
         # Then WhatsApp is failed with the reason and nothing reached the Graph API
         logs = _logs(db, attempt_id)

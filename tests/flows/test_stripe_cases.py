@@ -29,7 +29,8 @@ from stealth_recovery.integrations.stripe.currencies import stripe_digits
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
-from stealth_recovery.retry import engine, policy
+from stealth_recovery.retry import policy
+from stealth_recovery.retry.runtime import run_due_now
 from tests.support.builders import api_key_headers, see_committed
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import StripeOrg, new_id, payment_intent
@@ -113,10 +114,10 @@ class Replay:
                     f"/v1/retry/attempts/{attempt.id}/retry-now", headers=self.org.account.headers
                 )
                 assert response.status_code == 202, response.text
-        engine.run_due_now()
+        run_due_now()
         for offset in _WHOLE_SCHEDULE:
             with shifted_clock(offset):
-                engine.run_due_now()
+                run_due_now()
 
     def pay_click(self) -> None:
         [attempt] = [a for a in self.attempts() if a.status in OPEN_STATUSES]
@@ -293,9 +294,9 @@ def _replay_paid_after_the_end(
     replay.deliver("payment_intent.payment_failed", failed)
     replay.pay_click()
     with shifted_clock(timedelta(hours=1, seconds=5)):
-        engine.run_due_now()
+        run_due_now()
     with shifted_clock(timedelta(hours=4)):
-        engine.run_due_now()
+        run_due_now()
     assert replay.attempts()[0].status == "cancelled"
     sweep_ended_checkouts()
     replay.deliver("checkout.session.completed", _fill(case["checkout_completed"], replay.ids))

@@ -17,9 +17,10 @@ from stealth_recovery.integrations.stripe import webhooks
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
-from stealth_recovery.retry import engine, policy
+from stealth_recovery.retry import policy
 from stealth_recovery.retry.models import RetryPolicy
-from stealth_recovery.retry.runtime import get_runtime
+from stealth_recovery.retry.queue import claim_batch
+from stealth_recovery.retry.runtime import get_runtime, run_due_now
 from tests.support.builders import see_committed
 from tests.support.smtp import SmtpSink
 from tests.support.stripe_events import StripeOrg, event, payment_intent, sign
@@ -75,7 +76,7 @@ class TestHardDecline:
         # When the whole schedule passes and beyond
         for hours in (1, 3, 7, 15, 24, 24 * 6):
             with shifted_clock(timedelta(hours=hours, seconds=5)):
-                engine.run_due_now()
+                run_due_now()
         # Then only the soft decline was reminded
         assert {m.rcpt_tos[0] for m in smtp_sink.messages} == {"short@example.com"}
         assert len(smtp_sink.messages) == 3
@@ -99,7 +100,7 @@ class TestWordingFitsTheDecline:
         stripe_org.post(event("payment_intent.payment_failed", expired))
         assert _attempt_for(db, expired).decline_category == "customer_action"
         with shifted_clock(timedelta(hours=1, seconds=5)):
-            engine.run_due_now()
+            run_due_now()
         (message,) = smtp_sink.wait_for(1)
         assert "update your card" in message.subject.lower()
 
@@ -109,7 +110,7 @@ class TestWordingFitsTheDecline:
         short = payment_intent(email="ana@example.com", decline_code="insufficient_funds")
         stripe_org.post(event("payment_intent.payment_failed", short))
         with shifted_clock(timedelta(hours=1, seconds=5)):
-            engine.run_due_now()
+            run_due_now()
         (message,) = smtp_sink.wait_for(1)
         assert "update your card" not in message.subject.lower()
         assert "try the payment again" in message.body("plain")
@@ -149,18 +150,18 @@ class TestPolicyFrozenOnTheAttempt:
         ) == (3, 60, 2.0, 1440, first_due)
         # And the reminders follow them: nothing at the new policy's 5 minutes, one at 60
         with shifted_clock(timedelta(minutes=6)):
-            assert engine.run_due_now() == 0
+            assert run_due_now() == 0
         with shifted_clock(timedelta(minutes=60, seconds=5)):
-            assert engine.run_due_now() == 1
+            assert run_due_now() == 1
         sent = _attempt_for(db, pi)
         assert sent.last_retry_at is not None and sent.next_retry_at is not None
         assert sent.next_retry_at - sent.last_retry_at == timedelta(minutes=120)
         # And it ends after its own three reminders, not the new policy's ten
         for minutes in (60 + 125, 60 + 120 + 245):
             with shifted_clock(timedelta(minutes=minutes)):
-                engine.run_due_now()
+                run_due_now()
         with shifted_clock(timedelta(days=2)):
-            engine.run_due_now()
+            run_due_now()
         assert len(smtp_sink.messages) == 3
         assert _attempt_for(db, pi).status == "cancelled"
 
@@ -176,7 +177,7 @@ class TestPaidWhileAReminderIsClaimed:
         # And the queue has claimed its first reminder (the lease is taken, nothing sent yet)
         lease = timedelta(seconds=get_settings().queue_lease_seconds)
         with shifted_clock(timedelta(seconds=61)):
-            steps = engine.claim_batch(now=utc_now(), limit=100, lease=lease).steps
+            steps = claim_batch(now=utc_now(), limit=100, lease=lease).steps
         assert [s.attempt_id for s in steps] == [_attempt_for(db, pi).id]
         # When Stripe reports the payment succeeded, within the same minute as the failure
         succeeded = payment_intent(pi_id=str(pi["id"]), status="succeeded")
@@ -189,7 +190,7 @@ class TestPaidWhileAReminderIsClaimed:
         assert report.sent == 0
         for later in (timedelta(minutes=10), timedelta(hours=2), timedelta(days=3)):
             with shifted_clock(later):
-                engine.run_due_now()
+                run_due_now()
         assert smtp_sink.messages == []
         assert _log_count(db) == 0
         attempt = _attempt_for(db, pi)
@@ -223,7 +224,7 @@ class TestPaidWhileAReminderIsClaimed:
         # When the queue runs meanwhile, in another thread
         results: list[int] = []
         with shifted_clock(timedelta(seconds=61)):
-            runner = threading.Thread(target=lambda: results.append(engine.run_due_now()))
+            runner = threading.Thread(target=lambda: results.append(run_due_now()))
             runner.start()
             runner.join(timeout=60)
         # Then it passes over the locked attempt instead of sending
@@ -233,6 +234,6 @@ class TestPaidWhileAReminderIsClaimed:
         # And once the success is committed, nothing is ever sent
         for later in (timedelta(minutes=2), timedelta(days=1)):
             with shifted_clock(later):
-                assert engine.run_due_now() == 0
+                assert run_due_now() == 0
         assert smtp_sink.messages == []
         assert _attempt_for(db, pi).status == "completed"

@@ -22,7 +22,7 @@ from stealth_recovery.ingestion.service import record_failure
 from stealth_recovery.integrations.stripe import service
 from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
 from stealth_recovery.recovery.models import RecoveryAttempt
-from stealth_recovery.retry import engine
+from stealth_recovery.retry.runtime import run_due_now
 from stealth_recovery.retry.stats import compute_stats
 from tests.support.builders import (
     Account,
@@ -186,12 +186,12 @@ def _cancel_by_operator(client: TestClient, org: StripeOrg, attempt: RecoveryAtt
 def _exhaust(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
     for hours in (1, 3, 7, 24, 48):
         with shifted_clock(timedelta(hours=hours, seconds=5)):
-            engine.run_due_now()
+            run_due_now()
 
 
 def _expire(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:
     with shifted_clock(timedelta(days=8)):
-        engine.run_due_now()
+        run_due_now()
 
 
 def _void(client: TestClient, org: StripeOrg, attempt: RecoveryAttempt) -> None:

@@ -15,8 +15,7 @@ from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.notifications.outbox import OutboxSender, describe_routes, outbox_channels
 from stealth_recovery.notifications.rendering import sms_segments
 from stealth_recovery.notifications.types import MessageContext
-from stealth_recovery.retry import engine
-from stealth_recovery.retry.runtime import reset_runtime
+from stealth_recovery.retry.runtime import reset_runtime, run_due_now
 from tests.support.builders import make_account, make_attempt, make_policy
 
 PHONE = "+34612345678"
@@ -112,7 +111,7 @@ class TestKeptMessages:
             db, account.organization, email="ana@example.com", phone=PHONE, locale="es-ES"
         )
         # When the queue runs
-        assert engine.run_due_now() == 1
+        assert run_due_now() == 1
         # Then each message is kept, rendered as the customer would get it
         db.expire_all()
         kept = {
@@ -146,7 +145,7 @@ class TestKeptMessages:
         # Given a message the outbox already kept
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
-        assert engine.run_due_now() == 1
+        assert run_due_now() == 1
         log = db.scalars(
             select(NotificationLog).where(NotificationLog.attempt_id == attempt.id)
         ).one()

@@ -17,9 +17,10 @@ from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from stealth_recovery.retry import engine
-from stealth_recovery.retry.repository import ClaimedStep
-from stealth_recovery.retry.runtime import get_runtime, reset_runtime
+from stealth_recovery.recovery.repository import ClaimedStep
+from stealth_recovery.retry.queue import cleanup_expired_attempts, process_retry_queue
+from stealth_recovery.retry.runtime import get_runtime, reset_runtime, run_due_now
+from stealth_recovery.retry.steps import prepare_steps
 from tests.support.builders import make_account, make_attempt, make_policy, reload_attempt
 from tests.support.smtp import SmtpSink
 
@@ -39,7 +40,7 @@ class TestDueAttemptIsSent:
         make_policy(db, account.organization, initial_delay_minutes=60, backoff_multiplier=2)
         attempt = make_attempt(db, account.organization, email="ana@example.com")
         # When the queue runs
-        assert engine.run_due_now() == 1
+        assert run_due_now() == 1
         # Then the customer got one email with the link
         (message,) = smtp_sink.wait_for(1)
         assert message.rcpt_tos == ["ana@example.com"]
@@ -63,7 +64,7 @@ class TestDueAttemptIsSent:
     def test_not_due_attempt_is_left_alone(self, db: Session, smtp_sink: SmtpSink) -> None:
         account = make_account(db)
         attempt = make_attempt(db, account.organization, due=False)
-        assert engine.run_due_now() == 0
+        assert run_due_now() == 0
         assert smtp_sink.messages == []
         assert reload_attempt(db, attempt).retry_count == 0
 
@@ -75,11 +76,11 @@ class TestDueAttemptIsSent:
         # When time passes, reminder by reminder
         for hours, expected in ((1, 1), (3, 2), (7, 3)):
             with shifted_clock(timedelta(hours=hours, seconds=5)):
-                engine.run_due_now()
+                run_due_now()
             assert len(smtp_sink.messages) == expected
         # Then after the grace period the exhausted attempt is cancelled
         with shifted_clock(timedelta(hours=7 + 8, seconds=10)):
-            engine.run_due_now()
+            run_due_now()
         fresh = reload_attempt(db, attempt)
         assert (fresh.status, fresh.retry_count, fresh.cancel_reason) == (
             "cancelled",
@@ -131,7 +132,7 @@ class TestNoDuplicates:
 
         def queue_run(i: int) -> None:
             barrier.wait()
-            engine.process_retry_queue(dispatch=claimed[i].extend)
+            process_retry_queue(dispatch=claimed[i].extend)
 
         # When two queue runs race to claim them
         threads = [threading.Thread(target=queue_run, args=(i,)) for i in range(2)]
@@ -174,7 +175,7 @@ class TestNeverChaseAPaidCustomer:
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
         steps: list[ClaimedStep] = []
-        engine.process_retry_queue(dispatch=steps.extend)
+        process_retry_queue(dispatch=steps.extend)
         assert [s.attempt_id for s in steps] == [attempt.id]
         # When the customer pays before the worker sends it
         with session_scope() as session:
@@ -195,7 +196,7 @@ class TestNeverChaseAPaidCustomer:
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
         smtp_sink.latency = 0.5
-        worker = threading.Thread(target=engine.run_due_now)
+        worker = threading.Thread(target=run_due_now)
         worker.start()
         time.sleep(0.2)
         with session_scope() as session:
@@ -207,7 +208,7 @@ class TestNeverChaseAPaidCustomer:
         fresh = reload_attempt(db, attempt)
         assert (fresh.status, fresh.next_retry_at) == ("completed", None)
         with shifted_clock(timedelta(days=2)):
-            engine.run_due_now()
+            run_due_now()
         assert len(smtp_sink.messages) <= 1
 
 
@@ -218,7 +219,7 @@ class TestEndings:
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
         with shifted_clock(timedelta(days=8)):
-            engine.run_due_now()
+            run_due_now()
         assert smtp_sink.messages == []
         assert reload_attempt(db, attempt).status == "expired"
 
@@ -226,7 +227,7 @@ class TestEndings:
         account = make_account(db)
         old = make_attempt(db, account.organization, due=False)
         with session_scope() as session:
-            count = engine.cleanup_expired_attempts(session, now=utc_now() + timedelta(days=8))
+            count = cleanup_expired_attempts(session, now=utc_now() + timedelta(days=8))
         assert count == 1
         assert reload_attempt(db, old).status == "expired"
 
@@ -236,7 +237,7 @@ class TestEndings:
         account = make_account(db)
         attempt = make_attempt(db, account.organization, email="gone@example.com")
         smtp_sink.reject("gone@example.com", 550, "5.1.1 No such user here")
-        engine.run_due_now()
+        run_due_now()
         (log,) = _logs(db, attempt.id)
         assert log.status == "bounced"
         assert log.error_message and "No such user" in log.error_message
@@ -250,7 +251,7 @@ class TestEndings:
         account = make_account(db)
         first = make_attempt(db, account.organization, email="a@example.com")
         smtp_sink.stop()
-        engine.run_due_now()
+        run_due_now()
         (log,) = _logs(db, first.id)
         assert log.status == "pending" and log.error_message
         assert reload_attempt(db, first).retry_count == 0
@@ -262,7 +263,7 @@ class TestEndings:
             reset_runtime()
             second = make_attempt(db, account.organization, email="b@example.com")
             with shifted_clock(timedelta(minutes=1)):
-                engine.run_due_now()
+                run_due_now()
             assert sorted(m.rcpt_tos[0] for m in restarted.wait_for(2)) == [
                 "a@example.com",
                 "b@example.com",
@@ -278,7 +279,7 @@ class TestEndings:
         account = make_account(db)
         make_policy(db, account.organization, enabled_channels=["email", "sms"])
         attempt = make_attempt(db, account.organization, phone=None)
-        engine.run_due_now()
+        run_due_now()
         logs = {log.channel: log for log in _logs(db, attempt.id)}
         assert logs["email"].status == "sent"
         assert logs["sms"].status == "failed"
@@ -294,10 +295,10 @@ class TestLease:
         account = make_account(db)
         attempt = make_attempt(db, account.organization)
         steps: list[ClaimedStep] = []
-        engine.process_retry_queue(dispatch=steps.extend)
+        process_retry_queue(dispatch=steps.extend)
 
         with session_scope() as session:
-            engine.prepare_steps(
+            prepare_steps(
                 session,
                 steps=steps,
                 notifier=ProviderNotifier.from_settings(get_settings()),
@@ -305,10 +306,10 @@ class TestLease:
                 lease=timedelta(minutes=5),
             )
         # When the queue runs before the lease ends, nothing happens
-        assert engine.run_due_now() == 0
+        assert run_due_now() == 0
         # And after the lease, the step is claimed again and sent
         with shifted_clock(timedelta(minutes=6)):
-            assert engine.run_due_now() == 1
+            assert run_due_now() == 1
         assert len(smtp_sink.messages) == 1
         (log,) = _logs(db, attempt.id)
         assert (log.status, log.send_attempts) == ("sent", 2)

@@ -23,10 +23,12 @@ from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.notifications.types import SendOutcome
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from stealth_recovery.retry import engine, repository
+from stealth_recovery.recovery.repository import ClaimedStep
+from stealth_recovery.retry import lease
 from stealth_recovery.retry.lease import HandOverGate
-from stealth_recovery.retry.repository import ClaimedStep
-from stealth_recovery.retry.runtime import reset_runtime
+from stealth_recovery.retry.queue import process_retry_queue
+from stealth_recovery.retry.runtime import reset_runtime, run_due_now
+from stealth_recovery.retry.steps import PreparedStep, StepResult, prepare_steps, record_steps
 from tests.support.builders import make_account, make_attempt
 from tests.support.smtp import SmtpSink
 
@@ -55,12 +57,12 @@ def _due_attempts(db: Session, count: int) -> list[RecoveryAttempt]:
     return [make_attempt(db, account.organization, email=f"c{i}@example.com") for i in range(count)]
 
 
-def _claim_and_prepare(owner: str) -> list[engine.PreparedStep]:
+def _claim_and_prepare(owner: str) -> list[PreparedStep]:
     """What a worker does before it sends: queue claim, then the send claim in its name."""
     steps: list[ClaimedStep] = []
-    engine.process_retry_queue(dispatch=steps.extend)
+    process_retry_queue(dispatch=steps.extend)
     with session_scope() as session:
-        return engine.prepare_steps(
+        return prepare_steps(
             session,
             steps=steps,
             notifier=ProviderNotifier.from_settings(get_settings()),
@@ -79,20 +81,20 @@ class TestWorkerDied:
         prepared = _claim_and_prepare(owner="w:dead")
         log_ids = [step.messages[0].log_id for step in prepared]
         with session_scope() as session:
-            marked = repository.mark_handing_over(
+            marked = lease.mark_handing_over(
                 session, log_ids=log_ids[:4], owner="w:dead", now=utc_now()
             )
         assert len(marked) == 4
         # When the queue runs after one lease
         with shifted_clock(LEASE + timedelta(seconds=1)):
-            assert engine.run_due_now() == 10
+            assert run_due_now() == 10
         # Then the 6 never handed over are sent, the 4 are unconfirmed and not sent again
         assert len(smtp_sink.messages) == 6
         assert _statuses(db) == {"sent": 6, "unconfirmed": 4}
         assert _advanced(db) == 10
         # And nothing goes out for them later either
         with shifted_clock(LEASE * 3):
-            engine.run_due_now()
+            run_due_now()
         assert len(smtp_sink.messages) == 6
 
     def test_killed_then_paid_leaves_no_row_pending(self, db: Session, smtp_sink: SmtpSink) -> None:
@@ -100,7 +102,7 @@ class TestWorkerDied:
         attempts = _due_attempts(db, 2)
         prepared = _claim_and_prepare(owner="w:dead")
         with session_scope() as session:
-            repository.mark_handing_over(
+            lease.mark_handing_over(
                 session, log_ids=[prepared[0].messages[0].log_id], owner="w:dead", now=utc_now()
             )
         # When both customers pay, and the queue passes by
@@ -110,7 +112,7 @@ class TestWorkerDied:
                 assert paid is not None and recovery_service.complete_attempt(
                     session, attempt=paid, paid_via="api"
                 )
-        engine.run_due_now()
+        run_due_now()
         # Then each row is settled with its reason, and nothing was sent
         assert _statuses(db) == {"unconfirmed": 1, "cancelled": 1}
         assert smtp_sink.messages == []
@@ -127,7 +129,7 @@ class TestStalledOwner:
         stalled = _claim_and_prepare(owner="w:stalled")
         # And another worker that took the steps over and sent them
         with shifted_clock(LEASE + timedelta(seconds=1)):
-            assert engine.run_due_now() == 5
+            assert run_due_now() == 5
         assert len(smtp_sink.messages) == 5
         # When the stalled worker wakes up and sends what it had prepared
         notifier = ProviderNotifier.from_settings(get_settings())
@@ -149,9 +151,9 @@ class TestStalledOwner:
         # And a late record in its name (say, failures it saw before stalling) changes nothing
         late = SendOutcome("failed", "smtp", error_message="late")
         with session_scope() as session:
-            report = engine.record_steps(
+            report = record_steps(
                 session,
-                results=[engine.StepResult(step, [late]) for step in stalled],
+                results=[StepResult(step, [late]) for step in stalled],
                 now=utc_now(),
                 owner="w:stalled",
             )
@@ -168,7 +170,7 @@ class TestOutage:
         _due_attempts(db, 20)
         smtp_sink.down = True
         # When the queue runs
-        engine.run_due_now()
+        run_due_now()
         # Then nothing is lost: rows stay pending with the error, no attempt moved past the step
         assert _statuses(db) == {"pending": 20}
         assert _advanced(db) == 0
@@ -179,7 +181,7 @@ class TestOutage:
         smtp_sink.down = False
         reset_runtime()  # a new worker process: its breaker has not seen the outage
         with shifted_clock(timedelta(minutes=1)):
-            engine.run_due_now()
+            run_due_now()
         # Then every reminder arrives once
         assert Counter(m.rcpt_tos[0] for m in smtp_sink.messages) == {
             f"c{i}@example.com": 1 for i in range(20)
@@ -194,10 +196,10 @@ class TestOutage:
         _due_attempts(db, 40)
         smtp_sink.down = True
         # When the queue runs twice, the second time when every step is due again
-        engine.run_due_now()
+        run_due_now()
         first_pass = smtp_sink.connections
         with shifted_clock(timedelta(minutes=2)):
-            engine.run_due_now()
+            run_due_now()
         # Then the quick retries stopped once the breaker opened, and the second pass made no
         # call at all (the breaker's cooldown had not passed): the steps were deferred again
         assert first_pass < 40 * 2
@@ -210,11 +212,11 @@ class TestOutage:
     ) -> None:
         _due_attempts(db, 3)
         smtp_sink.down = True
-        engine.run_due_now()
+        run_due_now()
         assert _advanced(db) == 0
         # When the step is due again after its deadline (6 hours by default), still failing
         with shifted_clock(timedelta(hours=6, minutes=1)):
-            engine.run_due_now()
+            run_due_now()
         # Then its messages are failed with the reason, and the attempts moved on
         assert _statuses(db) == {"failed": 3}
         assert _advanced(db) == 3
@@ -233,10 +235,10 @@ class TestHungServer:
         smtp_sink.hang_seconds = 2.0
         _due_attempts(db, 10)
         # When the queue runs, and again after the lease
-        engine.run_due_now()
+        run_due_now()
         smtp_sink.hang_seconds = 0.0
         with shifted_clock(LEASE * 2):
-            engine.run_due_now()
+            run_due_now()
         # Then each customer got one message; the log says unconfirmed, not failed
         assert Counter(m.rcpt_tos[0] for m in smtp_sink.messages) == {
             f"c{i}@example.com": 1 for i in range(10)
@@ -252,7 +254,7 @@ class TestPaymentDuringSending:
         # Given 20 reminders claimed and on their way, held by the server before DATA
         attempts = _due_attempts(db, 20)
         smtp_sink.hold_rcpt = threading.Event()
-        worker = threading.Thread(target=engine.run_due_now)
+        worker = threading.Thread(target=run_due_now)
         worker.start()
         try:
             _wait_for_pending(db, 20)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.errors import Conflict
 from stealth_recovery.core.time import shifted_clock, utc_now
 from stealth_recovery.recovery import service as recovery_service
-from stealth_recovery.retry import engine
+from stealth_recovery.retry.runtime import run_due_now
 from stealth_recovery.retry.service import retry_now
 from tests.support.builders import make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
@@ -26,7 +26,7 @@ class TestRetryNow:
         # When an admin asks for it now
         assert retry_now(db, attempt=attempt) == 0
         db.commit()
-        engine.run_due_now()
+        run_due_now()
         # Then it goes out at once
         assert len(smtp_sink.wait_for(1)) == 1
         db.refresh(attempt)
@@ -44,7 +44,7 @@ class TestRetryNow:
         account = make_account(db)
         make_policy(db, account.organization, max_retries=1)
         attempt = make_attempt(db, account.organization)
-        engine.run_due_now()
+        run_due_now()
         db.refresh(attempt)
         with pytest.raises(Conflict, match="reminders have been sent"):
             retry_now(db, attempt=attempt)

@@ -15,7 +15,8 @@ from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
-from stealth_recovery.retry import engine
+from stealth_recovery.retry.queue import cleanup_expired_attempts
+from stealth_recovery.retry.runtime import run_due_now
 from stealth_recovery.webhooks.models import WebhookDelivery, WebhookEvent
 from tests.support.builders import Account, make_account, make_attempt, make_policy
 from tests.support.smtp import SmtpSink
@@ -147,7 +148,7 @@ class TestAttemptEvents:
         _subscribe_without_dns(db, account)
         attempt = make_attempt(db, account.organization, due=False)
         with session_scope() as session:
-            assert engine.cleanup_expired_attempts(session, now=utc_now() + timedelta(days=8)) == 1
+            assert cleanup_expired_attempts(session, now=utc_now() + timedelta(days=8)) == 1
         [expired] = _events(db, "attempt.expired")
         assert _attempt_state(expired)["id"] == attempt.id
         assert _attempt_state(expired)["status"] == "expired"
@@ -168,7 +169,7 @@ class TestMessageEvents:
         make_attempt(db, account.organization, email="gone@example.com")
         smtp_sink.reject("gone@example.com", 550, "5.1.1 No such user here")
         # When the queue runs
-        engine.run_due_now()
+        run_due_now()
         # Then one reminder went out and one message bounced
         [sent] = _events(db, "attempt.reminder_sent")
         assert _attempt_state(sent)["id"] == good.id

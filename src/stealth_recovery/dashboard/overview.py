@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.dashboard import charts, repository
+from stealth_recovery.dashboard import charts
 from stealth_recovery.dashboard.charts import STATUS_COLOURS, Chart, Series
+from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.models import Channel, NotificationStatus
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.models import FINAL_STATUSES, AttemptStatus
 
 if TYPE_CHECKING:
@@ -105,7 +107,7 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
     index = {d: i for i, d in enumerate(days)}
 
     per_status: dict[str, list[int]] = {s: [0] * len(days) for s in _OUTCOMES}
-    for row in repository.attempts_per_day_by_status(
+    for row in attempts_repository.per_day_by_status(
         session, organization_id=organization_id, since=since
     ):
         if row.day in index and row.key in per_status:
@@ -123,7 +125,9 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
     )
 
     per_channel: dict[str, dict[str, list[int]]] = {}
-    for m in repository.messages_per_day(session, organization_id=organization_id, since=since):
+    for m in logs_repository.per_day_by_channel(
+        session, organization_id=organization_id, since=since
+    ):
         if m.day not in index:
             continue
         statuses = per_channel.setdefault(m.channel, {s: [0] * len(days) for s in _DELIVERY})
@@ -151,7 +155,9 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
             ChannelChart(channel=channel, label=name, chart=_with_phone_drawing(*drawings))
         )
 
-    steps = repository.recoveries_by_step(session, organization_id=organization_id, since=since)
+    steps = attempts_repository.recoveries_by_step(
+        session, organization_id=organization_id, since=since
+    )
     last_step = max([3, *steps])
     step_numbers = list(range(0, last_step + 1))
     step_values = [steps.get(n, 0) for n in step_numbers]
@@ -173,10 +179,14 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
     )
 
     # Every figure is about the same period: attempts opened (and messages written) since then.
-    counts = repository.status_counts(session, organization_id=organization_id, since=since)
+    counts = attempts_repository.status_counts(
+        session, organization_id=organization_id, since=since
+    )
     return Overview(
         stats=compute_stats(session, organization_id=organization_id, since=since),
-        revenue=repository.recovered_revenue(session, organization_id=organization_id, since=since),
+        revenue=attempts_repository.recovered_revenue(
+            session, organization_id=organization_id, since=since
+        ),
         recovered=counts.get(AttemptStatus.completed, 0),
         settled=sum(counts.get(s, 0) for s in FINAL_STATUSES),
         period_days=period_days,

@@ -12,8 +12,8 @@ from stealth_recovery.core.api import error_responses
 from stealth_recovery.core.database import SessionDep
 from stealth_recovery.ingestion.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
 from stealth_recovery.ingestion.service import FailureInput, record_failure
+from stealth_recovery.recovery.presenters import attempt_with_transaction
 from stealth_recovery.recovery.schemas import ATTEMPT_EXAMPLE, AttemptOut
-from stealth_recovery.recovery.views import attempt_with_transaction
 
 router = APIRouter(prefix="/v1/events", tags=["ingestion"], route_class=IdempotentRoute)
 

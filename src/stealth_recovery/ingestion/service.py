@@ -24,6 +24,7 @@ from stealth_recovery.core.time import ensure_utc
 from stealth_recovery.payments import repository
 from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 from stealth_recovery.payments.models import FailureEvent, Transaction
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.service import OpenedAttempt
@@ -240,7 +241,7 @@ def record_failure(
             raise
         return _replayed(session, failure=existing, decline=decline)
 
-    sticky = repository.hard_declined_attempt(
+    sticky = attempts_repository.get_hard_declined(
         session,
         organization_id=organization_id,
         transaction_id=transaction.id,
@@ -288,7 +289,7 @@ def record_failure(
 
 
 def _replayed(session: Session, *, failure: FailureEvent, decline: _Decline) -> IngestionResult:
-    attempt = repository.attempt_for_failure(session, failure=failure)
+    attempt = attempts_repository.get_for_failure(session, failure=failure)
     if attempt is None:
         # The failure row exists without any attempt only if its transaction lost them all
         # (deleted by hand); open one now rather than answer with nothing.

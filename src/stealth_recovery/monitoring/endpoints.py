@@ -14,7 +14,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stealth_recovery.core import metrics
@@ -23,7 +22,7 @@ from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.errors import Unauthorized
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.recovery import repository as attempts_repository
 
 UNMATCHED = "<unmatched>"
 
@@ -32,12 +31,8 @@ router = APIRouter(tags=["health"])
 
 def due_now_count() -> int:
     """Open attempts whose next step is due and not claimed (a claim pushes it to the lease end)."""
-    stmt = select(func.count()).where(
-        RecoveryAttempt.status.in_(OPEN_STATUSES),
-        RecoveryAttempt.next_retry_at <= utc_now(),
-    )
     with session_scope() as session:
-        return int(session.scalar(stmt) or 0)
+        return attempts_repository.count_due(session, now=utc_now())
 
 
 _scraper = HTTPBearer(auto_error=False, description="METRICS_TOKEN, when one is configured")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stealth_recovery.notifications.models import NotificationLog, NotificationStatus
+from stealth_recovery.notifications import repository
+from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.webhooks.models import EventType
 from stealth_recovery.webhooks.service import NewEvent, record_events
 
@@ -38,11 +38,7 @@ def record_bounces(session: Session, log_ids: Iterable[int]) -> None:
     ids = sorted(set(log_ids))
     if not ids:
         return
-    rows = session.scalars(
-        select(NotificationLog)
-        .where(NotificationLog.id.in_(ids), NotificationLog.status == NotificationStatus.bounced)
-        .execution_options(populate_existing=True)
-    )
+    rows = repository.bounced_among(session, log_ids=ids)
     record_events(
         session,
         [

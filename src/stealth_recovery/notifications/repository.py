@@ -1,20 +1,48 @@
-"""Notification log and held-status statements used by delivery-status callbacks."""
+"""Every statement on `notification_logs`, and the held delivery statuses of callbacks.
+
+Log rows are written by the engine (`pending` before any provider call, `handing_over` right
+before it, then the outcome) and by delivery callbacks (forward only). Where a statement
+depends on the state of the row's attempt, the caller passes that condition, built by
+`recovery.repository` (this package sits below `recovery`).
+
+Lock order: a log row is locked after its attempt's row (the send claim locks the attempt,
+then writes its log rows) or without any attempt lock held (the hand-over mark, the outcomes,
+the settling, the callbacks); none of these statements locks an attempt row.
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import utc_day
 from stealth_recovery.notifications.models import (
     STATUS_RANK,
+    UNSETTLED_STATUSES,
     HeldDeliveryStatus,
     NotificationLog,
     NotificationStatus,
 )
+from stealth_recovery.notifications.outbox import PROVIDER as OUTBOX
 
 # Advisory locks (PostgreSQL) that order a callback's hold against the record of the same
 # message id: (namespace, bucket), the bucket a hash of (provider, id), so a record of
@@ -164,3 +192,348 @@ def delete_held(session: Session, ids: Sequence[int]) -> None:
             .where(HeldDeliveryStatus.id.in_(ids))
             .execution_options(synchronize_session=False)
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading an attempt's messages
+
+
+def logs_of_attempt(
+    session: Session, *, organization_id: int, attempt_id: int, by_step: bool = False
+) -> list[NotificationLog]:
+    """The attempt's message log: newest first, or with `by_step` step by step, oldest first."""
+    order = (
+        (NotificationLog.retry_number, NotificationLog.created_at, NotificationLog.id)
+        if by_step
+        else (NotificationLog.created_at.desc(), NotificationLog.id.desc())
+    )
+    stmt = (
+        select(NotificationLog)
+        .where(
+            NotificationLog.attempt_id == attempt_id,
+            NotificationLog.organization_id == organization_id,
+        )
+        .order_by(*order)
+    )
+    return list(session.scalars(stmt))
+
+
+def logs_of_attempts(session: Session, *, attempt_ids: Sequence[int]) -> list[NotificationLog]:
+    """Every log row of these attempts (the send claim reads them under the attempts' locks)."""
+    return list(
+        session.scalars(
+            select(NotificationLog).where(NotificationLog.attempt_id.in_(sorted(attempt_ids)))
+        )
+    )
+
+
+def bounced_among(session: Session, *, log_ids: Sequence[int]) -> list[NotificationLog]:
+    """The rows of these ids that are `bounced` now, read afresh (their webhook events)."""
+    return list(
+        session.scalars(
+            select(NotificationLog)
+            .where(
+                NotificationLog.id.in_(log_ids),
+                NotificationLog.status == NotificationStatus.bounced,
+            )
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregates (statistics and the overview)
+
+_SENT = (NotificationStatus.sent, NotificationStatus.delivered)
+_FAILED = (NotificationStatus.failed, NotificationStatus.bounced)
+
+
+@dataclass(frozen=True)
+class MessageTotals:
+    sent: int  # accepted or delivered by a provider (the outbox's excluded)
+    failed: int  # failed or bounced
+    kept: int  # kept by the local outbox: never reached a customer
+    unconfirmed: int
+
+
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def totals(
+    session: Session, *, organization_id: int, since: datetime | None = None
+) -> MessageTotals:
+    """The organization's message figures in one aggregate query (written from `since` on)."""
+    scope = [NotificationLog.organization_id == organization_id]
+    if since is not None:
+        scope.append(NotificationLog.created_at >= since)
+    sent, failed, kept, unconfirmed = session.execute(
+        select(
+            # A message the local outbox kept never reached a customer: counted apart.
+            _count_where(NotificationLog.status.in_(_SENT) & (NotificationLog.provider != OUTBOX)),
+            _count_where(NotificationLog.status.in_(_FAILED)),
+            _count_where(NotificationLog.status.in_(_SENT) & (NotificationLog.provider == OUTBOX)),
+            _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
+        ).where(*scope)
+    ).one()
+    return MessageTotals(
+        sent=int(sent), failed=int(failed), kept=int(kept), unconfirmed=int(unconfirmed)
+    )
+
+
+@dataclass(frozen=True)
+class ChannelDayCount:
+    day: date
+    channel: str
+    status: str
+    count: int
+
+
+def per_day_by_channel(
+    session: Session, *, organization_id: int, since: datetime
+) -> list[ChannelDayCount]:
+    """Messages written each day since `since`, by channel and current delivery status."""
+    day = utc_day(session, NotificationLog.created_at).label("day")
+    stmt = (
+        select(day, NotificationLog.channel, NotificationLog.status, func.count())
+        .where(
+            NotificationLog.organization_id == organization_id,
+            NotificationLog.created_at >= since,
+        )
+        .group_by(day, NotificationLog.channel, NotificationLog.status)
+    )
+    return [
+        ChannelDayCount(date.fromisoformat(d) if isinstance(d, str) else d, c, s, n)
+        for d, c, s, n in session.execute(stmt)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine's writes: the send claim's rows, the hand-over mark, the outcomes, the settling
+
+_LOG_COLUMNS = (
+    "organization_id",
+    "attempt_id",
+    "retry_number",
+    "channel",
+    "recipient",
+    "provider",
+    "status",
+    "error_message",
+    "failed_at",
+    "send_attempts",
+)
+_PG_ARRAY_TYPES = {
+    "organization_id": "integer[]",
+    "attempt_id": "integer[]",
+    "retry_number": "integer[]",
+    "send_attempts": "integer[]",
+    "failed_at": "timestamptz[]",
+}
+# One statement for a whole chunk on PostgreSQL: the rows travel as one array per column, so
+# the statement text is the same for every chunk (prepared once, no per-row SQL to build).
+_PG_INSERT_LOGS = text(
+    "INSERT INTO notification_logs ("
+    + ", ".join(_LOG_COLUMNS)
+    + ", created_at, updated_at) SELECT "
+    + ", ".join(f"t.{c}" for c in _LOG_COLUMNS)
+    + ", :now, :now FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {_PG_ARRAY_TYPES.get(c, 'text[]')})" for c in _LOG_COLUMNS)
+    + ") AS t("
+    + ", ".join(_LOG_COLUMNS)
+    + ") ON CONFLICT (attempt_id, retry_number, channel) DO NOTHING"
+    " RETURNING id, attempt_id, channel"
+)
+
+
+def insert_logs(
+    session: Session, rows: list[dict[str, Any]], now: datetime
+) -> list[tuple[int, int, str]]:
+    """Insert the send claim's log rows (keys: the log columns above); returns (id, attempt id,
+    channel) of the rows written.
+
+    Prevents a step's message being written, and so sent, twice: a row whose (attempt, retry
+    number, channel) exists already is skipped (`ON CONFLICT DO NOTHING`), so any repeat of a
+    step is a no-op. Lock order: the caller holds the attempts' row locks (`lock_for_send`);
+    the new rows come after them.
+    """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = {c: [row[c] for row in rows] for c in _LOG_COLUMNS}
+        result = session.execute(_PG_INSERT_LOGS, {**arrays, "now": now})
+    else:
+        result = session.execute(
+            sqlite.insert(NotificationLog)
+            .values([{**row, "created_at": now, "updated_at": now} for row in rows])
+            .on_conflict_do_nothing(index_elements=["attempt_id", "retry_number", "channel"])
+            .returning(NotificationLog.id, NotificationLog.attempt_id, NotificationLog.channel)
+        )
+    return [(r[0], r[1], r[2]) for r in result]
+
+
+INTERRUPTED = "outcome unknown: its worker stopped during the hand-over; not sent again"
+
+
+def mark_interrupted(row: NotificationLog, *, now: datetime) -> None:
+    """A row its former owner left `handing_over`: the provider may have it, so it becomes
+    `unconfirmed` and is never sent again (written at the send claim's flush)."""
+    row.status = NotificationStatus.unconfirmed
+    row.error_message = INTERRUPTED
+    row.updated_at = now
+
+
+def count_another_try(row: NotificationLog, *, now: datetime) -> None:
+    """A `pending` row taken to its provider again (written at the send claim's flush)."""
+    row.send_attempts += 1
+    row.updated_at = now
+
+
+def mark_handing_over(
+    session: Session, *, log_ids: list[int], now: datetime, step_held: ColumnElement[bool]
+) -> set[int]:
+    """Mark messages as being handed over; returns the ids allowed to go to the provider.
+
+    `step_held` is the condition on the row's attempt (`recovery.repository.step_held_by`):
+    open, and its step still leased by the caller. One statement makes both checks
+    immediately before the provider call, so it prevents two races: a payment committed before
+    this statement began withholds the message, and a worker whose lease passed to another is
+    fenced off. A row another worker settled (unconfirmed, cancelled) is not `pending` any more
+    and is refused. Re-marking a row this owner marked already (a quick retry after a refused
+    DATA) is allowed. Lock order: the log rows only; the attempt is read, not locked.
+    """
+    if not log_ids:
+        return set()
+    logs = NotificationLog
+    result = session.execute(
+        update(logs)
+        .where(logs.id.in_(log_ids), logs.status.in_(UNSETTLED_STATUSES), step_held)
+        .values(status=NotificationStatus.handing_over, updated_at=now)
+        .returning(logs.id)
+        .execution_options(synchronize_session=False)
+    )
+    return {row[0] for row in result}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a provider call ended in, for one log row (`pending` again after a transient
+    failure)."""
+
+    log_id: int
+    status: str
+    provider_message_id: str | None
+    error_message: str | None
+    sent_at: datetime | None
+    failed_at: datetime | None
+
+
+_log_table = cast(Table, NotificationLog.__table__)
+_logs = _log_table.c
+_OUTCOME_VALUES: dict[str, Any] = {
+    "status": bindparam("b_status"),
+    "provider_message_id": bindparam("b_provider_message_id"),
+    "error_message": bindparam("b_error_message"),
+    "sent_at": bindparam("b_sent_at"),
+    "failed_at": bindparam("b_failed_at"),
+    "updated_at": bindparam("b_now"),
+}
+# The outcome of a message this worker handed over is a fact: it is written even if the step
+# has changed hands since (it turns the next owner's `unconfirmed` into what the provider said).
+_HANDED_OVER_OUTCOME = (
+    update(_log_table)
+    .where(
+        _logs.id == bindparam("b_log_id"),
+        _logs.status.in_([literal_column(f"'{s}'") for s in ("handing_over", "unconfirmed")]),
+    )
+    .values(**_OUTCOME_VALUES)
+)
+
+
+def write_outcomes(
+    session: Session,
+    *,
+    handed_over: Sequence[Outcome],
+    fenced: Sequence[Outcome],
+    owner: str,
+    now: datetime,
+    step_leased: ColumnElement[bool],
+) -> None:
+    """Write each message's outcome (one parameter set per row, executemany).
+
+    `handed_over`: messages this owner handed over; written whoever holds the step now.
+    `fenced`: anything else (a refusal before the hand-over, a transient failure), written only
+    while `step_leased` holds — the row's attempt still leased by the owner bound as
+    `b_owner` (`recovery.repository.step_leased_by_param("b_owner")`) — so a late write from
+    a former owner is refused. Lock order: the log rows only, in the order given.
+    """
+    fenced_stmt = (
+        update(_log_table)
+        .where(
+            _logs.id == bindparam("b_log_id"),
+            _logs.status.in_([literal_column(f"'{s}'") for s in ("pending", "handing_over")]),
+            step_leased,
+        )
+        .values(**_OUTCOME_VALUES)
+    )
+    for stmt, outcomes in ((_HANDED_OVER_OUTCOME, handed_over), (fenced_stmt, fenced)):
+        if outcomes:
+            session.execute(
+                stmt,
+                [
+                    {
+                        "b_log_id": o.log_id,
+                        "b_status": o.status,
+                        "b_provider_message_id": o.provider_message_id,
+                        "b_error_message": o.error_message,
+                        "b_sent_at": o.sent_at,
+                        "b_failed_at": o.failed_at,
+                        "b_now": now,
+                        "b_owner": owner,
+                    }
+                    for o in outcomes
+                ],
+            )
+
+
+_CANCELLED_REASON = "not sent: the attempt ended before this message was handed over"
+_UNKNOWN_REASON = (
+    "outcome unknown: the hand-over was interrupted (the worker stopped); not sent again"
+)
+
+
+def settle_unsettled_logs(
+    session: Session,
+    *,
+    now: datetime,
+    step_ended: ColumnElement[bool],
+    attempt_ids: list[int] | None = None,
+) -> int:
+    """Settle log rows nobody will finish: those whose attempt ended or moved past their step
+    (`step_ended`, from `recovery.repository.step_ended`).
+
+    Prevents a row staying `pending` or `handing_over` forever, and a withheld or abandoned
+    message being sent later: a `pending` row (never handed over) becomes `cancelled`; a
+    `handing_over` row (the provider may have it) becomes `unconfirmed`. Walks only the partial
+    index of unsettled rows. Lock order: the log rows only; the attempts are read.
+    """
+    logs = NotificationLog
+    criteria: list[ColumnElement[bool]] = [logs.status.in_(UNSETTLED_STATUSES), step_ended]
+    if attempt_ids is not None:
+        criteria.append(logs.attempt_id.in_(attempt_ids))
+    is_pending = logs.status == NotificationStatus.pending
+    result = session.execute(
+        update(logs)
+        .where(and_(*criteria))
+        .values(
+            status=case(
+                (is_pending, NotificationStatus.cancelled.value),
+                else_=NotificationStatus.unconfirmed.value,
+            ),
+            error_message=case((is_pending, _CANCELLED_REASON), else_=_UNKNOWN_REASON),
+            failed_at=case((is_pending, now), else_=logs.failed_at),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

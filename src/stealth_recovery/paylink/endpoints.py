@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Path
 from stealth_recovery.core.api import error_responses
 from stealth_recovery.core.database import SessionDep
 from stealth_recovery.paylink.deps import limit_token_lookups
+from stealth_recovery.recovery.presenters import pay_page
 from stealth_recovery.recovery.schemas import RecoveryView
-from stealth_recovery.recovery.views import attempt_by_token, pay_page
+from stealth_recovery.recovery.service import attempt_by_token
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(limit_token_lookups)])
 

@@ -31,7 +31,8 @@ from stealth_recovery.recovery.errors import (
     PayLinkPaid,
 )
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.views import attempt_by_token, pay_page
+from stealth_recovery.recovery.presenters import pay_page
+from stealth_recovery.recovery.service import attempt_by_token
 
 log = structlog.get_logger(__name__)
 

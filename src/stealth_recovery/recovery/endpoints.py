@@ -18,22 +18,21 @@ from stealth_recovery.core.api import DbId, Text, UtcDateTime, error_responses
 from stealth_recovery.core.contacts import normalise_email
 from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.errors import InvalidInput
-from stealth_recovery.recovery import service
+from stealth_recovery.recovery import repository, service
 from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import AttemptStatus
+from stealth_recovery.recovery.presenters import (
+    attempt_out,
+    attempt_with_transaction,
+    decode_cursor,
+    encode_cursor,
+)
+from stealth_recovery.recovery.repository import AttemptFilters
 from stealth_recovery.recovery.schemas import (
     AttemptOut,
     AttemptPage,
     CancelRequest,
     CompletedOut,
-)
-from stealth_recovery.recovery.views import (
-    AttemptFilters,
-    attempt_out,
-    attempt_with_transaction,
-    decode_cursor,
-    encode_cursor,
-    list_attempts,
 )
 
 router = APIRouter(prefix="/v1", route_class=IdempotentRoute)
@@ -81,7 +80,7 @@ def list_recovery_attempts(
         transaction_ref=transaction_ref,
         customer_email=email,
     )
-    rows = list_attempts(
+    rows = repository.list_attempts(
         session,
         organization_id=principal.organization_id,
         filters=filters,

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import repository
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.recovery.presenters import attempt_out
 from stealth_recovery.webhooks.models import EventType
@@ -58,12 +58,7 @@ def record_attempts_events(
     ids: Sequence[int] = sorted(set(attempt_ids))
     if not ids or not any_endpoints(session):
         return
-    rows = session.execute(
-        select(RecoveryAttempt, Transaction)
-        .join(Transaction, Transaction.id == RecoveryAttempt.transaction_id)
-        .where(RecoveryAttempt.id.in_(ids))
-        .execution_options(populate_existing=True)
-    ).tuples()
+    rows = repository.with_transactions(session, attempt_ids=ids)
     record_events(
         session,
         [

@@ -62,19 +62,35 @@ def calculate_next_retry(
 ) -> datetime | None:
     """When reminder number `retry_count` (0-based) is due, or None once retries are exhausted.
 
-    The first reminder is due `initial_delay` after the attempt opened (pass `created_at` as
-    `last_retry_at`); each next one `delay_before(k)` after the previous reminder.
+    The one computation of a reminder's time. The first reminder is due `initial_delay` after
+    the attempt opened (pass `created_at` as `last_retry_at`); each next one `delay_before(k)`
+    after the previous reminder.
     """
     if retry_count >= schedule.max_retries:
         return None
     return last_retry_at + delay_before(retry_count, schedule)
 
 
+def next_due(schedule: Schedule, *, steps_done: int, last_at: datetime) -> datetime:
+    """When an attempt is next due once `steps_done` reminders went out, the last of them (or
+    the opening, for none) at `last_at`: the next reminder while reminders remain.
+
+    After the last one it is the end of a grace period of one more delay, when the queue
+    cancels the attempt as exhausted: the link in the last reminder keeps working meanwhile.
+    Opening an attempt, the engine's record of a step and the demo all ask this.
+    """
+    reminder = calculate_next_retry(
+        retry_count=steps_done, schedule=schedule, last_retry_at=last_at
+    )
+    return reminder or last_at + delay_before(steps_done, schedule)
+
+
 def preview(schedule: Schedule, start: datetime) -> list[datetime]:
-    """Every reminder time the schedule would produce if no step ran late."""
+    """Every reminder time the schedule would produce if no step ran late (the policy
+    preview)."""
     times: list[datetime] = []
     at = start
     for k in range(schedule.max_retries):
-        at = at + delay_before(k, schedule)
+        at = next_due(schedule, steps_done=k, last_at=at)
         times.append(at)
     return times

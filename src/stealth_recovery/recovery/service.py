@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.metrics import LATE_PAYMENTS, SECOND_PAYMENTS
@@ -29,7 +29,7 @@ from stealth_recovery.recovery.errors import (
 from stealth_recovery.recovery.events import record_attempt_event
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
 from stealth_recovery.recovery.presenters import pay_url as pay_url
-from stealth_recovery.recovery.schedule import EffectivePolicy, Schedule, calculate_next_retry
+from stealth_recovery.recovery.schedule import EffectivePolicy, Schedule, next_due
 from stealth_recovery.webhooks.models import EventType
 
 log = structlog.get_logger(__name__)
@@ -82,9 +82,7 @@ def open_attempt(
         expires_at=now + lifetime,
         retry_count=0,
         max_retries=policy.schedule.max_retries,
-        next_retry_at=None
-        if hard
-        else calculate_next_retry(retry_count=0, schedule=policy.schedule, last_retry_at=now),
+        next_retry_at=None if hard else next_due(policy.schedule, steps_done=0, last_at=now),
         policy_id=policy.policy_id,
         initial_delay_minutes=policy.schedule.initial_delay_minutes,
         backoff_multiplier=policy.schedule.backoff_multiplier,
@@ -97,16 +95,10 @@ def open_attempt(
         created_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(attempt)
-            session.flush()
-    except IntegrityError:
+    stored = repository.add_or_get_open(session, attempt)
+    if stored is not attempt:
         # Another request opened one for this transaction between our check and insert.
-        existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
-        if existing is None:
-            raise
-        return OpenedAttempt(existing, created=False)
+        return OpenedAttempt(stored, created=False)
     record_attempt_event(session, attempt, EventType.attempt_opened)
     if hard:
         record_attempt_event(
@@ -121,8 +113,10 @@ def open_attempt_of(session: Session, *, transaction_id: int) -> RecoveryAttempt
 
 
 def get_attempt(session: Session, *, organization_id: int, attempt_id: int) -> RecoveryAttempt:
-    attempt = session.get(RecoveryAttempt, attempt_id)
-    if attempt is None or attempt.organization_id != organization_id:
+    attempt = repository.get_in_organization(
+        session, organization_id=organization_id, attempt_id=attempt_id
+    )
+    if attempt is None:
         raise AttemptNotFound("recovery attempt not found")
     return attempt
 
@@ -290,6 +284,17 @@ def apply_later_decline(
         attempt.decline_category = category
         session.flush()
     return False
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def attempt_by_token(session: Session, token: str) -> RecoveryAttempt:
+    """The attempt behind a pay link: 404 unknown, 410 expired or final."""
+    # Anything that cannot be a token we issued is unknown without asking the database.
+    if not _TOKEN.fullmatch(token):
+        raise PayLinkNotFound("this payment link does not exist")
+    return attempt_for_customer(session, token)
 
 
 def attempt_for_customer(session: Session, token: str) -> RecoveryAttempt:

@@ -10,8 +10,8 @@ from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import DbId, error_responses
 from stealth_recovery.core.database import SessionDep
+from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.recovery.service import get_attempt
-from stealth_recovery.recovery.views import notifications_of
 from stealth_recovery.retry import policy as policies
 from stealth_recovery.retry import repository
 from stealth_recovery.retry import service as retry_service
@@ -144,7 +144,9 @@ def attempt_notifications(
     attempt_id: AttemptId, principal: CurrentPrincipal, session: SessionDep
 ) -> list[NotificationOut]:
     """The attempt's notification audit trail: every message on every channel, newest first."""
-    rows = notifications_of(
+    # 404 for another organization's attempt.
+    get_attempt(session, organization_id=principal.organization_id, attempt_id=attempt_id)
+    rows = logs_repository.logs_of_attempt(
         session, organization_id=principal.organization_id, attempt_id=attempt_id
     )
     return [NotificationOut.model_validate(row) for row in rows]

@@ -14,15 +14,17 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.orm import Session
 
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.errors import HandOverRefused
 from stealth_recovery.notifications.types import HandOver
-from stealth_recovery.retry import repository
+from stealth_recovery.recovery import repository as attempts_repository
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +46,29 @@ def process_owner() -> str:
 def new_claim_token() -> str:
     """The lease owner a queue pass writes on the steps it claims."""
     return f"q:{uuid.uuid4().hex}"
+
+
+def mark_handing_over(
+    session: Session, *, log_ids: list[int], owner: str, now: datetime
+) -> set[int]:
+    """The hand-over mark for `owner`: the rows whose attempt is open and leased by `owner`
+    become `handing_over`; returns their ids (`notifications.repository.mark_handing_over`)."""
+    return logs_repository.mark_handing_over(
+        session,
+        log_ids=log_ids,
+        now=now,
+        step_held=attempts_repository.step_held_by(owner, now=now),
+    )
+
+
+def settle_unsettled_logs(
+    session: Session, *, now: datetime, attempt_ids: list[int] | None = None
+) -> int:
+    """Settle the log rows of ended attempts and of steps already past (`pending` becomes
+    `cancelled`, `handing_over` becomes `unconfirmed`); returns how many."""
+    return logs_repository.settle_unsettled_logs(
+        session, now=now, step_ended=attempts_repository.step_ended(), attempt_ids=attempt_ids
+    )
 
 
 class HandOverGate:
@@ -103,9 +128,7 @@ class HandOverGate:
 
     def _mark(self, ids: list[int]) -> set[int]:
         with session_scope() as session:
-            return repository.mark_handing_over(
-                session, log_ids=ids, owner=self.owner, now=utc_now()
-            )
+            return mark_handing_over(session, log_ids=ids, owner=self.owner, now=utc_now())
 
 
 class Heartbeat:
@@ -144,7 +167,7 @@ class Heartbeat:
 
     def _renew(self, attempt_ids: list[int]) -> None:
         with session_scope() as session:
-            repository.renew_leases(
+            attempts_repository.renew_leases(
                 session,
                 attempt_ids=attempt_ids,
                 owners=self.owners,

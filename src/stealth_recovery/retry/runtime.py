@@ -2,6 +2,7 @@
 
 Celery tasks and the embedded scheduler are synchronous; they hand steps to this loop, so the
 SMTP and HTTP connection pools survive from one task to the next instead of being rebuilt.
+`run_due_now` is the embedded scheduler's tick: the queue's batches run on this loop.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
+from datetime import datetime
 from typing import Any, TypeVar
 
+from stealth_recovery.core.settings import get_settings
+from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.notifications.types import Notifier
-from stealth_recovery.retry.engine import StepReport, run_steps
-from stealth_recovery.retry.repository import ClaimedStep
+from stealth_recovery.recovery.repository import ClaimedStep
+from stealth_recovery.retry.queue import process_retry_queue
+from stealth_recovery.retry.steps import StepReport, run_steps
 
 T = TypeVar("T")
 
@@ -37,9 +43,6 @@ class Runtime:
 
     async def _get_notifier(self) -> Notifier:
         if self._notifier is None:
-            from stealth_recovery.core.settings import get_settings
-            from stealth_recovery.notifications.sender import ProviderNotifier
-
             self._notifier = ProviderNotifier.from_settings(get_settings())
         return self._notifier
 
@@ -89,3 +92,30 @@ def reset_runtime() -> None:
             _runtime.close()
         _runtime = None
         _runtime_pid = None
+
+
+# Claimed batches the embedded path runs at once.
+BATCHES_IN_FLIGHT = 2
+
+
+def run_due_now(*, now: datetime | None = None) -> int:
+    """Claim every due step and run it in this process (the embedded scheduler's tick).
+
+    Two claimed batches are in flight at once, so the next claim and its sends overlap the
+    recording of the previous batch instead of waiting for it.
+    """
+    runtime = get_runtime()
+    report = StepReport()
+    in_flight: deque[Future[StepReport]] = deque()
+
+    def run_here(steps: list[ClaimedStep]) -> None:
+        if len(in_flight) >= BATCHES_IN_FLIGHT:
+            report.add(in_flight.popleft().result())
+        in_flight.append(runtime.submit_steps(steps))
+
+    try:
+        process_retry_queue(dispatch=run_here, now=now)
+    finally:
+        while in_flight:
+            report.add(in_flight.popleft().result())
+    return report.advanced

@@ -11,7 +11,7 @@ import structlog
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
-from stealth_recovery.retry import engine
+from stealth_recovery.retry import queue, runtime
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class EmbeddedScheduler:
     def tick(self) -> None:
         """One pass: send every due step; at the first tick after 02:00 UTC, the cleanup."""
         now = utc_now()
-        engine.run_due_now(now=now)
+        runtime.run_due_now(now=now)
         for job in self._extra_jobs:
             try:
                 job()
@@ -66,7 +66,7 @@ class EmbeddedScheduler:
         cleanup_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         if now.hour >= 2 and self._last_cleanup_day != cleanup_day:
             with session_scope() as session:
-                engine.cleanup_expired_attempts(session, now=now)
+                queue.cleanup_expired_attempts(session, now=now)
             self._last_cleanup_day = cleanup_day
 
     def _loop(self) -> None:

@@ -10,10 +10,11 @@ from stealth_recovery.core.errors import Conflict, ServiceUnavailable
 from stealth_recovery.core.jobs import run_after_commit
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.recovery.repository import ClaimedStep
 from stealth_recovery.retry.lease import new_claim_token
-from stealth_recovery.retry.repository import ClaimedStep
 
 BROKER_PING_TIMEOUT_SECONDS = 0.5
 
@@ -61,11 +62,12 @@ def _claim(session: Session, attempt: RecoveryAttempt, now: datetime) -> Claimed
     `next_retry_at` becomes the lease end (`QUEUE_LEASE_SECONDS` from now): if the step is lost
     before a worker records it, it comes due again then.
     """
-    step = ClaimedStep(attempt.id, attempt.retry_count, claim=new_claim_token())
-    attempt.next_retry_at = now + timedelta(seconds=get_settings().queue_lease_seconds)
-    attempt.lease_owner = step.claim
+    claim = new_claim_token()
+    attempts_repository.lease_step(
+        attempt, owner=claim, until=now + timedelta(seconds=get_settings().queue_lease_seconds)
+    )
     session.flush()
-    return step
+    return ClaimedStep(attempt.id, attempt.retry_count, claim=claim)
 
 
 def claim_now(session: Session, *, attempt: RecoveryAttempt) -> ClaimedStep:
@@ -110,7 +112,7 @@ def retry_now(session: Session, *, attempt: RecoveryAttempt) -> int:
         run_after_commit(session, enqueue)
     else:
         step = ClaimedStep(attempt.id, attempt.retry_count)
-        attempt.next_retry_at = now
+        attempts_repository.make_due(attempt, at=now)
         session.flush()
 
         def wake() -> None:

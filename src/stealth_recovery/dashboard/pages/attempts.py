@@ -25,8 +25,10 @@ from stealth_recovery.dashboard.page import (
     redirect,
     render,
 )
+from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.paylink.pages import pay_page_response
 from stealth_recovery.payments.declines import DeclineCategory
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import AttemptStatus
 from stealth_recovery.retry.runtime import get_runtime
@@ -63,17 +65,17 @@ def attempts(
 ) -> HTMLResponse:
     statuses = ["open", *(s.value for s in AttemptStatus)]
     categories = [c.value for c in DeclineCategory]
-    filters = repository.AttemptFilters(
+    filters = attempts_repository.AttemptSearch(
         status=status if status in statuses else None,
         decline_category=decline_category if decline_category in categories else None,
         search=q.strip() if q and q.strip() else None,
         created_from=_parse_day(created_from),
         created_to=_parse_day(created_to),
     )
-    rows, total = repository.list_attempts(
+    rows, total = attempts_repository.search_attempts(
         session,
         organization_id=viewer.organization_id,
-        filters=filters,
+        search=filters,
         offset=(page - 1) * PAGE_SIZE,
         limit=PAGE_SIZE,
     )
@@ -124,7 +126,9 @@ def attempt_detail(
     )
     transaction = repository.transaction_of(session, attempt)
     failure = repository.failure_of(session, attempt)
-    logs = repository.notifications_of(session, attempt)
+    logs = logs_repository.logs_of_attempt(
+        session, organization_id=attempt.organization_id, attempt_id=attempt.id, by_step=True
+    )
     settings = get_settings()
     now = utc_now()
     payable = attempt.is_open and attempt.expires_at > now
@@ -195,7 +199,12 @@ def attempt_retry_now(session: SessionDep, attempt_id: DbId, viewer: AdminFormVi
         session.expire_all()
         logs = [
             log_row
-            for log_row in repository.notifications_of(session, attempt)
+            for log_row in logs_repository.logs_of_attempt(
+                session,
+                organization_id=attempt.organization_id,
+                attempt_id=attempt.id,
+                by_step=True,
+            )
             if log_row.retry_number == step.retry_number
         ]
         log.info("dashboard_retry_now", attempt_id=attempt.id, retry_number=step.retry_number)

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.payments.models import PspEvent, Transaction
-from stealth_recovery.recovery.models import FINAL_STATUSES, OPEN_STATUSES, RecoveryAttempt
 
 PROVIDER = "stripe"
 
@@ -144,66 +143,6 @@ def transactions_of_subscription(
     return session.scalars(stmt).all()
 
 
-def open_attempt_for_transaction(
-    session: Session, *, transaction_id: int
-) -> RecoveryAttempt | None:
-    stmt = select(RecoveryAttempt).where(
-        RecoveryAttempt.transaction_id == transaction_id,
-        RecoveryAttempt.status.in_(OPEN_STATUSES),
-    )
-    return session.scalar(stmt)
-
-
-def latest_attempt_for_transaction(
-    session: Session, *, transaction_id: int
-) -> RecoveryAttempt | None:
-    stmt = (
-        select(RecoveryAttempt)
-        .where(RecoveryAttempt.transaction_id == transaction_id)
-        .order_by(RecoveryAttempt.created_at.desc(), RecoveryAttempt.id.desc())
-        .limit(1)
-    )
-    return session.scalar(stmt)
-
-
-def attempt_by_checkout_session(
-    session: Session, *, organization_id: int, checkout_session_id: str
-) -> RecoveryAttempt | None:
-    stmt = select(RecoveryAttempt).where(
-        RecoveryAttempt.organization_id == organization_id,
-        RecoveryAttempt.checkout_session_id == checkout_session_id,
-    )
-    return session.scalar(stmt)
-
-
-def attempt_in_organization(
-    session: Session, *, organization_id: int, attempt_id: int
-) -> RecoveryAttempt | None:
-    attempt = session.get(RecoveryAttempt, attempt_id)
-    if attempt is None or attempt.organization_id != organization_id:
-        return None
-    return attempt
-
-
 def mark_processed(session: Session, *, event: PspEvent, at: datetime) -> None:
     event.processed_at = at
     session.flush()
-
-
-def ended_attempts_with_checkout(session: Session, *, limit: int) -> Sequence[RecoveryAttempt]:
-    """Ended attempts whose Checkout Session has not been closed at Stripe yet, oldest first.
-
-    Read through their partial index; rows another sweeper holds are skipped (PostgreSQL).
-    """
-    stmt = (
-        select(RecoveryAttempt)
-        .where(
-            RecoveryAttempt.checkout_session_id.is_not(None),
-            RecoveryAttempt.checkout_closed_at.is_(None),
-            RecoveryAttempt.status.in_(FINAL_STATUSES),
-        )
-        .order_by(RecoveryAttempt.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return session.scalars(stmt).all()

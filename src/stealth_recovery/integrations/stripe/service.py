@@ -21,6 +21,7 @@ from stealth_recovery.integrations.stripe import repository
 from stealth_recovery.integrations.stripe.currencies import to_stripe
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
@@ -478,7 +479,7 @@ def close_ended_checkouts(session: Session, *, limit: int = 50) -> int:
     """Expire at Stripe the Checkout Sessions of attempts that ended by any route (operator
     cancel, expiry, retries exhausted, …); returns how many were closed. Run periodically."""
     closed = 0
-    for attempt in repository.ended_attempts_with_checkout(session, limit=limit):
+    for attempt in attempts_repository.ended_with_open_checkout(session, limit=limit):
         if close_checkout(session, attempt=attempt):
             closed += 1
     return closed

@@ -39,6 +39,7 @@ from stealth_recovery.integrations.stripe.schemas import (
 from stealth_recovery.integrations.stripe.service import webhook_secret_of
 from stealth_recovery.organizations import repository as organizations
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery import service as recovery
 from stealth_recovery.recovery.models import RecoveryAttempt
 
@@ -274,7 +275,9 @@ def _on_debt_ended(session: Session, *, organization_id: int, event: StripeEvent
         return Outcome.no_matching_attempt
     stopped = 0
     for transaction in transactions:
-        attempt = repository.open_attempt_for_transaction(session, transaction_id=transaction.id)
+        attempt = attempts_repository.get_open_for_transaction(
+            session, transaction_id=transaction.id
+        )
         if attempt is not None and recovery.stop_attempt(session, attempt=attempt, reason=reason):
             stopped += 1
             service.close_checkout(session, attempt=attempt)
@@ -291,13 +294,13 @@ def _attempt_for_success(
     session: Session, *, organization_id: int, refs: PaymentRefs
 ) -> RecoveryAttempt | None:
     if refs.attempt_id is not None and refs.organization_id in (None, organization_id):
-        found = repository.attempt_in_organization(
+        found = attempts_repository.get_in_organization(
             session, organization_id=organization_id, attempt_id=refs.attempt_id
         )
         if found is not None:
             return found
     if refs.checkout_session_id:
-        found = repository.attempt_by_checkout_session(
+        found = attempts_repository.get_by_checkout_session(
             session, organization_id=organization_id, checkout_session_id=refs.checkout_session_id
         )
         if found is not None:
@@ -307,9 +310,9 @@ def _attempt_for_success(
     )
     if transaction is None:
         return None
-    return repository.open_attempt_for_transaction(
+    return attempts_repository.get_open_for_transaction(
         session, transaction_id=transaction.id
-    ) or repository.latest_attempt_for_transaction(session, transaction_id=transaction.id)
+    ) or attempts_repository.get_latest_for_transaction(session, transaction_id=transaction.id)
 
 
 def _on_success(session: Session, *, organization_id: int, event: StripeEvent) -> Outcome:

@@ -1,16 +1,14 @@
-"""The retry engine: claim due steps, send them, record what happened, schedule the next one.
+"""A reminder step's own work: prepare (the send claim), send (many in flight), record.
 
-A reminder step goes through three short transactions:
+A step goes through four short transactions; the first, the queue claim, is `retry.queue`'s:
 
-1. the queue claim (`process_retry_queue`): due attempts get a lease under a claim token
-   (`repository.claim_due_steps`);
-2. the send claim (`prepare_steps`): the attempt row is locked and re-read — a paid, expired,
+1. the send claim (`prepare_steps`): the attempt row is locked and re-read — a paid, expired,
    already-advanced or otherwise-owned attempt gets nothing — the worker takes the lease in its
    own name, and one `pending` log row per channel is written under the unique (attempt, retry
    number, channel) key before any provider is called;
-3. the hand-over (`lease.HandOverGate`): immediately before each provider call the row is marked
+2. the hand-over (`lease.HandOverGate`): immediately before each provider call the row is marked
    `handing_over`, only if the attempt is still open and still leased by this worker;
-4. the record (`record_steps`): each log row gets its outcome, and the attempt advances
+3. the record (`record_steps`): each log row gets its outcome, and the attempt advances
    (`retry_count`, `last_retry_at`, the next `next_retry_at`) — only if still open at that step
    and still ours. A step with a transient failure is due again later instead.
 
@@ -21,34 +19,19 @@ cannot send a message twice. Rows still `pending` were never handed over and are
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import (
-    Integer,
-    Table,
-    Update,
-    bindparam,
-    case,
-    exists,
-    literal_column,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core import metrics
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.delivery_status import apply_held_statuses
 from stealth_recovery.notifications.events import record_bounces
 from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
@@ -59,15 +42,19 @@ from stealth_recovery.notifications.types import (
     Notifier,
     SendOutcome,
 )
-from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.models import Transaction
+from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.events import record_attempts_events
-from stealth_recovery.recovery.models import OPEN_STATUSES, AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.schedule import Schedule, delay_before
+from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
+from stealth_recovery.recovery.repository import ClaimedStep, StepMove
+from stealth_recovery.recovery.schedule import Schedule, next_due
 from stealth_recovery.recovery.service import pay_url, schedule_of
-from stealth_recovery.retry import repository
-from stealth_recovery.retry.lease import HandOverGate, Heartbeat, new_claim_token, process_owner
-from stealth_recovery.retry.repository import ClaimedStep
+from stealth_recovery.retry.lease import (
+    HandOverGate,
+    Heartbeat,
+    process_owner,
+    settle_unsettled_logs,
+)
 from stealth_recovery.webhooks.models import EventType
 from stealth_recovery.webhooks.service import any_endpoints
 
@@ -76,8 +63,6 @@ log = structlog.get_logger(__name__)
 # Steps prepared per send-claim transaction, and how many such chunks are in flight at once.
 PREPARE_CHUNK = 250
 CHUNKS_IN_FLIGHT = 3
-# Claimed batches the embedded path runs at once.
-BATCHES_IN_FLIGHT = 2
 
 
 @dataclass
@@ -147,16 +132,6 @@ class StepReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def schedule_retry(*, schedule: Schedule, steps_done: int, last_retry_at: datetime) -> datetime:
-    """When the attempt is next due after `steps_done` reminders.
-
-    While reminders remain, that is the next reminder. After the last one it is the end of a
-    grace period of one more delay, when the queue cancels the attempt as exhausted: the link in
-    the last reminder keeps working meanwhile.
-    """
-    return last_retry_at + delay_before(steps_done, schedule)
-
-
 _CONTACT_NAME: dict[str, str] = {
     Channel.email: "email address",
     Channel.sms: "phone number",
@@ -170,60 +145,6 @@ def _recipient(channel: str, transaction: Transaction) -> str | None:
     return transaction.customer_phone
 
 
-_LOG_COLUMNS = (
-    "organization_id",
-    "attempt_id",
-    "retry_number",
-    "channel",
-    "recipient",
-    "provider",
-    "status",
-    "error_message",
-    "failed_at",
-    "send_attempts",
-)
-_PG_ARRAY_TYPES = {
-    "organization_id": "integer[]",
-    "attempt_id": "integer[]",
-    "retry_number": "integer[]",
-    "send_attempts": "integer[]",
-    "failed_at": "timestamptz[]",
-}
-# One statement for a whole chunk on PostgreSQL: the rows travel as one array per column, so
-# the statement text is the same for every chunk (prepared once, no per-row SQL to build).
-_PG_INSERT_LOGS = text(
-    "INSERT INTO notification_logs ("
-    + ", ".join(_LOG_COLUMNS)
-    + ", created_at, updated_at) SELECT "
-    + ", ".join(f"t.{c}" for c in _LOG_COLUMNS)
-    + ", :now, :now FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {_PG_ARRAY_TYPES.get(c, 'text[]')})" for c in _LOG_COLUMNS)
-    + ") AS t("
-    + ", ".join(_LOG_COLUMNS)
-    + ") ON CONFLICT (attempt_id, retry_number, channel) DO NOTHING"
-    " RETURNING id, attempt_id, channel"
-)
-
-
-def _insert_logs(
-    session: Session, rows: list[dict[str, Any]], now: datetime
-) -> list[tuple[int, int, str]]:
-    """Insert log rows; a row whose key exists already is skipped (a repeat is a no-op)."""
-    if not rows:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        arrays = {c: [row[c] for row in rows] for c in _LOG_COLUMNS}
-        result = session.execute(_PG_INSERT_LOGS, {**arrays, "now": now})
-    else:
-        result = session.execute(
-            sqlite.insert(NotificationLog)
-            .values([{**row, "created_at": now, "updated_at": now} for row in rows])
-            .on_conflict_do_nothing(index_elements=["attempt_id", "retry_number", "channel"])
-            .returning(NotificationLog.id, NotificationLog.attempt_id, NotificationLog.channel)
-        )
-    return [(r[0], r[1], r[2]) for r in result]
-
-
 def prepare_steps(
     session: Session,
     *,
@@ -235,28 +156,20 @@ def prepare_steps(
 ) -> list[PreparedStep]:
     """Claim the sends of `steps` for `owner`; returns what to send. The caller commits first.
 
-    Prevents chasing a paid customer: the attempt row is locked and re-read here, and
-    completion (`recovery.repository.finish`) takes the same row lock. Prevents sending a step
-    twice: a step leased by someone else (a newer claim, or a live worker) is left alone; a row
-    a former owner left `handing_over` is settled `unconfirmed` and never resent; the unique
-    log key turns any other repeat into a no-op.
+    Prevents chasing a paid customer: the attempt rows are locked and re-read
+    (`recovery.repository.lock_for_send`, in id order), and completion takes the same row
+    lock. Prevents sending a step twice: a step leased by someone else (a newer claim, or a
+    live worker) is left alone; a row a former owner left `handing_over` is settled
+    `unconfirmed` and never resent; the unique log key turns any other repeat into a no-op
+    (`notifications.repository.insert_logs`).
     """
     owner = owner or process_owner()
     wanted = {s.attempt_id: s for s in steps}
     if not wanted:
         return []
-    rows = session.execute(
-        select(RecoveryAttempt, Transaction, Organization.name)
-        .join(Transaction, Transaction.id == RecoveryAttempt.transaction_id)
-        .join(Organization, Organization.id == RecoveryAttempt.organization_id)
-        .where(RecoveryAttempt.id.in_(sorted(wanted)))
-        .order_by(RecoveryAttempt.id)  # one lock order for every worker: no deadlocks
-        .with_for_update(of=RecoveryAttempt)
-    ).all()
+    rows = attempts_repository.lock_for_send(session, attempt_ids=list(wanted))
     existing: dict[tuple[int, int], list[NotificationLog]] = {}
-    for log_row in session.scalars(
-        select(NotificationLog).where(NotificationLog.attempt_id.in_(sorted(wanted)))
-    ):
+    for log_row in logs_repository.logs_of_attempts(session, attempt_ids=list(wanted)):
         existing.setdefault((log_row.attempt_id, log_row.retry_number), []).append(log_row)
 
     prepared: list[PreparedStep] = []
@@ -272,12 +185,9 @@ def prepare_steps(
         if attempt.lease_owner != claimed.claim and lease_running:
             continue  # claimed again since, or held by a live worker: not ours
         if attempt.expires_at <= now:
-            attempt.status = AttemptStatus.expired
-            attempt.next_retry_at = None
-            attempt.lease_owner = None
+            attempts_repository.expire(attempt)
             continue
-        attempt.lease_owner = owner
-        attempt.next_retry_at = now + lease
+        attempts_repository.lease_step(attempt, owner=owner, until=now + lease)
         step = PreparedStep(attempt.id, k, schedule_of(attempt), started_at=now)
         prepared.append(step)
         logs = {row.channel: row for row in existing.get((attempt.id, k), [])}
@@ -285,9 +195,7 @@ def prepare_steps(
             step.started_at = min(step.started_at or now, earlier.created_at)
             if earlier.status == NotificationStatus.handing_over:
                 # Its worker stopped during the hand-over: the provider may have it.
-                earlier.status = NotificationStatus.unconfirmed
-                earlier.error_message = _INTERRUPTED
-                earlier.updated_at = now
+                logs_repository.mark_interrupted(earlier, now=now)
             if earlier.status in _OUT:
                 step.already_out = True
         for channel in attempt.enabled_channels:
@@ -295,8 +203,7 @@ def prepare_steps(
             if row is not None:
                 if row.status == NotificationStatus.pending:
                     # Never handed over (a worker died before, or a transient failure): send.
-                    row.send_attempts += 1
-                    row.updated_at = now
+                    logs_repository.count_another_try(row, now=now)
                     step.tries = max(step.tries, row.send_attempts)
                     taken_over.append((row, attempt, transaction, merchant_name))
                 continue
@@ -324,7 +231,7 @@ def prepare_steps(
                 pending_for[(attempt.id, channel)] = (attempt, transaction, merchant_name)
 
     by_attempt = {step.attempt_id: step for step in prepared}
-    for log_id, attempt_id, channel in _insert_logs(session, new_rows, now):
+    for log_id, attempt_id, channel in logs_repository.insert_logs(session, new_rows, now):
         if (attempt_id, channel) in pending_for:
             attempt, transaction, merchant_name = pending_for[(attempt_id, channel)]
             by_attempt[attempt_id].messages.append(
@@ -339,7 +246,6 @@ def prepare_steps(
 
 
 _OUT = (NotificationStatus.sent, NotificationStatus.delivered, NotificationStatus.unconfirmed)
-_INTERRUPTED = "outcome unknown: its worker stopped during the hand-over; not sent again"
 
 
 def _context(
@@ -371,90 +277,6 @@ def _context(
     )
 
 
-# Core statements run with one parameter set per row (executemany). The bound names differ from
-# the column names, which SQLAlchemy reserves for the SET clause.
-_log_table = cast(Table, NotificationLog.__table__)
-_attempt_table = cast(Table, RecoveryAttempt.__table__)
-_logs = _log_table.c
-_attempts = _attempt_table.c
-
-_OUTCOME_VALUES: dict[str, Any] = {
-    "status": bindparam("b_status"),
-    "provider_message_id": bindparam("b_provider_message_id"),
-    "error_message": bindparam("b_error_message"),
-    "sent_at": bindparam("b_sent_at"),
-    "failed_at": bindparam("b_failed_at"),
-    "updated_at": bindparam("b_now"),
-}
-# The outcome of a message this worker handed over is a fact: it is written even if the step
-# has changed hands since (it turns the next owner's `unconfirmed` into what the provider said).
-_LOG_HANDED_OVER_OUTCOME = (
-    update(_log_table)
-    .where(
-        _logs.id == bindparam("b_log_id"),
-        _logs.status.in_([literal_column(f"'{s}'") for s in ("handing_over", "unconfirmed")]),
-    )
-    .values(**_OUTCOME_VALUES)
-)
-# Anything else (a refusal before the hand-over, a transient failure) is written only while
-# the step is still ours: a late write from a former owner is refused.
-_LOG_FENCED_OUTCOME = (
-    update(_log_table)
-    .where(
-        _logs.id == bindparam("b_log_id"),
-        _logs.status.in_([literal_column(f"'{s}'") for s in ("pending", "handing_over")]),
-        exists().where(
-            _attempts.id == _logs.attempt_id, _attempts.lease_owner == bindparam("b_owner")
-        ),
-    )
-    .values(**_OUTCOME_VALUES)
-)
-_OPEN_LITERALS: list[Any] = [literal_column(f"'{status}'") for status in OPEN_STATUSES]
-# A step with a transient failure: due again after the backoff, lease released.
-_DEFER = (
-    update(_attempt_table)
-    .where(
-        _attempts.id == bindparam("b_attempt_id"),
-        _attempts.retry_count == bindparam("b_step", type_=Integer),
-        _attempts.status.in_(_OPEN_LITERALS),
-        _attempts.lease_owner == bindparam("b_owner"),
-    )
-    .values(next_retry_at=bindparam("b_next_at"), lease_owner=None, updated_at=bindparam("b_now"))
-)
-
-
-def _advance(any_sent: bool) -> Update:
-    step = bindparam("b_step", type_=Integer)
-    values: dict[str, Any] = {
-        "retry_count": step + 1,
-        "last_retry_at": bindparam("b_now"),
-        "next_retry_at": bindparam("b_next_at"),
-        "lease_owner": None,
-        "updated_at": bindparam("b_now"),
-    }
-    if any_sent:
-        # The first reminder out moves a new attempt to `sent`.
-        values["status"] = case(
-            (_attempts.status == AttemptStatus.created, AttemptStatus.sent.value),
-            else_=_attempts.status,
-        )
-    return (
-        update(_attempt_table)
-        .where(
-            _attempts.id == bindparam("b_attempt_id"),
-            _attempts.retry_count == step,
-            # Literal values: an expanding IN cannot run once per parameter set.
-            _attempts.status.in_(_OPEN_LITERALS),
-            _attempts.lease_owner == bindparam("b_owner"),
-        )
-        .values(**values)
-    )
-
-
-_ADVANCE_SENT = _advance(any_sent=True)
-_ADVANCE_NOT_SENT = _advance(any_sent=False)
-
-
 def record_steps(
     session: Session,
     *,
@@ -479,11 +301,11 @@ def record_steps(
     owner = owner or process_owner()
     retry = retry or StepRetry.from_settings()
     report = StepReport()
-    handed_over: list[dict[str, object]] = []
-    fenced: list[dict[str, object]] = []
-    advance_sent: list[dict[str, object]] = []
-    advance_not_sent: list[dict[str, object]] = []
-    deferred: list[dict[str, object]] = []
+    handed_over: list[logs_repository.Outcome] = []
+    fenced: list[logs_repository.Outcome] = []
+    advance_sent: list[StepMove] = []
+    advance_not_sent: list[StepMove] = []
+    deferred: list[StepMove] = []
     withheld_attempts: list[int] = []
     reminders: dict[int, dict[str, object]] = {}  # webhook `reminder` of each step that went out
     bounced: list[int] = []
@@ -502,19 +324,17 @@ def record_steps(
                 status = NotificationStatus.failed
                 error = f"{error} (gave up {retry.deadline} after the step's first try)"
             sent = status == NotificationStatus.sent
-            params: dict[str, object] = {
-                "b_log_id": message.log_id,
-                "b_status": NotificationStatus.pending if status == TRANSIENT else status,
-                "b_provider_message_id": outcome.provider_message_id,
-                "b_error_message": error,
-                "b_sent_at": now if sent else None,
-                "b_failed_at": None if sent or status in _NOT_FAILED else now,
-                "b_now": now,
-                "b_owner": owner,
-            }
+            written = logs_repository.Outcome(
+                log_id=message.log_id,
+                status=NotificationStatus.pending if status == TRANSIENT else status,
+                provider_message_id=outcome.provider_message_id,
+                error_message=error,
+                sent_at=now if sent else None,
+                failed_at=None if sent or status in _NOT_FAILED else now,
+            )
             if status == TRANSIENT:
                 transient = True
-                fenced.append(params)
+                fenced.append(written)
                 continue
             any_out = any_out or sent or status == NotificationStatus.unconfirmed
             if status == NotificationStatus.bounced:
@@ -527,36 +347,33 @@ def record_steps(
             report.sent += sent
             report.unconfirmed += status == NotificationStatus.unconfirmed
             report.failed += status in (NotificationStatus.failed, NotificationStatus.bounced)
-            (handed_over if outcome.handed_over else fenced).append(params)
+            (handed_over if outcome.handed_over else fenced).append(written)
         if withheld:
             withheld_attempts.append(step.attempt_id)
             continue
         if transient:
             deferred.append(
-                {
-                    "b_attempt_id": step.attempt_id,
-                    "b_step": step.retry_number,
-                    "b_next_at": min(now + retry.delay(step.tries), deadline),
-                    "b_now": now,
-                    "b_owner": owner,
-                }
+                StepMove(
+                    step.attempt_id,
+                    step.retry_number,
+                    next_at=min(now + retry.delay(step.tries), deadline),
+                )
             )
             continue
-        done = step.retry_number + 1
-        params = {
-            "b_attempt_id": step.attempt_id,
-            "b_step": step.retry_number,
-            "b_now": now,
-            "b_owner": owner,
-            "b_next_at": schedule_retry(schedule=step.schedule, steps_done=done, last_retry_at=now),
-        }
-        (advance_sent if any_out else advance_not_sent).append(params)
-    for stmt, params_list in (
-        (_LOG_HANDED_OVER_OUTCOME, handed_over),
-        (_LOG_FENCED_OUTCOME, fenced),
-    ):
-        if params_list:
-            session.execute(stmt, params_list)
+        move = StepMove(
+            step.attempt_id,
+            step.retry_number,
+            next_at=next_due(step.schedule, steps_done=step.retry_number + 1, last_at=now),
+        )
+        (advance_sent if any_out else advance_not_sent).append(move)
+    logs_repository.write_outcomes(
+        session,
+        handed_over=handed_over,
+        fenced=fenced,
+        owner=owner,
+        now=now,
+        step_leased=attempts_repository.step_leased_by_param("b_owner"),
+    )
     # Delivery callbacks that beat this record to the webhook were held: apply them now.
     apply_held_statuses(
         session,
@@ -568,11 +385,15 @@ def record_steps(
         ],
     )
     # Rows matched, not steps meant: a fenced-off owner advances nothing.
-    report.deferred = _execute_many(session, _DEFER, deferred)
-    advanced_sent = _execute_many(session, _ADVANCE_SENT, advance_sent)
-    advanced_not_sent = _execute_many(session, _ADVANCE_NOT_SENT, advance_not_sent)
+    report.deferred = attempts_repository.defer_steps(session, moves=deferred, owner=owner, now=now)
+    advanced_sent = attempts_repository.advance_steps(
+        session, moves=advance_sent, any_sent=True, owner=owner, now=now
+    )
+    advanced_not_sent = attempts_repository.advance_steps(
+        session, moves=advance_not_sent, any_sent=False, owner=owner, now=now
+    )
     if withheld_attempts:
-        repository.settle_unsettled_logs(session, now=now, attempt_ids=withheld_attempts)
+        settle_unsettled_logs(session, now=now, attempt_ids=withheld_attempts)
     report.advanced = advanced_sent + advanced_not_sent
     _record_events(session, advance_sent, reminders, bounced, now=now)
     metrics.REMINDER_STEPS.labels(outcome="sent").inc(advanced_sent)
@@ -582,7 +403,7 @@ def record_steps(
 
 def _record_events(
     session: Session,
-    advance_sent: list[dict[str, object]],
+    advance_sent: list[StepMove],
     reminders: dict[int, dict[str, object]],
     bounced: list[int],
     *,
@@ -593,27 +414,18 @@ def _record_events(
     if not (advance_sent or bounced) or not any_endpoints(session):
         return
     record_bounces(session, bounced)
-    candidates = [cast(int, p["b_attempt_id"]) for p in advance_sent]
-    if not candidates:
+    if not advance_sent:
         return
     # The advances that matched (a fenced-off owner's did not) carry this record's time.
-    advanced = session.scalars(
-        select(RecoveryAttempt.id).where(
-            RecoveryAttempt.id.in_(candidates), RecoveryAttempt.last_retry_at == now
-        )
-    ).all()
+    advanced = attempts_repository.recorded_at(
+        session, attempt_ids=[move.attempt_id for move in advance_sent], at=now
+    )
     record_attempts_events(
         session,
         advanced,
         EventType.reminder_sent,
         {i: {"reminder": reminders.get(i, {})} for i in advanced},
     )
-
-
-def _execute_many(session: Session, stmt: Update, params: list[dict[str, object]]) -> int:
-    if not params:
-        return 0
-    return int(session.execute(stmt, params).rowcount or 0)  # type: ignore[attr-defined]
 
 
 _NOT_FAILED = (NotificationStatus.unconfirmed, NotificationStatus.pending, TRANSIENT)
@@ -741,82 +553,3 @@ async def run_steps(
         await recorder_task
         await heartbeat.stop()
     return report
-
-
-@dataclass(frozen=True)
-class QueuePass:
-    steps: list[ClaimedStep]
-    settled: int  # attempts expired or cancelled as exhausted in this pass
-
-
-def claim_batch(*, now: datetime, limit: int, lease: timedelta) -> QueuePass:
-    """One queue pass in its own transaction: expire, cancel exhausted, settle the log rows of
-    ended steps, claim due steps under a fresh claim token."""
-    started = time.perf_counter()
-    with session_scope() as session:
-        expired = repository.expire_due(session, now=now, limit=limit)
-        exhausted = repository.cancel_exhausted_due(session, now=now, limit=limit)
-        settled_logs = repository.settle_unsettled_logs(session, now=now)
-        steps = repository.claim_due_steps(
-            session, now=now, limit=limit, lease=lease, claim=new_claim_token()
-        )
-    if settled_logs:
-        log.info("unsettled_logs_settled", count=settled_logs)
-    metrics.CLAIM_SECONDS.observe(time.perf_counter() - started)
-    if expired or exhausted or steps:
-        log.info("queue_claimed", steps=len(steps), expired=expired, exhausted=exhausted)
-    return QueuePass(steps=steps, settled=expired + exhausted)
-
-
-def process_retry_queue(
-    *,
-    dispatch: Callable[[list[ClaimedStep]], None],
-    now: datetime | None = None,
-    max_batches: int = 100,
-) -> int:
-    """Claim due steps batch by batch and hand each batch to `dispatch`; never loads the table."""
-    settings = get_settings()
-    lease = timedelta(seconds=settings.queue_lease_seconds)
-    total = 0
-    for _ in range(max_batches):
-        queue_pass = claim_batch(now=now or utc_now(), limit=settings.queue_batch_size, lease=lease)
-        if queue_pass.steps:
-            dispatch(queue_pass.steps)
-            total += len(queue_pass.steps)
-        # A short batch means the due rows have run out, unless the pass was busy settling
-        # expired or exhausted attempts: then there may be more behind them.
-        if len(queue_pass.steps) < settings.queue_batch_size and not queue_pass.settled:
-            break
-    return total
-
-
-def run_due_now(*, now: datetime | None = None) -> int:
-    """Claim every due step and run it in this process (the embedded scheduler's tick).
-
-    Two claimed batches are in flight at once, so the next claim and its sends overlap the
-    recording of the previous batch instead of waiting for it.
-    """
-    from stealth_recovery.retry.runtime import get_runtime
-
-    runtime = get_runtime()
-    report = StepReport()
-    in_flight: deque[Future[StepReport]] = deque()
-
-    def run_here(steps: list[ClaimedStep]) -> None:
-        if len(in_flight) >= BATCHES_IN_FLIGHT:
-            report.add(in_flight.popleft().result())
-        in_flight.append(runtime.submit_steps(steps))
-
-    try:
-        process_retry_queue(dispatch=run_here, now=now)
-    finally:
-        while in_flight:
-            report.add(in_flight.popleft().result())
-    return report.advanced
-
-
-def cleanup_expired_attempts(session: Session, *, now: datetime) -> int:
-    """Mark every open attempt past its `expires_at` as `expired` (daily, 02:00 UTC)."""
-    count = repository.expire_past_deadline(session, now=now)
-    log.info("expired_attempts", count=count)
-    return count
