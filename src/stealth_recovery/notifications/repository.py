@@ -5,9 +5,11 @@ before it, then the outcome) and by delivery callbacks (forward only). Where a s
 depends on the state of the row's attempt, the caller passes that condition, built by
 `recovery.repository` (this package sits below `recovery`).
 
-Lock order: a log row is locked after its attempt's row (the send claim locks the attempt,
-then writes its log rows) or without any attempt lock held (the hand-over mark, the outcomes,
-the settling, the callbacks); none of these statements locks an attempt row.
+Lock order: none of these statements locks an attempt row (conditions on the attempt are
+reads). The send claim locks its attempts first and then writes their log rows; the hand-over
+mark, the settling and the callbacks hold no attempt lock; the record writes the outcomes and
+then moves its attempts (`recovery.repository.advance_steps` says why that cannot deadlock
+with a send claim in practice).
 """
 
 from __future__ import annotations

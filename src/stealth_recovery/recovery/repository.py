@@ -856,7 +856,12 @@ def advance_steps(
     Prevents a late write undoing what happened meanwhile: only an attempt still open, still
     at that step and still leased by `owner` moves, so a payment that landed while the message
     was in flight is never undone and a former owner's record is refused (fencing). Lock
-    order: the rows in id order.
+    order: the rows in id order, after the record's log rows — the reverse of the send claim.
+    The two meet only when a step passed from the recorder to a new owner; a queue claim has
+    written its token then, so this statement does not match that row and does not wait for
+    it. Only a send claim made without a claim token (`ClaimedStep.claim` None), after the
+    lease ran out, can cross them, and PostgreSQL then ends one transaction: a record is
+    retried until written, a failed send claim comes due again after its lease.
     """
     stmt = _ADVANCE_SENT if any_sent else _ADVANCE_NOT_SENT
     return _execute_moves(session, stmt, moves, owner=owner, now=now)
