@@ -14,9 +14,9 @@ from babel import Locale
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.core.money import format_minor
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.notifications.models import Channel
-from stealth_recovery.core.money import format_minor
 from stealth_recovery.notifications.rendering import format_expiry
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
