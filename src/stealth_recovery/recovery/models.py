@@ -89,7 +89,9 @@ class RecoveryAttempt(TimestampMixin, Base):
             postgresql_where=text(_CHECKOUT_TO_CLOSE_SQL),
             sqlite_where=text(_CHECKOUT_TO_CLOSE_SQL),
         ),
-        Index("ix_recovery_attempts_org_created", "organization_id", "created_at"),
+        # The listing's cursor, newest first: `id` breaks ties between equal timestamps, so a
+        # page starts inside the index however many attempts share one instant.
+        Index("ix_recovery_attempts_org_created_id", "organization_id", "created_at", "id"),
         Index("ix_recovery_attempts_org_status", "organization_id", "status"),
     )
 

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Select,
     Table,
     Update,
-    and_,
     bindparam,
     case,
     exists,
@@ -39,6 +38,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy import cast as sql_cast
@@ -221,14 +221,9 @@ def list_attempts(
         # Local parts are stored as the customer wrote them; people search without caring.
         stmt = stmt.where(func.lower(Transaction.customer_email) == filters.customer_email.lower())
     if after is not None:
-        at, last_id = after
-        # Row-value comparison spelled out: SQLite and PostgreSQL both use the index prefix.
-        stmt = stmt.where(
-            or_(
-                RecoveryAttempt.created_at < at,
-                and_(RecoveryAttempt.created_at == at, RecoveryAttempt.id < last_id),
-            )
-        )
+        # A row-value comparison: PostgreSQL starts the index scan at the cursor (an OR of the two
+        # halves is only a filter, read through every newer row); SQLite serves it the same way.
+        stmt = stmt.where(tuple_(RecoveryAttempt.created_at, RecoveryAttempt.id) < after)
     stmt = stmt.order_by(RecoveryAttempt.created_at.desc(), RecoveryAttempt.id.desc()).limit(limit)
     return [(attempt, transaction) for attempt, transaction in session.execute(stmt).tuples()]
 
