@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from stealth_recovery.auth.errors import (
     ApiKeyNotFound,
@@ -424,9 +425,46 @@ def revoke_api_key(session: Session, *, organization_id: int, api_key_id: int) -
     return api_key
 
 
+# `last_used_at` is for people ("used 3 minutes ago"): a minute's precision is plenty.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
 def resolve_api_key(session: Session, plain: str) -> ApiKey:
     api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain)))
     if api_key is None or api_key.revoked_at is not None:
         raise InvalidApiKey("invalid or revoked API key")
-    api_key.last_used_at = utc_now()
+    _mark_used(session, api_key)
     return api_key
+
+
+def _mark_used(session: Session, api_key: ApiKey) -> None:
+    """Write `last_used_at` at most once a minute per key.
+
+    Race: every request with one key would update the key's row, so concurrent requests queued
+    on its row lock, each until the one ahead committed. The write is a conditional UPDATE of a
+    row locked with SKIP LOCKED: while one request holds the row (it is writing the minute's
+    time), the others skip the write instead of waiting, and within the minute none of them
+    matches. The written row stays locked until the request commits; only a revocation of the
+    key waits for it.
+    """
+    now = utc_now()
+    if api_key.last_used_at is not None and api_key.last_used_at >= now - LAST_USED_PRECISION:
+        return
+    stale = (
+        select(ApiKey.id)
+        .where(
+            ApiKey.id == api_key.id,
+            (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USED_PRECISION),
+        )
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    written = session.scalar(
+        update(ApiKey)
+        .where(ApiKey.id == stale)
+        .values(last_used_at=now)
+        .returning(ApiKey.id)
+        .execution_options(synchronize_session=False)
+    )
+    if written is not None:
+        set_committed_value(api_key, "last_used_at", now)
