@@ -148,3 +148,93 @@ class TestServeAddress:
         process.terminate()
         printed = process.communicate(timeout=20)[0].decode()
         assert f"{base}/dashboard" in printed and f"{base}/docs" in printed
+
+
+def _wait_until_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.3)
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _server_side_inode(server_port: int, client_port: int) -> str:
+    """The inode of the server's end of the TCP connection from `client_port` (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        remote_port = int(fields[2].split(":")[1], 16)
+        if (local_port, remote_port) == (server_port, client_port):
+            return fields[9]
+    raise AssertionError(f"no server socket for the connection from port {client_port}")
+
+
+SERVE = (sys.executable, "-m", "stealth_recovery.cli", "serve")
+
+
+class TestServeWorkers:
+    def test_two_workers_both_answer(
+        self, tmp_path: Path, database_url: str, postgres_only: None
+    ) -> None:
+        # Given `serve --workers 2` on PostgreSQL
+        port = free_port()
+        process = subprocess.Popen(
+            [*SERVE, "--port", str(port), "--workers", "2", "--no-migrate"],
+            env=_env(tmp_path, DATABASE_URL=database_url, EMBEDDED_SCHEDULER="false"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            children = _children(process.pid)
+            # When many connections each ask for /healthz, and stay open
+            answered_by: set[int] = set()
+            for _ in range(10):
+                connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+                try:
+                    for connection in connections:
+                        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+                    for connection in connections:
+                        assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+                        inode = _server_side_inode(port, connection.getsockname()[1])
+                        answered_by |= {p for p in children if inode in _socket_inodes(p)}
+                finally:
+                    for connection in connections:
+                        connection.close()
+                if len(answered_by) == 2:
+                    break
+            # Then two processes answered, each a child of `serve`
+            assert len(answered_by) == 2, (children, answered_by)
+        finally:
+            process.terminate()
+            output = process.communicate(timeout=30)[0].decode()
+        assert "2 processes" in output, output
+
+    def test_more_than_one_worker_on_sqlite_is_refused(self, tmp_path: Path) -> None:
+        # When serve is asked for two processes on the SQLite file
+        result = _run(tmp_path, "serve", "--port", str(free_port()), "--workers", "2")
+        # Then it refuses in one line naming the option and why
+        line = _one_line(result)
+        assert "--workers 2 needs PostgreSQL" in line
+        assert "one process write at a time" in line

@@ -1,9 +1,15 @@
-"""The FastAPI application: routers and the error handlers (`core.api`)."""
+"""The FastAPI application: routers and the error handlers (`core.api`).
+
+`stealth_recovery.app:app` is the application as the environment configures it, built on first
+access: what `serve` runs in each of its processes, and what any other ASGI server can import.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -15,6 +21,7 @@ from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.api import add_error_handlers
 from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
 from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
+from stealth_recovery.core.logging import configure_logging
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
 from stealth_recovery.ingestion.endpoints import router as payments_router
@@ -103,3 +110,18 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return configured_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def configured_app() -> FastAPI:
+    """The application from the settings: logging configured, the embedded scheduler and the
+    webhook delivery loop in-process unless Celery (Redis) runs the queue."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(run_scheduler=not settings.uses_celery and settings.embedded_scheduler)

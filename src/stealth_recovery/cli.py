@@ -163,10 +163,15 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
     migrate_first: bool = typer.Option(True, "--migrate/--no-migrate", help="apply migrations"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="server processes sharing the port (PostgreSQL only above 1)"
+    ),
 ) -> None:
     """Run the API. Without REDIS_URL the retry queue runs in-process on a timer.
 
     Without an explicit BASE_URL, pay links and provider callbacks use the address served here.
+    On PostgreSQL each process's connection pool is sized so that all of them fit the server's
+    max_connections, unless DATABASE_POOL_SIZE is set (not 0).
     """
     import uvicorn
 
@@ -179,6 +184,11 @@ def serve(
     )
 
     settings = _settings_or_exit()
+    if workers > 1 and settings.is_sqlite:
+        _fail(
+            f"--workers {workers} needs PostgreSQL: SQLite lets one process write at a time, so "
+            "more processes only queue on its lock. Use --workers 1 or a PostgreSQL DATABASE_URL."
+        )
     try:
         # The port first: a second `serve` on a busy port fails before touching the database.
         sock = bind_listening_socket(host, port)
@@ -186,22 +196,23 @@ def serve(
     except StartupError as exc:
         _fail(str(exc))
     _check_database(settings)
+    if not settings.is_sqlite and not settings.database_pool_size:
+        os.environ["DATABASE_POOL_SIZE"] = str(_pool_size_per_process(settings, workers))
     if "base_url" not in settings.model_fields_set:
         os.environ["BASE_URL"] = public_url(host, port)
-        get_settings.cache_clear()
-        settings = get_settings()
+    get_settings.cache_clear()
+    settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     if migrate_first:
         _migrate()
-    from stealth_recovery.app import create_app
-
     run_scheduler = not settings.uses_celery and settings.embedded_scheduler
     mode = "embedded scheduler" if run_scheduler else "Celery workers over Redis"
     from stealth_recovery.notifications.outbox import describe_routes
 
     routes = "\n".join(f"  {ch:<9} → {where}" for ch, where in describe_routes(settings).items())
+    processes = f", {workers} processes" if workers > 1 else ""
     typer.echo(
-        f"Stealth Recovery on {public_url(host, port)} (queue: {mode})\n"
+        f"Stealth Recovery on {public_url(host, port)} (queue: {mode}{processes})\n"
         f"  dashboard: {settings.external_url('/dashboard')}   "
         f"API docs: {settings.external_url('/docs')}   "
         f"pay links: {settings.external_url('/pay/…')}\n"
@@ -211,14 +222,44 @@ def serve(
     # handler instead of its own, so no pay-link token or e-mail reaches the log.
     # proxy_headers=False: X-Forwarded-For is read by the app itself, only from TRUSTED_PROXIES
     # (core.ratelimit); uvicorn's own handling would believe any local peer.
+    # Each process imports `stealth_recovery.app:app`, built from the environment set above.
     config = uvicorn.Config(
-        create_app(run_scheduler=run_scheduler),
+        "stealth_recovery.app:app",
         host=host,
         port=port,
+        workers=workers,
         log_config=None,
         proxy_headers=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if workers == 1:
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    from stealth_recovery.core.database import reset_engine
+
+    reset_engine()  # the processes have their own pools: this one keeps no connection open
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def _pool_size_per_process(settings: Settings, workers: int) -> int:
+    from stealth_recovery.core.database import (
+        get_engine,
+        pool_size_for,
+        reset_engine,
+        server_connection_limits,
+    )
+
+    limit, reserved = server_connection_limits(get_engine())
+    reset_engine()
+    size = pool_size_for(processes=workers, max_connections=limit, superuser_reserved=reserved)
+    if size < 2:
+        _fail(
+            f"--workers {workers} does not fit the database server: max_connections is {limit} "
+            f"({reserved} reserved for superusers). Use fewer workers, raise max_connections, "
+            "or set DATABASE_POOL_SIZE."
+        )
+    return size
 
 
 def _celery(argv: list[str]) -> None:

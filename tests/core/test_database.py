@@ -1,5 +1,6 @@
 """Units of work: a request's commits before its response leaves the server; SQLite's single-writer
-path takes the lock when a writing unit of work begins."""
+path takes the lock when a writing unit of work begins; how many connections each web process
+may open so that all of them fit the server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import get_session_factory, open_session
+from stealth_recovery.core.database import (
+    MAX_POOL_SIZE,
+    RESERVED_CONNECTIONS,
+    get_session_factory,
+    open_session,
+    pool_size_for,
+)
 from stealth_recovery.organizations.models import Organization
 from tests.support.builders import PASSWORD, make_account
 from tests.support.server import running_server
@@ -91,3 +98,20 @@ class TestCommitBeforeResponse:
                         select(Organization.id).where(Organization.slug == f"race-{n}")
                     )
                 assert found == response.json()["organization"]["id"], f"not committed at {n}"
+
+
+class TestPoolSizeFor:
+    def test_the_processes_share_what_the_server_leaves(self) -> None:
+        # Given PostgreSQL's default 100 connections, 3 kept for superusers
+        size = pool_size_for(processes=4, max_connections=100, superuser_reserved=3)
+        # Then four processes share the rest after the reserve, and fit
+        assert size == (100 - 3 - RESERVED_CONNECTIONS) // 4
+        assert 4 * size + RESERVED_CONNECTIONS + 3 <= 100
+
+    def test_one_process_is_capped(self) -> None:
+        assert pool_size_for(processes=1, max_connections=1000, superuser_reserved=3) == (
+            MAX_POOL_SIZE
+        )
+
+    def test_too_many_processes_get_nothing(self) -> None:
+        assert pool_size_for(processes=50, max_connections=20, superuser_reserved=3) == 0

@@ -94,10 +94,35 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    size = get_settings().database_pool_size or MAX_POOL_SIZE
+    kwargs.setdefault("pool_size", min(10, size))
+    kwargs.setdefault("max_overflow", size - min(10, size))
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+# Connections `pool_size_for` leaves to everything but the web processes: Celery workers and
+# Beat (their pools are sized on their hosts), migrations, the CLI, an operator's psql.
+RESERVED_CONNECTIONS = 10
+MAX_POOL_SIZE = 30  # per web process: more connections than this buy no throughput on one host
+
+
+def pool_size_for(*, processes: int, max_connections: int, superuser_reserved: int) -> int:
+    """Connections per web process so that `processes` of them fit the server.
+
+    The rule: (max_connections − superuser_reserved_connections − RESERVED_CONNECTIONS) shared
+    evenly by the processes, at most MAX_POOL_SIZE each. 0 when they do not fit.
+    """
+    available = max_connections - superuser_reserved - RESERVED_CONNECTIONS
+    return max(0, min(MAX_POOL_SIZE, available // processes))
+
+
+def server_connection_limits(engine: Engine) -> tuple[int, int]:
+    """PostgreSQL's (max_connections, superuser_reserved_connections)."""
+    with engine.connect() as connection:
+        limit = connection.exec_driver_sql("SHOW max_connections").scalar_one()
+        reserved = connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one()
+    return int(limit), int(reserved)
 
 
 _engine: Engine | None = None

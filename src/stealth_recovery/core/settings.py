@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     database_url: str = (
         "sqlite:///./stealth_recovery.db"  # SQLAlchemy URL; SQLite is the embedded default
     )
+    # Database connections per process (PostgreSQL): up to 10 stay open, the rest open on demand.
+    # 0: `serve` derives it from the server's max_connections (core.database.pool_size_for), other
+    # processes take 30.
+    database_pool_size: int = Field(default=0, ge=0)
     redis_url: str | None = (
         None  # set it to run on Celery + Redis; unset runs the in-process scheduler
     )
