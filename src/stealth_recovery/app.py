@@ -20,7 +20,13 @@ from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.api import add_error_handlers
 from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
-from stealth_recovery.core.http import RequestGateMiddleware, SecurityHeadersMiddleware
+from stealth_recovery.core.database import connections_per_process
+from stealth_recovery.core.http import (
+    LoadSheddingMiddleware,
+    RequestGateMiddleware,
+    SecurityHeadersMiddleware,
+    size_thread_pool,
+)
 from stealth_recovery.core.logging import configure_logging
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
@@ -42,9 +48,12 @@ log = structlog.get_logger(__name__)
 
 def create_app(*, run_scheduler: bool = False) -> FastAPI:
     settings = get_settings()
+    # As many requests at once as the process has database connections, each with a thread.
+    slots = connections_per_process()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        size_thread_pool(slots)
         scheduler = None
         deliveries = None
         if run_scheduler:
@@ -84,6 +93,10 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     )
     add_api_docs(app)
     add_error_handlers(app)
+    # Innermost: a shed request is still counted, and still gets the security headers.
+    app.add_middleware(
+        LoadSheddingMiddleware, slots=slots, wait_seconds=settings.shed_after_seconds
+    )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(RequestGateMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.public_https)

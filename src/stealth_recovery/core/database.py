@@ -94,7 +94,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    size = get_settings().database_pool_size or MAX_POOL_SIZE
+    size = connections_per_process()
     kwargs.setdefault("pool_size", min(10, size))
     kwargs.setdefault("max_overflow", size - min(10, size))
     kwargs.setdefault("pool_pre_ping", True)
@@ -105,6 +105,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 # Beat (their pools are sized on their hosts), migrations, the CLI, an operator's psql.
 RESERVED_CONNECTIONS = 10
 MAX_POOL_SIZE = 30  # per web process: more connections than this buy no throughput on one host
+
+
+def connections_per_process() -> int:
+    """The most database connections this process opens (its pool with the overflow)."""
+    return get_settings().database_pool_size or MAX_POOL_SIZE
 
 
 def pool_size_for(*, processes: int, max_connections: int, superuser_reserved: int) -> int:

@@ -1,4 +1,5 @@
-"""ASGI middleware every request passes: URLs and bodies no route can take, security headers.
+"""ASGI middleware every request passes: URLs and bodies no route can take, load shedding,
+security headers.
 
 Pure ASGI (no `BaseHTTPMiddleware`), so responses stream through untouched apart from their
 headers.
@@ -7,8 +8,10 @@ headers.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from urllib.parse import unquote_to_bytes
 
+import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,7 +33,9 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
-async def _send_json(send: Send, status: int, detail: str, kind: str) -> None:
+async def _send_json(
+    send: Send, status: int, detail: str, kind: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps({"detail": detail, "type": kind}).encode()
     await send(
         {
@@ -39,6 +44,7 @@ async def _send_json(send: Send, status: int, detail: str, kind: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
@@ -100,6 +106,59 @@ class RequestGateMiddleware:
             if started:
                 raise
             await _send_json(send, 413, exc.detail, "request_too_large")
+
+
+class LoadSheddingMiddleware:
+    """At most `slots` requests run at once; one that waits longer than `wait_seconds` for a
+    slot is refused at once: 503 with `Retry-After`, in the service's JSON error format.
+
+    `slots` is the database pool's size, and AnyIO's thread pool (where FastAPI runs sync
+    dependencies and endpoints) is sized to it too (`size_thread_pool`). Every admitted request
+    then finds a thread whenever it needs one, so none holds a connection, its transaction open,
+    while it waits for a thread; and requests above what the pool can serve are told to come
+    back instead of queueing until the pool's 30 s timeout fails them all. Without the gate, a
+    burst bigger than the thread pool left every thread waiting for a connection held by a
+    request that waited for a thread: at 500 req/s one request in 10,000 completed.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, slots: int, wait_seconds: float, retry_after_seconds: int = 1
+    ) -> None:
+        self.app = app
+        self.slots = slots
+        self.wait_seconds = wait_seconds
+        self.retry_after = str(retry_after_seconds).encode()
+        self._semaphore: anyio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:  # made in the server's event loop
+            self._semaphore = anyio.Semaphore(self.slots)
+        admitted = False
+        with anyio.move_on_after(self.wait_seconds):
+            await self._semaphore.acquire()
+            admitted = True
+        if not admitted:
+            await _send_json(
+                send,
+                503,
+                "the service is busy; retry after the time in Retry-After",
+                "service_busy",
+                [(b"retry-after", self.retry_after)],
+            )
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._semaphore.release()
+
+
+def size_thread_pool(threads: int) -> None:
+    """Give AnyIO's default thread pool (sync endpoints and dependencies) `threads` threads;
+    called in the running event loop (the app's lifespan)."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
 
 class SecurityHeadersMiddleware:

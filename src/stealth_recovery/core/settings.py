@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # 0: `serve` derives it from the server's max_connections (core.database.pool_size_for), other
     # processes take 30.
     database_pool_size: int = Field(default=0, ge=0)
+    # A request waiting longer than this for one of the pool's slots is refused: 503, Retry-After.
+    shed_after_seconds: float = Field(default=1.0, gt=0)
     redis_url: str | None = (
         None  # set it to run on Celery + Redis; unset runs the in-process scheduler
     )
