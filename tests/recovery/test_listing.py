@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
-from stealth_recovery.recovery.views import AttemptFilters, list_attempts
+from stealth_recovery.recovery.repository import AttemptFilters, list_attempts
 from tests.support.builders import make_account, make_attempt
 
 INSTANT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
