@@ -148,18 +148,23 @@ def phone_region(locale: str) -> str | None:
     return territory if territory else None
 
 
-def record_failure(
-    session: Session, *, organization_id: int, data: FailureInput
-) -> IngestionResult:
-    """Store the failure and open a recovery attempt, once per failure and per open attempt.
+@dataclass(frozen=True)
+class _Checked:
+    """A failure report's fields after validation, in the form they are stored."""
 
-    Returns what it did (`Ingested`) with the attempt concerned. The same idempotency key again
-    returns the attempt it opened (`duplicate`); a new failure of a transaction whose attempt is
-    still open returns that attempt (`already_open`). A report about an attempt already running
-    may say more than the first one: its hard decline stops the attempt, a first decline code
-    sets the category the reminders are worded for. Concurrent identical reports settle on the
-    unique keys (failure events per organization and key, one open attempt per transaction).
-    """
+    external_ref: str
+    currency: str
+    locale: str
+    timezone: str
+    email: str | None
+    phone: str | None
+    occurred_at: datetime
+    idempotency_key: str
+    decline: _Decline
+
+
+def _checked_input(data: FailureInput) -> _Checked:
+    """Validate and normalise a report; raises InvalidInput naming the field and the rule."""
     external_ref = data.external_ref.strip()
     if not external_ref:
         raise InvalidInput("external_ref", "must not be empty")
@@ -170,7 +175,7 @@ def record_failure(
     timezone = _checked("customer_timezone", normalise_timezone, data.customer_timezone or "UTC")
     email = (
         _checked("customer_email", normalise_email, data.customer_email)
-        if (data.customer_email)
+        if data.customer_email
         else None
     )
     phone = (
@@ -186,14 +191,40 @@ def record_failure(
         occurred_at = ensure_utc(data.occurred_at)
     except ValueError as exc:
         raise InvalidInput("occurred_at", str(exc)) from None
-    key = data.idempotency_key or default_idempotency_key(
-        gateway=data.gateway, external_ref=external_ref, occurred_at=occurred_at
-    )
-    decline = _Decline(
-        code=data.decline_code,
-        category=data.decline_category or classify_decline(data.decline_code),
+    return _Checked(
+        external_ref=external_ref,
+        currency=currency,
+        locale=locale,
+        timezone=timezone,
+        email=email,
+        phone=phone,
+        occurred_at=occurred_at,
+        idempotency_key=data.idempotency_key
+        or default_idempotency_key(
+            gateway=data.gateway, external_ref=external_ref, occurred_at=occurred_at
+        ),
+        decline=_Decline(
+            code=data.decline_code,
+            category=data.decline_category or classify_decline(data.decline_code),
+        ),
     )
 
+
+def record_failure(
+    session: Session, *, organization_id: int, data: FailureInput
+) -> IngestionResult:
+    """Store the failure and open a recovery attempt, once per failure and per open attempt.
+
+    Returns what it did (`Ingested`) with the attempt concerned. The same idempotency key again
+    returns the attempt it opened (`duplicate`); a new failure of a transaction whose attempt is
+    still open returns that attempt (`already_open`). A report about an attempt already running
+    may say more than the first one: its hard decline stops the attempt, a first decline code
+    sets the category the reminders are worded for. Concurrent identical reports settle on the
+    unique keys (failure events per organization and key, one open attempt per transaction).
+    Raises InvalidInput naming the field and the rule.
+    """
+    checked = _checked_input(data)
+    key, decline = checked.idempotency_key, checked.decline
     existing = repository.get_failure_by_key(
         session, organization_id=organization_id, idempotency_key=key
     )
@@ -203,15 +234,15 @@ def record_failure(
     transaction = _upsert_transaction(
         session,
         organization_id=organization_id,
-        external_ref=external_ref,
+        external_ref=checked.external_ref,
         values={
             "amount_minor": data.amount_minor,
-            "currency": currency,
-            "customer_email": email,
-            "customer_phone": phone,
+            "currency": checked.currency,
+            "customer_email": checked.email,
+            "customer_phone": checked.phone,
             "customer_name": data.customer_name.strip() if data.customer_name else None,
-            "customer_locale": locale,
-            "customer_timezone": timezone,
+            "customer_locale": checked.locale,
+            "customer_timezone": checked.timezone,
             "psp_customer_id": data.psp_customer_id,
             "psp_payment_id": data.psp_payment_id,
             "psp_invoice_id": data.psp_invoice_id,
@@ -226,7 +257,7 @@ def record_failure(
         reason=data.reason,
         decline_code=data.decline_code,
         raw_metadata=dict(data.raw_metadata),
-        occurred_at=occurred_at,
+        occurred_at=checked.occurred_at,
     )
     try:
         with session.begin_nested():
@@ -245,27 +276,10 @@ def record_failure(
         session,
         organization_id=organization_id,
         transaction_id=transaction.id,
-        refs=[external_ref, data.psp_payment_id, data.psp_invoice_id],
+        refs=[checked.external_ref, data.psp_payment_id, data.psp_invoice_id],
     )
     if sticky is not None:
-        # A hard decline sticks to its payment: no later report about it reopens a chase.
-        stopped = recovery_service.open_attempt_of(session, transaction_id=transaction.id)
-        if stopped is not None and recovery_service.apply_later_decline(
-            session, attempt=stopped, code=sticky.decline_code, category=DeclineCategory.hard
-        ):
-            result = IngestionResult(Ingested.hard_declined, stopped, created=False)
-        else:
-            attempt = stopped or sticky
-            result = IngestionResult(_ended(attempt, decline), attempt, created=False)
-        log.info(
-            "failure_recorded_after_hard_decline",
-            organization_id=organization_id,
-            transaction_id=transaction.id,
-            failure_event_id=failure.id,
-            attempt_id=sticky.id,
-            outcome=result.outcome.value,
-        )
-        return result
+        return _after_hard_decline(session, failure=failure, sticky=sticky, decline=decline)
     opened = recovery_service.open_attempt(
         session,
         transaction=transaction,
@@ -283,6 +297,33 @@ def record_failure(
         attempt_id=result.attempt.id,
         attempt_created=result.created,
         decline_category=decline.category.value,
+        outcome=result.outcome.value,
+    )
+    return result
+
+
+def _after_hard_decline(
+    session: Session, *, failure: FailureEvent, sticky: RecoveryAttempt, decline: _Decline
+) -> IngestionResult:
+    """A new failure of a payment that was hard-declined before: never reopen a chase.
+
+    A hard decline sticks to its payment, so the report stops the transaction's open attempt
+    (if any) with that decline and otherwise answers with the attempt that ended.
+    """
+    stopped = recovery_service.open_attempt_of(session, transaction_id=failure.transaction_id)
+    if stopped is not None and recovery_service.apply_later_decline(
+        session, attempt=stopped, code=sticky.decline_code, category=DeclineCategory.hard
+    ):
+        result = IngestionResult(Ingested.hard_declined, stopped, created=False)
+    else:
+        attempt = stopped or sticky
+        result = IngestionResult(_ended(attempt, decline), attempt, created=False)
+    log.info(
+        "failure_recorded_after_hard_decline",
+        organization_id=failure.organization_id,
+        transaction_id=failure.transaction_id,
+        failure_event_id=failure.id,
+        attempt_id=sticky.id,
         outcome=result.outcome.value,
     )
     return result
