@@ -27,7 +27,12 @@ from stealth_recovery.core.database import get_engine, session_scope
 from stealth_recovery.core.migrate import upgrade_to_head
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import shifted_clock, utc_now
-from stealth_recovery.ingestion.service import FailureInput, Ingested, record_failure
+from stealth_recovery.ingestion.service import (
+    FailureInput,
+    Ingested,
+    IngestionResult,
+    record_failure,
+)
 from stealth_recovery.notifications.models import Channel, NotificationLog
 from stealth_recovery.organizations import repository as org_repository
 from stealth_recovery.organizations.models import Organization
@@ -353,6 +358,84 @@ def reset_demo_login(*, password: str | None = None) -> DemoLogin:
     return DemoLogin(email=DEMO_EMAIL, analyst_email=DEMO_ANALYST_EMAIL, password=password)
 
 
+def _create_organization(session: Session, *, password: str, at: datetime) -> Organization:
+    """The demo organization, its admin and analyst, and the policy of the first weeks, at `at`."""
+    with _clock_at(at):
+        organization, _admin = auth_service.register(
+            session,
+            organization_name=DEMO_ORGANIZATION,
+            organization_slug=DEMO_SLUG,
+            email=DEMO_EMAIL,
+            password=password,
+            full_name="Demo Admin",
+        )
+        # Its pay page records test payments: the demo works without a payment provider.
+        organization.is_test = True
+        auth_service.create_user(
+            session,
+            organization_id=organization.id,
+            email=DEMO_ANALYST_EMAIL,
+            password=password,
+            role=Role.analyst,
+            full_name="Demo Analyst",
+        )
+        # The policy of the first weeks: patient, email only (its tail outlives the link).
+        policy_service.create_policy(
+            session,
+            organization_id=organization.id,
+            name="Patient, email only",
+            max_retries=6,
+            initial_delay_minutes=240,
+            backoff_multiplier=2.0,
+            max_delay_minutes=2880,
+            enabled_channels=[Channel.email],
+        )
+    return organization
+
+
+def _record_demo_failure(
+    session: Session,
+    rng: random.Random,
+    *,
+    organization_id: int,
+    n: int,
+    moment: datetime,
+    customer: _Customer,
+) -> IngestionResult:
+    """Report the demo's n-th failed payment at `moment`: 6 % hard, 24 % action, 70 % soft."""
+    category = rng.random()
+    code = (
+        rng.choice(_HARD)
+        if category < 0.06
+        else rng.choice(_ACTION)
+        if category < 0.3
+        else rng.choice(_SOFT)
+    )
+    with _clock_at(moment):
+        return record_failure(
+            session,
+            organization_id=organization_id,
+            data=FailureInput(
+                external_ref=f"inv_{moment:%Y%m%d}_{n:05d}",
+                amount_minor=rng.choice(_PRICES),
+                currency=customer.currency,
+                customer_email=customer.email,
+                customer_phone=customer.phone,
+                customer_name=customer.name,
+                customer_locale=customer.locale,
+                customer_timezone=customer.timezone,
+                gateway="stripe",
+                reason=_REASONS[code],
+                decline_code=code,
+                occurred_at=moment - timedelta(seconds=rng.uniform(1, 30)),
+                idempotency_key=None,
+                psp_customer_id=f"cus_demo{n:05d}",
+                psp_payment_id=f"pi_demo{n:05d}",
+                raw_metadata={"demo": True},
+            ),
+        )
+
+
 def run_demo(
     *,
     attempts: int = 300,
@@ -388,36 +471,9 @@ def run_demo(
                     "run with --login to get a new password, or --reset to recreate it"
                 )
             _remove_existing(session)
-        with _clock_at(start - timedelta(days=1)):
-            organization, _admin = auth_service.register(
-                session,
-                organization_name=DEMO_ORGANIZATION,
-                organization_slug=DEMO_SLUG,
-                email=DEMO_EMAIL,
-                password=password,
-                full_name="Demo Admin",
-            )
-            # Its pay page records test payments: the demo works without a payment provider.
-            organization.is_test = True
-            auth_service.create_user(
-                session,
-                organization_id=organization.id,
-                email=DEMO_ANALYST_EMAIL,
-                password=password,
-                role=Role.analyst,
-                full_name="Demo Analyst",
-            )
-            # The policy of the first weeks: patient, email only (its tail outlives the link).
-            policy_service.create_policy(
-                session,
-                organization_id=organization.id,
-                name="Patient, email only",
-                max_retries=6,
-                initial_delay_minutes=240,
-                backoff_multiplier=2.0,
-                max_delay_minutes=2880,
-                enabled_channels=[Channel.email],
-            )
+        organization = _create_organization(
+            session, password=password, at=start - timedelta(days=1)
+        )
         switched = False
         progress = Progress(
             TextColumn("[bold]Demo history"),
@@ -444,37 +500,14 @@ def run_demo(
                         )
                     switched = True
                 customer = _customer(rng, n)
-                category = rng.random()
-                code = (
-                    rng.choice(_HARD)
-                    if category < 0.06
-                    else rng.choice(_ACTION)
-                    if category < 0.3
-                    else rng.choice(_SOFT)
+                recorded = _record_demo_failure(
+                    session,
+                    rng,
+                    organization_id=organization.id,
+                    n=n,
+                    moment=moment,
+                    customer=customer,
                 )
-                with _clock_at(moment):
-                    recorded = record_failure(
-                        session,
-                        organization_id=organization.id,
-                        data=FailureInput(
-                            external_ref=f"inv_{moment:%Y%m%d}_{n:05d}",
-                            amount_minor=rng.choice(_PRICES),
-                            currency=customer.currency,
-                            customer_email=customer.email,
-                            customer_phone=customer.phone,
-                            customer_name=customer.name,
-                            customer_locale=customer.locale,
-                            customer_timezone=customer.timezone,
-                            gateway="stripe",
-                            reason=_REASONS[code],
-                            decline_code=code,
-                            occurred_at=moment - timedelta(seconds=rng.uniform(1, 30)),
-                            idempotency_key=None,
-                            psp_customer_id=f"cus_demo{n:05d}",
-                            psp_payment_id=f"pi_demo{n:05d}",
-                            raw_metadata={"demo": True},
-                        ),
-                    )
                 if recorded.outcome is Ingested.opened:
                     messages += _play_out(session, rng, recorded.attempt, customer)
                 progress.advance(task)
