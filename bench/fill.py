@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-# The policy copied onto every attempt: the default of DESIGN §3 (3 reminders, 60 min, ×2, 24 h).
+# The policy copied onto every attempt: the default policy (3 reminders, 60 min, ×2, 24 h).
 MAX_RETRIES = 3
 INITIAL_DELAY_MINUTES = 60
 BACKOFF_MULTIPLIER = 2.0
