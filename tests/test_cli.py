@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import free_port, run_cli
+from tests.support.processes import free_port, run_cli, wait_until_healthy
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -96,15 +95,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        wait_until_healthy(base, process, timeout=60)
         yield base, process
     finally:
         process.terminate()
@@ -148,18 +139,6 @@ class TestServeAddress:
         process.terminate()
         printed = process.communicate(timeout=20)[0].decode()
         assert f"{base}/dashboard" in printed and f"{base}/docs" in printed
-
-
-def _wait_until_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
-            return
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.3)
 
 
 def _children(pid: int) -> set[int]:
@@ -206,7 +185,7 @@ class TestServeWorkers:
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
             children = _children(process.pid)
             # When many connections each ask for /healthz, and stay open
             answered_by: set[int] = set()

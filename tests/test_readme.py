@@ -9,13 +9,11 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_healthy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -54,15 +52,7 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout=60)
         # When every block of the tour is pasted, in order, into one shell
         blocks = tour_blocks()
         assert len(blocks) >= 4

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.service import create_api_key
 from tests.support.builders import make_account
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_healthy
 
 CONNECTIONS = 2
 CONCURRENT = 64
@@ -56,15 +55,7 @@ def small_server(database_url: str, postgres_only: None, tmp_path: Path) -> Iter
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.3)
+        wait_until_healthy(base, process)
         yield base
     finally:
         process.terminate()

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on at the moment."""
@@ -30,6 +32,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Poll `base`/healthz until it answers 2xx; raises the last HTTP error after `timeout`
+    seconds or as soon as `process` has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=2).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.3)
 
 
 def run_cli(
