@@ -50,6 +50,15 @@ class TestOpenApi:
                     missing.append(f"{method.upper()} {path}")
         assert missing == []
 
+    def test_ingestion_documents_the_shed_answer(self, app: Any) -> None:
+        # The 503 the load-shedding middleware answers when no slot frees within a second
+        responses = app.openapi()["paths"]["/v1/events/payment_failed"]["post"]["responses"]
+        busy = responses["503"]
+        assert busy["headers"]["Retry-After"]["schema"]["type"] == "integer"
+        media = busy["content"]["application/json"]
+        assert media["schema"]["$ref"].endswith("/ErrorOut")
+        assert media["example"]["type"] == "service_busy"
+
 
 def _has_example(document: dict[str, Any], response: dict[str, Any]) -> bool:
     for media in response.get("content", {}).values():

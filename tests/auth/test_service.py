@@ -72,7 +72,7 @@ class TestLastUsedAt:
             # Then another request with the key resolves it without queueing on the row: a wait
             # of more than 200 ms on a lock would be an error here
             second.execute(text("SET LOCAL lock_timeout = '200ms'"))
-            assert resolve_api_key(second, plain).id == key_id
+            assert resolve_api_key(second, plain).api_key.id == key_id
             second.flush()
             second.commit()
             first.commit()

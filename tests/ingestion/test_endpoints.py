@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from threading import Barrier
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
+from stealth_recovery.app import create_app
 from stealth_recovery.auth.models import Role
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import RecoveryAttempt
@@ -211,3 +214,106 @@ class TestConcurrentIngestion:
         assert _count(db, RecoveryAttempt) == 1
         assert _count(db, FailureEvent) == 1
         assert _count(db, Transaction) == 1
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[list[str]]:
+    """Every statement sent to the database meanwhile, as its first line (one round trip each;
+    BEGIN and COMMIT are the driver's and are not among them)."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2].split("\n", 1)[0])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+class TestRoundTrips:
+    def test_a_new_failure_takes_at_most_five_statements(
+        self, client: TestClient, db: Session, engine: Engine, postgres_only: None
+    ) -> None:
+        # Given a merchant's API key already used this minute (its last use is written once a
+        # minute) and a policy this process has already read
+        admin = make_account(db)
+        make_policy(db, admin.organization, max_retries=5)
+        headers = api_key_headers(db, admin.organization)
+        first = client.post("/v1/events/payment_failed", json=BODY, headers=headers)
+        assert first.status_code == 201
+        # When a new failure of another payment arrives
+        with statements_run(engine) as statements:
+            response = client.post(
+                "/v1/events/payment_failed",
+                json={**BODY, "transaction_ref": "inv_1002"},
+                headers=headers,
+            )
+        # Then it opens its attempt with the policy in at most five statements: the key with its
+        # organization's policy stamp, the transaction's upsert, the failure's insert, the
+        # attempt's insert, the webhook endpoints of the organization
+        assert response.status_code == 201, response.text
+        assert response.json()["max_retries"] == 5
+        assert len(statements) <= 5, statements
+        assert not [s for s in statements if "SAVEPOINT" in s or "retry_policies" in s]
+
+
+class TestPolicyChanges:
+    def test_a_policy_changed_through_another_app_applies_to_the_next_report(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given a merchant whose reports opened attempts under its first policy
+        admin = make_account(db)
+        make_policy(db, admin.organization, max_retries=5)
+        headers = api_key_headers(db, admin.organization)
+        first = client.post("/v1/events/payment_failed", json=BODY, headers=headers)
+        assert first.json()["max_retries"] == 5
+        # When its admin replaces the policy through another process's API
+        with TestClient(create_app()) as elsewhere:
+            changed = elsewhere.post(
+                "/v1/retry/policies",
+                json={
+                    "name": "Gentle",
+                    "max_retries": 2,
+                    "initial_delay_minutes": 120,
+                    "backoff_multiplier": 1.0,
+                    "max_delay_minutes": 120,
+                    "enabled_channels": ["email"],
+                },
+                headers=admin.headers,
+            )
+            assert changed.status_code == 201, changed.text
+        # Then the next report here opens its attempt under the new policy
+        second = client.post(
+            "/v1/events/payment_failed", json={**BODY, "transaction_ref": "inv_2"}, headers=headers
+        )
+        assert second.status_code == 201
+        assert second.json()["max_retries"] == 2
+        # And once the policy is deactivated, under the default (3 reminders)
+        policy_id = changed.json()["id"]
+        with TestClient(create_app()) as elsewhere:
+            gone = elsewhere.delete(f"/v1/retry/policies/{policy_id}", headers=admin.headers)
+            assert gone.status_code == 200, gone.text
+        third = client.post(
+            "/v1/events/payment_failed", json={**BODY, "transaction_ref": "inv_3"}, headers=headers
+        )
+        assert third.json()["max_retries"] == 3
+
+    def test_a_person_reporting_gets_the_policy_changed_meanwhile(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given an operator who reported under the first policy
+        operator = make_account(db, role=Role.operator)
+        make_policy(db, operator.organization, max_retries=5)
+        first = client.post("/v1/events/payment_failed", json=BODY, headers=operator.headers)
+        assert first.json()["max_retries"] == 5
+        # When the policy is replaced in another unit of work
+        make_policy(db, operator.organization, max_retries=1)
+        # Then the operator's next report uses the new one
+        second = client.post(
+            "/v1/events/payment_failed",
+            json={**BODY, "transaction_ref": "inv_2"},
+            headers=operator.headers,
+        )
+        assert second.json()["max_retries"] == 1

@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.errors import InvalidInput
+from stealth_recovery.organizations.models import Organization
 from stealth_recovery.retry import policy as policy_service
 from stealth_recovery.retry.models import RetryPolicy
 from tests.support.builders import make_account, make_policy
@@ -105,3 +107,53 @@ class TestActivePolicy:
         db.refresh(new)
         db.refresh(old)
         assert (old.is_active, new.is_active) == (True, False)
+
+
+class TestEffectivePolicyCache:
+    def test_a_change_in_another_unit_of_work_draws_a_new_stamp(self, db: Session) -> None:
+        # Given the effective policy read with the organization's stamp
+        org = make_account(db).organization
+        first = make_policy(db, org, max_retries=4)
+        stamp = _stamp(db, org.id)
+        effective = policy_service.effective_policy(db, organization_id=org.id, stamp=stamp)
+        assert effective.policy_id == first.id
+        # When another unit of work replaces the policy
+        with session_scope() as other:
+            second_id = policy_service.create_policy(other, organization_id=org.id, **VALID).id
+        # Then the stamp changed and the policy read with it is the new one
+        after_create = _stamp(db, org.id)
+        assert after_create != stamp
+        effective = policy_service.effective_policy(db, organization_id=org.id, stamp=after_create)
+        assert effective.policy_id == second_id
+        # And after a deactivation elsewhere, the default
+        with session_scope() as other:
+            policy_service.deactivate_policy(other, organization_id=org.id, policy_id=second_id)
+        after_deactivate = _stamp(db, org.id)
+        assert after_deactivate not in (stamp, after_create)
+        latest = policy_service.effective_policy(db, organization_id=org.id, stamp=after_deactivate)
+        assert latest.is_default
+
+    def test_a_change_that_rolled_back_leaves_the_policy_in_force(self, db: Session) -> None:
+        # Given an organization's policy, read once
+        account = make_account(db)
+        org = account.organization
+        active = make_policy(db, org, max_retries=4)
+        policy_service.effective_policy(db, organization_id=org.id, stamp=_stamp(db, org.id))
+        db.commit()
+        # When a change is read inside its own unit of work, which then rolls back
+        with pytest.raises(RuntimeError), session_scope() as other:
+            policy_service.create_policy(other, organization_id=org.id, **VALID)
+            policy_service.effective_policy(other, organization_id=org.id)
+            raise RuntimeError("rolled back")
+        # Then the stamp read now still gives the policy in force
+        effective = policy_service.effective_policy(
+            db, organization_id=org.id, stamp=_stamp(db, org.id)
+        )
+        assert effective.policy_id == active.id
+
+
+def _stamp(db: Session, organization_id: int) -> int:
+    db.commit()  # a fresh snapshot
+    return int(
+        db.scalar(select(Organization.policy_stamp).where(Organization.id == organization_id)) or 0
+    )

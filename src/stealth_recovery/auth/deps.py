@@ -18,7 +18,7 @@ from stealth_recovery.auth.errors import (
     UserDeactivated,
     UserLoginRequired,
 )
-from stealth_recovery.auth.models import Role, User
+from stealth_recovery.auth.models import Role
 from stealth_recovery.core.database import SessionDep
 from stealth_recovery.core.security import API_KEY_PREFIX, decode_access_token
 
@@ -34,6 +34,8 @@ class Principal:
     role: str  # admin / analyst / operator, or "api_key" for a server credential
     user_id: int | None = None
     api_key_id: int | None = None
+    # The organization's `policy_stamp`, read with the caller (see `retry.policy`).
+    policy_stamp: int | None = None
 
     @property
     def is_api_key(self) -> bool:
@@ -43,19 +45,25 @@ class Principal:
 def principal_for_token(session: Session, token: str) -> Principal:
     """Who a bearer token (JWT or API key) or the dashboard's session cookie belongs to (401)."""
     if token.startswith(API_KEY_PREFIX):
-        api_key = service.resolve_api_key(session, token)
+        holder = service.resolve_api_key(session, token)
         return Principal(
-            organization_id=api_key.organization_id, role="api_key", api_key_id=api_key.id
+            organization_id=holder.api_key.organization_id,
+            role="api_key",
+            api_key_id=holder.api_key.id,
+            policy_stamp=holder.policy_stamp,
         )
     claims = decode_access_token(token)
-    user = session.get(User, claims.user_id)
+    found = service.user_with_policy_stamp(session, user_id=claims.user_id)
+    user, stamp = found if found is not None else (None, None)
     if user is None or not user.is_active or user.organization_id != claims.organization_id:
         raise UserDeactivated("user is deactivated or unknown")
     if user.token_version != claims.version:
         # Logout, deactivation or a password change since this token was issued.
         raise SessionEnded("session has ended; sign in again")
     # The role is read from the row, so a changed role takes effect before the token expires.
-    return Principal(organization_id=user.organization_id, role=user.role, user_id=user.id)
+    return Principal(
+        organization_id=user.organization_id, role=user.role, user_id=user.id, policy_stamp=stamp
+    )
 
 
 def get_principal(

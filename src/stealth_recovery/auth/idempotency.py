@@ -25,13 +25,11 @@ from fastapi.dependencies.utils import get_dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from starlette.concurrency import run_in_threadpool
 
 from stealth_recovery.auth.deps import CurrentPrincipal, get_principal
-from stealth_recovery.core.database import Base, SessionDep, UTCDateTime
+from stealth_recovery.core.database import Base, SessionDep, UTCDateTime, upsert_into
 from stealth_recovery.core.security import decrypt_secret, encrypt_secret
 from stealth_recovery.core.time import utc_now
 
@@ -126,10 +124,9 @@ def claim_key(session: Session, *, organization_id: int, key: str, fingerprint: 
     24 hours is deleted and claimed afresh.
     """
     now = utc_now()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for _ in range(2):
         key_id = session.execute(
-            insert(IdempotencyKey)
+            upsert_into(session, IdempotencyKey)
             .values(
                 organization_id=organization_id,
                 key=key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -229,6 +230,16 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     return user
 
 
+def user_with_policy_stamp(session: Session, *, user_id: int) -> tuple[User, int] | None:
+    """The user and its organization's `policy_stamp`, in one statement (None if unknown)."""
+    row = session.execute(
+        select(User, Organization.policy_stamp)
+        .join(Organization, Organization.id == User.organization_id)
+        .where(User.id == user_id)
+    ).one_or_none()
+    return (row[0], int(row[1])) if row is not None else None
+
+
 def issue_token(user: User) -> tuple[str, int]:
     return create_access_token(
         user_id=user.id,
@@ -429,12 +440,26 @@ def revoke_api_key(session: Session, *, organization_id: int, api_key_id: int) -
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-def resolve_api_key(session: Session, plain: str) -> ApiKey:
-    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(plain)))
-    if api_key is None or api_key.revoked_at is not None:
+@dataclass(frozen=True)
+class KeyHolder:
+    """An API key with what a request needs of its organization, read with it."""
+
+    api_key: ApiKey
+    policy_stamp: int  # `Organization.policy_stamp`: tells whether a cached policy is current
+
+
+def resolve_api_key(session: Session, plain: str) -> KeyHolder:
+    """The key (unrevoked) and its organization's policy stamp, in one statement (401 else)."""
+    row = session.execute(
+        select(ApiKey, Organization.policy_stamp)
+        .join(Organization, Organization.id == ApiKey.organization_id)
+        .where(ApiKey.key_hash == hash_api_key(plain))
+    ).one_or_none()
+    if row is None or row[0].revoked_at is not None:
         raise InvalidApiKey("invalid or revoked API key")
+    api_key, stamp = row
     _mark_used(session, api_key)
-    return api_key
+    return KeyHolder(api_key=api_key, policy_stamp=int(stamp))
 
 
 def _mark_used(session: Session, api_key: ApiKey) -> None:

@@ -210,6 +210,31 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[st
     return responses
 
 
+# The answer of `core.http.LoadSheddingMiddleware` to a request that found no free slot within
+# SHED_AFTER_SECONDS, for the routes that document it (`responses={**SHED_RESPONSE}`).
+SHED_RESPONSE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorOut,
+        "description": "the service is busy (every database connection of the process was taken "
+        "for longer than SHED_AFTER_SECONDS): nothing was done; retry after `Retry-After` seconds",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "content": {
+            "application/json": {
+                "example": {
+                    "detail": "the service is busy; retry after the time in Retry-After",
+                    "type": "service_busy",
+                }
+            }
+        },
+    }
+}
+
+
 # The `type` of errors raised by the framework rather than by our code.
 _HTTP_TYPES = {
     404: "not_found",

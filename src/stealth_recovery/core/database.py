@@ -6,14 +6,30 @@ Services and repositories flush.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import JSON, Date, DateTime, Engine, MetaData, cast, create_engine, event, func
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Engine,
+    MetaData,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
@@ -264,3 +280,43 @@ def utc_day(session: Session, column: InstrumentedAttribute[datetime]) -> Column
         return cast(func.timezone("UTC", column), Date)
     # SQLite keeps naive UTC text: date() reads it as is.
     return func.date(column)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writes in one statement: INSERT … ON CONFLICT … RETURNING (PostgreSQL, and SQLite ≥ 3.35)
+
+Upsert = PgInsert | SqliteInsert
+_M = TypeVar("_M", bound=Base)
+
+
+def upsert_into(session: Session, model: type[Base]) -> Upsert:
+    """`INSERT INTO model` in the session's dialect, so `.on_conflict_do_…` is available."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert(model)
+
+
+def upsert_into_where(
+    session: Session,
+    model: type[Base],
+    values: Mapping[str, Any],
+    where: ColumnElement[bool],
+) -> Upsert:
+    """`INSERT INTO model (…) SELECT <values> WHERE <where>`: the row is written only while the
+    condition holds, checked in the same statement (so `.on_conflict_do_…` still applies).
+
+    Each value is bound with its column's type (None binds NULL).
+    """
+    columns = model.__table__.c
+    source = select(*(literal(value, columns[name].type) for name, value in values.items()))
+    return upsert_into(session, model).from_select(list(values), source.where(where))
+
+
+def returned_row(session: Session, model: type[_M], statement: Upsert) -> _M | None:
+    """Run an INSERT … RETURNING every column of `model` and load the row it returned as the
+    session's object (None when it wrote nothing): no second read of what was written."""
+    returning = statement.returning(*model.__table__.c)
+    loaded = session.scalars(
+        select(model).from_statement(returning),
+        execution_options={"populate_existing": True},
+    )
+    return loaded.one_or_none()

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Body, Response, status
 
 from stealth_recovery.auth.deps import IngestPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
-from stealth_recovery.core.api import error_responses
+from stealth_recovery.core.api import SHED_RESPONSE, error_responses
 from stealth_recovery.core.database import SessionDep
 from stealth_recovery.ingestion.schemas import PAYMENT_FAILED_EXAMPLE, PaymentFailedIn
 from stealth_recovery.ingestion.service import FailureInput, record_failure
-from stealth_recovery.recovery.presenters import attempt_with_transaction
+from stealth_recovery.recovery.presenters import attempt_out, attempt_with_transaction
 from stealth_recovery.recovery.schemas import ATTEMPT_EXAMPLE, AttemptOut
 
 router = APIRouter(prefix="/v1/events", tags=["ingestion"], route_class=IdempotentRoute)
@@ -53,6 +53,7 @@ _EXISTING: dict[int | str, dict[str, Any]] = {
             "content": {"application/json": {"example": ATTEMPT_EXAMPLE}},
         },
         **error_responses(401, 403, 422),
+        **SHED_RESPONSE,
     },
 )
 def payment_failed(
@@ -89,7 +90,10 @@ def payment_failed(
             psp_payment_id=body.psp_payment_id,
             raw_metadata=body.metadata,
         ),
+        policy_stamp=principal.policy_stamp,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
+    if result.transaction is not None:
+        return attempt_out(result.attempt, result.transaction)
     return attempt_with_transaction(session, result.attempt)

@@ -6,7 +6,7 @@ Functions flush; callers commit.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -15,12 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.contacts import normalise_email, normalise_phone
 from stealth_recovery.core.errors import InvalidInput
-from stealth_recovery.core.time import ensure_utc
+from stealth_recovery.core.time import ensure_utc, utc_now
 from stealth_recovery.payments import repository
 from stealth_recovery.payments.declines import DeclineCategory, classify_decline
 from stealth_recovery.payments.models import FailureEvent, Transaction
@@ -90,6 +89,9 @@ class IngestionResult:
     outcome: Ingested
     attempt: RecoveryAttempt
     created: bool  # a new attempt row (opened, or opened cancelled by a hard decline)
+    # The attempt's transaction as this call wrote it, when it did (a new failure): the
+    # response shows it without reading it again.
+    transaction: Transaction | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,11 @@ def _checked_input(data: FailureInput) -> _Checked:
 
 
 def record_failure(
-    session: Session, *, organization_id: int, data: FailureInput
+    session: Session,
+    *,
+    organization_id: int,
+    data: FailureInput,
+    policy_stamp: int | None = None,
 ) -> IngestionResult:
     """Store the failure and open a recovery attempt, once per failure and per open attempt.
 
@@ -221,17 +227,15 @@ def record_failure(
     may say more than the first one: its hard decline stops the attempt, a first decline code
     sets the category the reminders are worded for. Concurrent identical reports settle on the
     unique keys (failure events per organization and key, one open attempt per transaction).
-    Raises InvalidInput naming the field and the rule.
+    `policy_stamp`: the organization's `policy_stamp` as the caller's authentication read it
+    (`retry.policy.effective_policy`); None reads it. A new failure takes three statements
+    here: the transaction's upsert, the failure's insert, the attempt's insert (plus the
+    webhook outbox's). Raises InvalidInput naming the field and the rule.
     """
     checked = _checked_input(data)
     key, decline = checked.idempotency_key, checked.decline
-    existing = repository.get_failure_by_key(
-        session, organization_id=organization_id, idempotency_key=key
-    )
-    if existing is not None:
-        return _replayed(session, failure=existing, decline=decline)
-
-    transaction = _upsert_transaction(
+    now = utc_now()
+    transaction = repository.upsert_transaction(
         session,
         organization_id=organization_id,
         external_ref=checked.external_ref,
@@ -248,47 +252,50 @@ def record_failure(
             "psp_invoice_id": data.psp_invoice_id,
             "psp_subscription_id": data.psp_subscription_id,
         },
+        unless_failure_key=key,
+        now=now,
     )
-    failure = FailureEvent(
-        organization_id=organization_id,
-        transaction_id=transaction.id,
-        idempotency_key=key,
-        gateway=data.gateway,
-        reason=data.reason,
-        decline_code=data.decline_code,
-        raw_metadata=dict(data.raw_metadata),
-        occurred_at=checked.occurred_at,
+    failure = (
+        repository.insert_failure(
+            session,
+            values={
+                "organization_id": organization_id,
+                "transaction_id": transaction.id,
+                "idempotency_key": key,
+                "gateway": data.gateway,
+                "reason": data.reason,
+                "decline_code": data.decline_code,
+                "raw_metadata": dict(data.raw_metadata),
+                "occurred_at": checked.occurred_at,
+                "created_at": now,
+            },
+        )
+        if transaction is not None
+        else None
     )
-    try:
-        with session.begin_nested():
-            session.add(failure)
-            session.flush()
-    except IntegrityError:
-        # A concurrent report of the same failure committed first: answer with its attempt.
+    if transaction is None or failure is None:
+        # Reported before (or a concurrent report of it committed first): its attempt answers.
         existing = repository.get_failure_by_key(
             session, organization_id=organization_id, idempotency_key=key
         )
         if existing is None:
-            raise
+            raise RuntimeError(f"failure {key!r} neither recorded nor found")
         return _replayed(session, failure=existing, decline=decline)
 
-    sticky = attempts_repository.get_hard_declined(
-        session,
-        organization_id=organization_id,
-        transaction_id=transaction.id,
-        refs=[checked.external_ref, data.psp_payment_id, data.psp_invoice_id],
-    )
-    if sticky is not None:
-        return _after_hard_decline(session, failure=failure, sticky=sticky, decline=decline)
     opened = recovery_service.open_attempt(
         session,
         transaction=transaction,
         failure=failure,
-        policy=effective_policy(session, organization_id=organization_id),
+        policy=effective_policy(session, organization_id=organization_id, stamp=policy_stamp),
         decline_code=data.decline_code,
         decline_category=decline.category,
+        unless_hard_declined=[checked.external_ref, data.psp_payment_id, data.psp_invoice_id],
     )
+    if opened.hard_declined_before:
+        return _after_hard_decline(session, failure=failure, sticky=opened.attempt, decline=decline)
     result = _result_of(session, opened, decline=decline, replay=False)
+    if result.attempt.transaction_id == transaction.id:
+        result = replace(result, transaction=transaction)
     log.info(
         "failure_recorded",
         organization_id=organization_id,
@@ -382,33 +389,3 @@ def _ended(attempt: RecoveryAttempt, decline: _Decline) -> Ingested:
     if attempt.status == AttemptStatus.completed:
         return Ingested.already_paid
     return Ingested.already_ended
-
-
-def _upsert_transaction(
-    session: Session, *, organization_id: int, external_ref: str, values: dict[str, Any]
-) -> Transaction:
-    transaction = repository.get_transaction_by_ref(
-        session, organization_id=organization_id, external_ref=external_ref
-    )
-    if transaction is None:
-        candidate = Transaction(
-            organization_id=organization_id, external_ref=external_ref, **values
-        )
-        try:
-            with session.begin_nested():
-                session.add(candidate)
-                session.flush()
-            return candidate
-        except IntegrityError:
-            # Another request inserted the same reference first; update that row instead.
-            transaction = repository.get_transaction_by_ref(
-                session, organization_id=organization_id, external_ref=external_ref
-            )
-            if transaction is None:
-                raise
-    # The newest report is the best knowledge of amount and contact; keep what it leaves out.
-    for name, value in values.items():
-        if value is not None:
-            setattr(transaction, name, value)
-    session.flush()
-    return transaction

@@ -36,8 +36,9 @@ FINAL_STATUSES: tuple[str, ...] = (
     AttemptStatus.expired,
     AttemptStatus.cancelled,
 )
-_OPEN_SQL = "status IN ('created', 'sent', 'opened')"
-_EXHAUSTED_SQL = _OPEN_SQL + " AND retry_count >= max_retries"
+# The open statuses as SQL: partial indexes, and ON CONFLICT inferring them (no parameters).
+OPEN_SQL = "status IN ('created', 'sent', 'opened')"
+_EXHAUSTED_SQL = OPEN_SQL + " AND retry_count >= max_retries"
 _CHECKOUT_TO_CLOSE_SQL = (
     "checkout_session_id IS NOT NULL AND checkout_closed_at IS NULL "
     "AND status IN ('completed', 'expired', 'cancelled')"
@@ -64,8 +65,8 @@ class RecoveryAttempt(TimestampMixin, Base):
             "ix_recovery_attempts_due",
             "next_retry_at",
             "expires_at",
-            postgresql_where=text(_OPEN_SQL),
-            sqlite_where=text(_OPEN_SQL),
+            postgresql_where=text(OPEN_SQL),
+            sqlite_where=text(OPEN_SQL),
         ),
         # Open attempts whose last reminder is out: the queue cancels them when the grace ends.
         Index(
@@ -79,8 +80,8 @@ class RecoveryAttempt(TimestampMixin, Base):
             "uq_recovery_attempts_open_transaction",
             "transaction_id",
             unique=True,
-            postgresql_where=text(_OPEN_SQL),
-            sqlite_where=text(_OPEN_SQL),
+            postgresql_where=text(OPEN_SQL),
+            sqlite_where=text(OPEN_SQL),
         ),
         # Ended attempts whose Checkout Session may still be open at Stripe: expired there.
         Index(

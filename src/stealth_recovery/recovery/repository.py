@@ -38,20 +38,21 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import utc_day
+from stealth_recovery.core.database import returned_row, upsert_into_where, utc_day
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
 from stealth_recovery.payments.models import FailureEvent, Transaction
 from stealth_recovery.recovery.models import (
     FINAL_STATUSES,
+    OPEN_SQL,
     OPEN_STATUSES,
     AttemptStatus,
     RecoveryAttempt,
@@ -105,15 +106,9 @@ def get_for_failure(session: Session, *, failure: FailureEvent) -> RecoveryAttem
     return get_latest_for_transaction(session, transaction_id=failure.transaction_id)
 
 
-def get_hard_declined(
-    session: Session,
-    *,
-    organization_id: int,
-    transaction_id: int,
-    refs: Sequence[str | None],
-) -> RecoveryAttempt | None:
-    """An attempt stopped by a hard decline of this payment: of the transaction itself, or of
-    a transaction known by one of these payment ids (reference, payment or invoice id)."""
+def _hard_declined(
+    *, organization_id: int, transaction_id: int, refs: Sequence[str | None]
+) -> Select[RecoveryAttempt]:
     ids = [r for r in dict.fromkeys(refs) if r]
     same_payment = select(Transaction.id).where(
         Transaction.organization_id == organization_id,
@@ -123,20 +118,27 @@ def get_hard_declined(
             Transaction.psp_invoice_id.in_(ids),
         ),
     )
-    stmt = (
-        select(RecoveryAttempt)
-        .where(
-            RecoveryAttempt.organization_id == organization_id,
-            RecoveryAttempt.decline_category == DeclineCategory.hard,
-            or_(
-                RecoveryAttempt.transaction_id == transaction_id,
-                RecoveryAttempt.transaction_id.in_(same_payment.scalar_subquery()),
-            ),
-        )
-        .order_by(RecoveryAttempt.id)
-        .limit(1)
+    return select(RecoveryAttempt).where(
+        RecoveryAttempt.organization_id == organization_id,
+        RecoveryAttempt.decline_category == DeclineCategory.hard,
+        or_(
+            RecoveryAttempt.transaction_id == transaction_id,
+            RecoveryAttempt.transaction_id.in_(same_payment.scalar_subquery()),
+        ),
     )
-    return session.scalar(stmt)
+
+
+def get_hard_declined(
+    session: Session,
+    *,
+    organization_id: int,
+    transaction_id: int,
+    refs: Sequence[str | None],
+) -> RecoveryAttempt | None:
+    """An attempt stopped by a hard decline of this payment: of the transaction itself, or of
+    a transaction known by one of these payment ids (reference, payment or invoice id)."""
+    stmt = _hard_declined(organization_id=organization_id, transaction_id=transaction_id, refs=refs)
+    return session.scalar(stmt.order_by(RecoveryAttempt.id).limit(1))
 
 
 def get_by_checkout_session(
@@ -444,24 +446,48 @@ def recovered_revenue(session: Session, *, organization_id: int, since: datetime
 # Opening and ending an attempt
 
 
-def add_or_get_open(session: Session, attempt: RecoveryAttempt) -> RecoveryAttempt:
-    """Insert a new open attempt; if its transaction got an open attempt meanwhile, that one.
+def insert_open(
+    session: Session,
+    attempt: RecoveryAttempt,
+    *,
+    unless_hard_declined: Sequence[str | None] | None = None,
+) -> RecoveryAttempt | None:
+    """Insert a new attempt (built, not added) unless its transaction has an open one; one
+    statement, the row returned (no second read). None when nothing was inserted.
 
     Prevents two racing ingestions of one failure from both opening an attempt: the partial
-    unique index on `transaction_id` for open attempts refuses the second insert (on PostgreSQL
-    it waits for the first transaction, then fails), and the winner is read back. The savepoint
-    keeps the caller's transaction usable. Lock order: the new row only.
+    unique index on `transaction_id` for open attempts turns the second insert into nothing
+    (`ON CONFLICT DO NOTHING`; on PostgreSQL after waiting for the first one's commit), without
+    a savepoint. With `unless_hard_declined` (the payment's ids: reference, payment and invoice
+    id), nothing is inserted either while an attempt of this payment stopped by a hard decline
+    exists (`get_hard_declined`), checked in the same statement. Lock order: the new row only.
     """
-    try:
-        with session.begin_nested():
-            session.add(attempt)
-            session.flush()
-    except IntegrityError:
-        existing = get_open_for_transaction(session, transaction_id=attempt.transaction_id)
-        if existing is None:
-            raise
-        return existing
-    return attempt
+    values = {
+        column.key: getattr(attempt, column.key)
+        for column in RecoveryAttempt.__table__.c
+        if column.key in attempt.__dict__
+    }
+    # An attempt opening `cancelled` (a hard decline) is not open, so the index does not stop
+    # it: the open attempt is looked for in the statement too.
+    condition = ~exists().where(
+        RecoveryAttempt.transaction_id == attempt.transaction_id,
+        RecoveryAttempt.status.in_(OPEN_STATUSES),
+    )
+    if unless_hard_declined is not None:
+        blocking = _hard_declined(
+            organization_id=attempt.organization_id,
+            transaction_id=attempt.transaction_id,
+            refs=unless_hard_declined,
+        )
+        condition = condition & ~blocking.exists()
+    statement = upsert_into_where(session, RecoveryAttempt, values, condition)
+    statement = statement.on_conflict_do_nothing(
+        # Literal SQL: PostgreSQL infers the partial index from the predicate's text, which a
+        # bound parameter (once the statement is prepared) does not match.
+        index_elements=["transaction_id"],
+        index_where=text(OPEN_SQL),
+    )
+    return returned_row(session, RecoveryAttempt, statement)
 
 
 def finish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -39,6 +40,8 @@ log = structlog.get_logger(__name__)
 class OpenedAttempt:
     attempt: RecoveryAttempt
     created: bool  # False when an open attempt for the transaction already existed
+    # Nothing opened: `attempt` is the attempt a hard decline of this payment stopped before.
+    hard_declined_before: bool = False
 
 
 def schedule_of(attempt: RecoveryAttempt) -> Schedule:
@@ -50,6 +53,11 @@ def schedule_of(attempt: RecoveryAttempt) -> Schedule:
     )
 
 
+# Tries at opening before giving up: each try that inserts nothing finds the open attempt that
+# blocked it, unless that attempt ended in between (a payment landing at that very moment).
+_OPEN_TRIES = 3
+
+
 def open_attempt(
     session: Session,
     *,
@@ -59,52 +67,64 @@ def open_attempt(
     decline_code: str | None = None,
     decline_category: DeclineCategory = DeclineCategory.soft,
     ttl: timedelta | None = None,
+    unless_hard_declined: Sequence[str | None] | None = None,
 ) -> OpenedAttempt:
     """Open a recovery attempt for a failed transaction, unless one is already open.
 
     `policy` is the organization's effective retry policy (the caller resolves it); its numbers
     and channels are copied onto the attempt. A hard decline opens the attempt already
-    `cancelled`, so no reminder is ever sent for it.
+    `cancelled`, so no reminder is ever sent for it. With `unless_hard_declined` (the payment's
+    reference, payment and invoice ids), nothing opens when an attempt of this payment was
+    stopped by a hard decline: that attempt is returned with `hard_declined_before`. Opening
+    is one INSERT; only when it inserts nothing is the reason read.
     """
-    existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
-    if existing is not None:
-        return OpenedAttempt(existing, created=False)
-
     now = utc_now()
     lifetime = ttl or timedelta(days=get_settings().attempt_ttl_days)
     hard = decline_category == DeclineCategory.hard
-    attempt = RecoveryAttempt(
-        organization_id=transaction.organization_id,
-        transaction_id=transaction.id,
-        failure_event_id=failure.id if failure else None,
-        token=generate_token(),
-        status=AttemptStatus.cancelled if hard else AttemptStatus.created,
-        expires_at=now + lifetime,
-        retry_count=0,
-        max_retries=policy.schedule.max_retries,
-        next_retry_at=None if hard else next_due(policy.schedule, steps_done=0, last_at=now),
-        policy_id=policy.policy_id,
-        initial_delay_minutes=policy.schedule.initial_delay_minutes,
-        backoff_multiplier=policy.schedule.backoff_multiplier,
-        max_delay_minutes=policy.schedule.max_delay_minutes,
-        enabled_channels=list(policy.enabled_channels),
-        decline_code=decline_code,
-        decline_category=decline_category,
-        cancelled_at=now if hard else None,
-        cancel_reason=f"hard decline: {decline_code}" if hard else None,
-        created_at=now,
-        updated_at=now,
-    )
-    stored = repository.add_or_get_open(session, attempt)
-    if stored is not attempt:
-        # Another request opened one for this transaction between our check and insert.
-        return OpenedAttempt(stored, created=False)
-    record_attempt_event(session, attempt, EventType.attempt_opened)
-    if hard:
-        record_attempt_event(
-            session, attempt, EventType.cancelled, {"reason": attempt.cancel_reason}
+    for _ in range(_OPEN_TRIES):
+        attempt = RecoveryAttempt(
+            organization_id=transaction.organization_id,
+            transaction_id=transaction.id,
+            failure_event_id=failure.id if failure else None,
+            token=generate_token(),
+            status=AttemptStatus.cancelled if hard else AttemptStatus.created,
+            expires_at=now + lifetime,
+            retry_count=0,
+            max_retries=policy.schedule.max_retries,
+            next_retry_at=None if hard else next_due(policy.schedule, steps_done=0, last_at=now),
+            policy_id=policy.policy_id,
+            initial_delay_minutes=policy.schedule.initial_delay_minutes,
+            backoff_multiplier=policy.schedule.backoff_multiplier,
+            max_delay_minutes=policy.schedule.max_delay_minutes,
+            enabled_channels=list(policy.enabled_channels),
+            decline_code=decline_code,
+            decline_category=decline_category,
+            cancelled_at=now if hard else None,
+            cancel_reason=f"hard decline: {decline_code}" if hard else None,
+            created_at=now,
+            updated_at=now,
         )
-    return OpenedAttempt(attempt, created=True)
+        stored = repository.insert_open(session, attempt, unless_hard_declined=unless_hard_declined)
+        if stored is not None:
+            record_attempt_event(session, stored, EventType.attempt_opened)
+            if hard:
+                record_attempt_event(
+                    session, stored, EventType.cancelled, {"reason": stored.cancel_reason}
+                )
+            return OpenedAttempt(stored, created=True)
+        if unless_hard_declined is not None:
+            sticky = repository.get_hard_declined(
+                session,
+                organization_id=transaction.organization_id,
+                transaction_id=transaction.id,
+                refs=unless_hard_declined,
+            )
+            if sticky is not None:
+                return OpenedAttempt(sticky, created=False, hard_declined_before=True)
+        existing = repository.get_open_for_transaction(session, transaction_id=transaction.id)
+        if existing is not None:
+            return OpenedAttempt(existing, created=False)
+    raise RuntimeError(f"transaction {transaction.id}: no attempt opened and none open")
 
 
 def open_attempt_of(session: Session, *, transaction_id: int) -> RecoveryAttempt | None:

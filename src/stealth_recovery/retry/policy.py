@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel
+from stealth_recovery.organizations.repository import new_policy_stamp
 from stealth_recovery.recovery.schedule import (
     MAX_BACKOFF_MULTIPLIER,
     MAX_DELAY_MINUTES,
@@ -106,6 +108,7 @@ def create_policy(
     )
     session.add(policy)
     session.flush()
+    new_policy_stamp(session, organization_id=organization_id)
     return policy
 
 
@@ -123,19 +126,55 @@ def activate_policy(session: Session, *, organization_id: int, policy_id: int) -
         session.flush()
         policy.is_active = True
         session.flush()
+        new_policy_stamp(session, organization_id=organization_id)
     return policy
 
 
 def deactivate_policy(session: Session, *, organization_id: int, policy_id: int) -> RetryPolicy:
     """Deactivate (the row is kept). Without an active policy the default applies."""
     policy = get_policy(session, organization_id=organization_id, policy_id=policy_id)
-    policy.is_active = False
-    session.flush()
+    if policy.is_active:
+        policy.is_active = False
+        session.flush()
+        new_policy_stamp(session, organization_id=organization_id)
     return policy
 
 
-def effective_policy(session: Session, *, organization_id: int) -> EffectivePolicy:
-    active = repository.get_active(session, organization_id=organization_id)
+@dataclass(frozen=True)
+class _Cached:
+    stamp: int
+    policy: EffectivePolicy
+
+
+# The effective policy per organization, with the `policy_stamp` it was read with. Entries
+# are whole objects replaced at once (no lock needed); one per organization that ingested.
+_cache: dict[int, _Cached] = {}
+
+
+def effective_policy(
+    session: Session, *, organization_id: int, stamp: int | None = None
+) -> EffectivePolicy:
+    """The policy a new attempt of the organization copies: the active one, else the default.
+
+    Cached per organization in the process. `stamp`: the organization's `policy_stamp` as the
+    caller read it in this unit of work (the API's authentication reads it with the caller):
+    when the cache holds the policy read under that stamp, no statement runs. Otherwise (or
+    with None) one statement reads the stamp and the active policy together and the cache
+    keeps them. Every change of a policy draws a new stamp in the change's own unit of work
+    (`create_policy`, `activate_policy`, `deactivate_policy`), so a change committed by any
+    process is used by the next request that reads the stamp after the commit.
+    """
+    if stamp is not None:
+        cached = _cache.get(organization_id)
+        if cached is not None and cached.stamp == stamp:
+            return cached.policy
+    read_stamp, active = repository.get_active_with_stamp(session, organization_id=organization_id)
+    policy = _effective(active)
+    _cache[organization_id] = _Cached(read_stamp, policy)
+    return policy
+
+
+def _effective(active: RetryPolicy | None) -> EffectivePolicy:
     if active is None:
         return EffectivePolicy(
             policy_id=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from stealth_recovery.organizations.models import Organization
 from stealth_recovery.retry.models import RetryPolicy
 
 
@@ -13,6 +14,23 @@ def get_active(session: Session, *, organization_id: int) -> RetryPolicy | None:
         RetryPolicy.organization_id == organization_id, RetryPolicy.is_active.is_(True)
     )
     return session.scalar(stmt)
+
+
+def get_active_with_stamp(
+    session: Session, *, organization_id: int
+) -> tuple[int, RetryPolicy | None]:
+    """The organization's `policy_stamp` and its active policy (None: the default applies),
+    read by one statement, so the two always belong together."""
+    stmt = (
+        select(Organization.policy_stamp, RetryPolicy)
+        .outerjoin(
+            RetryPolicy,
+            (RetryPolicy.organization_id == Organization.id) & RetryPolicy.is_active.is_(True),
+        )
+        .where(Organization.id == organization_id)
+    )
+    stamp, active = session.execute(stmt).one()
+    return int(stamp), active
 
 
 def list_for_org(session: Session, *, organization_id: int) -> list[RetryPolicy]:
