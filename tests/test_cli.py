@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import free_port, run_cli, wait_until_healthy
+from tests.support.processes import free_port, run_cli, wait_until, wait_until_healthy
 
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -209,6 +212,48 @@ class TestServeWorkers:
             process.terminate()
             output = process.communicate(timeout=30)[0].decode()
         assert "2 processes" in output, output
+
+    def test_one_of_two_workers_runs_the_background_loops(
+        self, tmp_path: Path, database_url: str, postgres_only: None
+    ) -> None:
+        # Given `serve --workers 2` on PostgreSQL with the embedded scheduler
+        port = free_port()
+        process = subprocess.Popen(
+            [*SERVE, "--port", str(port), "--workers", "2", "--no-migrate"],
+            env=_env(tmp_path, DATABASE_URL=database_url, LOG_LEVEL="INFO"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+        reader.start()
+
+        def pids(event: str) -> list[int]:
+            return [
+                int(m) for line in list(lines) for m in re.findall(rf"{event}\s.*pid=(\d+)", line)
+            ]
+
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            # When both processes have started
+            wait_until(
+                lambda: len(pids("background_loops_in_another_process")) == 1,
+                30,
+                "the second process to stand by",
+            )
+            # Then exactly one runs the scheduler and the delivery loop
+            (leader,) = pids("background_loops_lead")
+            assert leader in _children(process.pid)
+            assert "\n".join(lines).count("embedded_scheduler_started") == 1
+            # And when that process dies, another takes the loops over
+            os.kill(leader, signal.SIGKILL)
+            wait_until(lambda: len(pids("background_loops_lead")) == 2, 60, "a new leader")
+            assert pids("background_loops_lead")[1] != leader
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
     def test_more_than_one_worker_on_sqlite_is_refused(self, tmp_path: Path) -> None:
         # When serve is asked for two processes on the SQLite file

@@ -6,9 +6,9 @@ access: what `serve` runs in each of its processes, and what any other ASGI serv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import structlog
@@ -20,13 +20,14 @@ from stealth_recovery import __version__
 from stealth_recovery.auth.endpoints import router as auth_router
 from stealth_recovery.core.api import add_error_handlers
 from stealth_recovery.core.api_docs import STATIC_URL, add_api_docs
-from stealth_recovery.core.database import connections_per_process
+from stealth_recovery.core.database import connections_per_process, get_engine
 from stealth_recovery.core.http import (
     LoadSheddingMiddleware,
     RequestGateMiddleware,
     SecurityHeadersMiddleware,
     size_thread_pool,
 )
+from stealth_recovery.core.leadership import Leadership, send_wake
 from stealth_recovery.core.logging import configure_logging
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.dashboard.endpoints import router as dashboard_router
@@ -41,7 +42,7 @@ from stealth_recovery.paylink.pages import router as pay_pages_router
 from stealth_recovery.recovery.endpoints import router as attempts_router
 from stealth_recovery.retry.endpoints import router as retry_router
 from stealth_recovery.webhooks.endpoints import router as webhooks_router
-from stealth_recovery.webhooks.service import on_new_events
+from stealth_recovery.webhooks.service import off_new_events, on_new_events
 
 log = structlog.get_logger(__name__)
 
@@ -54,18 +55,9 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         size_thread_pool(slots)
-        scheduler = None
-        deliveries = None
-        if run_scheduler:
-            from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
-            from stealth_recovery.retry.scheduler import EmbeddedScheduler
-            from stealth_recovery.webhooks.scheduler import DeliveryLoop
-
-            scheduler = EmbeddedScheduler.from_settings(extra_jobs=[sweep_ended_checkouts])
-            scheduler.start()
-            deliveries = DeliveryLoop.from_settings()
-            on_new_events(deliveries.wake)
-            deliveries.start()
+        loops = _BackgroundLoops() if run_scheduler else None
+        if loops is not None:
+            loops.start()
         elif settings.uses_celery:
             from stealth_recovery.webhooks.tasks import queue_pass
 
@@ -73,10 +65,8 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
         try:
             yield
         finally:
-            if deliveries is not None:
-                deliveries.stop()
-            if scheduler is not None:
-                scheduler.stop()
+            if loops is not None:
+                loops.stop()
 
     # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package,
     # never from a CDN (a self-hosted install often has no route to one), under a CSP that pins
@@ -123,6 +113,63 @@ def create_app(*, run_scheduler: bool = False) -> FastAPI:
     ):
         app.include_router(router)
     return app
+
+
+class _BackgroundLoops:
+    """The embedded scheduler and the webhook delivery loop, in one process of all that serve.
+
+    On SQLite (one process) they run here. On PostgreSQL `serve --workers N` starts this in each
+    process, and only the holder of the loops' advisory lock runs them (`core.leadership`);
+    every process wakes them through `NOTIFY`, wherever they run.
+    """
+
+    def __init__(self) -> None:
+        from stealth_recovery.integrations.stripe.tasks import sweep_ended_checkouts
+        from stealth_recovery.retry.scheduler import EmbeddedScheduler
+        from stealth_recovery.webhooks.scheduler import DeliveryLoop
+
+        self.scheduler = EmbeddedScheduler.from_settings(extra_jobs=[sweep_ended_checkouts])
+        self.deliveries = DeliveryLoop.from_settings()
+        self.leadership: Leadership | None = None
+        self._waker: Callable[[], None] | None = None
+        self._running = False
+
+    def start(self) -> None:
+        from stealth_recovery.retry.scheduler import wake_through
+
+        if get_settings().is_sqlite:
+            self._waker = self.deliveries.wake
+            on_new_events(self._waker)
+            self._run()
+            return
+        engine = get_engine()
+        wakes = {"scheduler": self.scheduler.wake, "deliveries": self.deliveries.wake}
+        self._waker = partial(send_wake, engine, "deliveries")
+        on_new_events(self._waker)
+        wake_through(partial(send_wake, engine, "scheduler"))
+        self.leadership = Leadership(
+            get_settings().sqlalchemy_url,
+            lead=self._run,
+            on_wake=lambda kind: wakes.get(kind, self.scheduler.wake)(),
+        )
+        self.leadership.start()
+
+    def _run(self) -> None:
+        self._running = True
+        self.scheduler.start()
+        self.deliveries.start()
+
+    def stop(self) -> None:
+        from stealth_recovery.retry.scheduler import wake_through
+
+        if self._waker is not None:
+            off_new_events(self._waker)
+        if self.leadership is not None:
+            self.leadership.stop()
+            wake_through(None)
+        if self._running:
+            self.deliveries.stop()
+            self.scheduler.stop()
 
 
 def __getattr__(name: str) -> Any:

@@ -80,7 +80,19 @@ class EmbeddedScheduler:
             self._wake.clear()
 
 
+# Set when the scheduler may run in another process (`serve --workers N`): how to wake it there.
+_waker: Callable[[], None] | None = None
+
+
+def wake_through(waker: Callable[[], None] | None) -> None:
+    """Route `wake_embedded_scheduler` to `waker` (None: to this process's scheduler)."""
+    global _waker
+    _waker = waker
+
+
 def wake_embedded_scheduler() -> None:
-    """Run a pass now (retry-now) when the embedded scheduler runs in this process."""
-    if _current is not None:
+    """Run a pass now (retry-now): the scheduler of this process, or wherever it runs."""
+    if _waker is not None:
+        _waker()
+    elif _current is not None:
         _current.wake()

@@ -137,6 +137,11 @@ def on_new_events(waker: Callable[[], None]) -> None:
         _wakers.append(waker)
 
 
+def off_new_events(waker: Callable[[], None]) -> None:
+    if waker in _wakers:
+        _wakers.remove(waker)
+
+
 def wake_delivery() -> None:
     for waker in list(_wakers):
         waker()
