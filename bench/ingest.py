@@ -5,10 +5,14 @@ trivial FastAPI POST endpoint (`bench.trivial_app`) under the same uvicorn, then
 
 1. **closed loop**: `--connections` clients (32) post as fast as answers come for `--seconds`,
    first to the reference, then `POST /v1/events/payment_failed` with an API key (a new failed
-   payment each time): requests/s, p50/p99, and the ratio ingestion ÷ reference of the same run;
-2. **overload**: `--rate` requests/s (500) for `--overload-seconds`, each sent on time whatever
-   the answers (an open loop, one connection each): completed (201), shed (503 or 429, with
-   `Retry-After`), failed (anything else, or no answer within 35 s, above the pool's 30 s timeout).
+   payment each time): requests/s, p50/p99, and the ratio ingestion ÷ reference of the same run.
+   The ingestion figure is the **sustainable rate** of this run;
+2. **fixed rates** (open loops: each request sent on time whatever the answers, one connection
+   each, for `--fixed-seconds`), to ingestion: at **half the reference's rate** (goal: p99 under
+   100 ms, no request shed or failed) and at **twice the sustainable rate** (goal: completed
+   requests/s above 80 % of the sustainable rate: overload sheds, it never stalls). Each counts
+   completed (201), shed (503 or 429, with `Retry-After`), failed (anything else, or no answer
+   within 35 s, above the pool's 30 s timeout). `--rate N` adds a run at N requests/s.
 
 Writes `bench/results/ingest.json` (runs by `--label`, with the machine and its load average) and
 the table in bench/README.md. Asserts no timing.
@@ -235,10 +239,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ingest = asyncio.run(
             _closed_loop(ingest_url, headers, _failure_body, args.connections, args.seconds)
         )
-        _say(f"{args.label}: {args.rate} req/s for {args.overload_seconds} s")
-        overload = asyncio.run(
-            _open_loop(ingest_url, headers, _failure_body, args.rate, args.overload_seconds)
-        )
+        sustainable = ingest["requests_per_second"]
+        rates = {
+            "half_reference": max(1, round(ref["requests_per_second"] / 2)),
+            "twice_sustainable": max(1, round(2 * sustainable)),
+        }
+        if args.rate:
+            rates["fixed"] = args.rate
+        fixed: dict[str, Any] = {}
+        for name_, rate in rates.items():
+            _say(f"{args.label}: {name_}, {rate} req/s for {args.fixed_seconds} s")
+            fixed[name_] = {
+                "rate": rate,
+                **asyncio.run(
+                    _open_loop(ingest_url, headers, _failure_body, rate, args.fixed_seconds)
+                ),
+            }
         with create_engine(database_url).connect() as connection:
             machine = describe(connection.engine)
     finally:
@@ -263,31 +279,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reference": ref,
         "ingestion": ingest,
         "ratio": round(ratio, 3),
-        "overload": overload,
+        "fixed_rates": fixed,
+        "goals": _goals(ratio, ingest["requests_per_second"], fixed),
         "parameters": {
             "connections": args.connections,
             "seconds": args.seconds,
             "rate": args.rate,
-            "overload_seconds": args.overload_seconds,
+            "fixed_seconds": args.fixed_seconds,
         },
         "machine": machine,
     }
 
 
+def _goals(ratio: float, sustainable: float, fixed: dict[str, Any]) -> dict[str, bool]:
+    """The issue's goals, read off this run (reported, never asserted)."""
+    half, twice = fixed["half_reference"], fixed["twice_sustainable"]
+    return {
+        "ratio_at_least_0.3": ratio >= 0.3,
+        "half_reference_p99_under_100_ms": half["completed_latency"]["p99_ms"] < 100,
+        "half_reference_no_errors": half["shed"] + half["failed"] == 0,
+        "twice_sustainable_above_80_percent": twice["completed_per_second"] > 0.8 * sustainable,
+    }
+
+
 def _table(runs: dict[str, Any]) -> str:
     lines = [
-        "| run | workers | reference req/s | ingestion req/s (p50 / p99 ms) | ratio | "
-        "overload: completed / shed / failed of offered | completed/s | load average |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "| run | workers | reference req/s | ingestion req/s (p50 / p99 ms) | ratio (≥ 0.3) | "
+        "½ reference: rate, p99 ms (< 100), shed + failed (0) | "
+        "2× sustainable: rate, completed/s (> 80 % of sustainable), shed / failed | "
+        "load average |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for label, r in runs.items():
-        o = r["overload"]
         i = r["ingestion"]
+        if "fixed_rates" not in r:  # a run from before the fixed-rate goals: 500 req/s only
+            o = r["overload"]
+            half_cell = "—"
+            twice_cell = (
+                f"500 (fixed): {o['completed_per_second']}; "
+                f"{o['shed']} / {o['failed']} of {o['offered']}"
+            )
+        else:
+            half, twice = r["fixed_rates"]["half_reference"], r["fixed_rates"]["twice_sustainable"]
+            share = twice["completed_per_second"] / i["requests_per_second"] * 100
+            half_cell = (
+                f"{half['rate']}: **{half['completed_latency']['p99_ms']}**, "
+                f"**{half['shed'] + half['failed']}** of {half['offered']}"
+            )
+            twice_cell = (
+                f"{twice['rate']}: **{twice['completed_per_second']}** ({share:.0f} %), "
+                f"{twice['shed']} / {twice['failed']}"
+            )
         lines.append(
             f"| {label} ({r['commit']}) | {r['workers']} | {r['reference']['requests_per_second']}"
             f" | {i['requests_per_second']} ({i['p50_ms']} / {i['p99_ms']}) | "
-            f"**{r['ratio']}×** | {o['completed']} / {o['shed']} / {o['failed']} of "
-            f"{o['offered']} | {o['completed_per_second']} | "
+            f"**{r['ratio']}×** | {half_cell} | {twice_cell} | "
             f"{' '.join(str(x) for x in r['load_average'])} |"
         )
     return "\n".join(lines)
@@ -300,8 +346,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="serve --workers (new code only)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=int, default=500)
-    parser.add_argument("--overload-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=0, help="an extra fixed-rate run (req/s)")
+    parser.add_argument("--fixed-seconds", type=float, default=10.0)
     parser.add_argument("--postgres-url", default=POSTGRES_ADMIN_URL)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--no-readme", action="store_true", help="leave bench/README.md alone")
