@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "label": args.label,
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(args.python).resolve().parent.parent.parent
+            cwd=Path(args.python).absolute().parent.parent.parent
             if args.python != sys.executable
             else ROOT.parent,
             capture_output=True,
