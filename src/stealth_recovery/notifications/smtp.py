@@ -19,9 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from email.utils import format_datetime, make_msgid, quote
+from functools import lru_cache
 
 import aiosmtplib
 import idna
+from aiosmtplib.email import quote_address
 
 from stealth_recovery.core.settings import Settings, reveal
 from stealth_recovery.core.time import utc_now
@@ -204,7 +206,36 @@ class _Transaction:
     data_started: bool = False  # DATA was accepted (354): the session cannot be reused blindly
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+# A mailbox that parses to itself (`email.utils.parseaddr`) and needs no quoting: dot-atoms of
+# the common characters on both sides. Nearly every address is one; the others go through
+# aiosmtplib's own parsing and checks, as `SMTP.mail()` and `SMTP.rcpt()` would do.
+_PLAIN_MAILBOX = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
+
+
+def mailbox(address: str, encoding: str) -> bytes:
+    """`<address>` as the MAIL FROM / RCPT TO argument; ValueError (from aiosmtplib) when the
+    address holds characters that would end the command line."""
+    if _PLAIN_MAILBOX.fullmatch(address):
+        return f"<{address}>".encode(encoding)
+    return quote_address(address).encode(encoding)
+
+
+async def _envelope(
+    client: aiosmtplib.SMTP, sender: str, recipients: list[str], utf8: bool
+) -> None:
+    """MAIL and RCPT as `SMTP.mail()` and `SMTP.rcpt()` send them, refusals raised the same
+    way, without re-parsing the addresses of every message."""
+    encoding = "utf-8" if utf8 else "ascii"
+    options = [b"SMTPUTF8"] if utf8 else []
+    response = await client.execute_command(b"MAIL", b"FROM:" + mailbox(sender, encoding), *options)
+    if response.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+    for recipient in recipients:
+        response = await client.execute_command(b"RCPT", b"TO:" + mailbox(recipient, encoding))
+        if response.code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
 
 
 async def _transaction(
@@ -235,11 +266,7 @@ async def _transaction(
     if utf8 and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
     try:
-        await client.mail(
-            sender, options=["SMTPUTF8"] if utf8 else [], encoding="utf-8" if utf8 else "ascii"
-        )
-        for recipient in recipients:
-            await client.rcpt(recipient, encoding="utf-8" if utf8 else "ascii")
+        await _envelope(client, sender, recipients, utf8)
         response = await client.execute_command(b"DATA")
         if response.code != 354:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
@@ -252,7 +279,10 @@ async def _transaction(
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")
-    body = _LEADING_DOT.sub(b"..", message)
+    # Dot-stuffing (RFC 5321 §4.5.2): a line starting with "." gets another.
+    body = message.replace(b"\n.", b"\n..")
+    if body.startswith(b"."):
+        body = b"." + body
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     try:
@@ -330,6 +360,12 @@ class SmtpEmailSender:
     def __init__(self, *, pool: SmtpPool, sender: str) -> None:
         self.pool = pool
         self.sender = sender
+        self._sender_wire: str | None = None  # `envelope_address(sender)`, once it parsed
+
+    def _envelope_sender(self) -> str:
+        if self._sender_wire is None:
+            self._sender_wire = envelope_address(self.sender)
+        return self._sender_wire
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpEmailSender:
@@ -351,14 +387,16 @@ class SmtpEmailSender:
         registry and generator cost over 1.5 ms of CPU per message: five times the rendering,
         and a ceiling on throughput for a worker that keeps hundreds of messages in flight.
         """
+        return self._compose(message, self._envelope_sender(), envelope_address(message.recipient))
+
+    def _compose(self, message: MessageContext, sender: str, recipient: str) -> tuple[bytes, str]:
         rendered = render_email(message)
-        sender = envelope_address(self.sender)
         domain = sender.rpartition("@")[2] or "localhost"
         message_id = make_msgid(idstring=f"sr{message.log_id}", domain=domain)
         boundary = f"=_sr_{uuid.uuid4().hex}"
         headers = [
-            address_header("From", message.merchant_name, sender),
-            address_header("To", None, envelope_address(message.recipient)),
+            _from_header(message.merchant_name, sender),
+            address_header("To", None, recipient),
             text_header("Subject", rendered.subject),
             f"Date: {format_datetime(utc_now(), usegmt=True)}",
             f"Message-ID: {message_id}",
@@ -394,10 +432,10 @@ class SmtpEmailSender:
         """
         try:
             recipient = envelope_address(message.recipient)
-            sender = envelope_address(self.sender)
+            sender = self._envelope_sender()
         except ValueError as exc:
             raise PermanentSendError(f"address not deliverable: {exc}", status="bounced") from exc
-        raw, _ = self.compose(message)
+        raw, _ = self._compose(message, sender, recipient)
         try:
             reply = await self.pool.send(
                 raw, sender=sender, recipients=[recipient], handover=handover
@@ -492,6 +530,11 @@ def address_header(name: str, display_name: str | None, address: str) -> str:
     return _fold(name, [*words, f"<{address}>"])
 
 
+@lru_cache(maxsize=1024)
+def _from_header(merchant_name: str, sender: str) -> str:
+    return address_header("From", merchant_name, sender)
+
+
 _SPECIALS = frozenset('()<>[]:;@\\,."')
 
 
@@ -513,18 +556,19 @@ def _fold(name: str, pieces: list[str]) -> str:
 def _encoded_words(value: str, *, first: int) -> list[str]:
     """`value` as utf-8 base64 encoded-words: the first fits in `first` characters, the others
     in 75 (so each fits a folded line of its own); characters are never split."""
+    data = value.encode("utf-8")
     words: list[str] = []
     limit = _payload_bytes(min(first, MAX_ENCODED_WORD))
-    chunk = b""
-    for char in value:
-        encoded = char.encode("utf-8")
-        if chunk and len(chunk) + len(encoded) > limit:
-            words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
-            chunk = b""
-            limit = _payload_bytes(MAX_ENCODED_WORD)
-        chunk += encoded
-    words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
-    return words
+    start = 0
+    while True:
+        end = min(start + limit, len(data))
+        # Back off to the start of a character (utf-8 continuation bytes are 0b10xxxxxx).
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end -= 1
+        words.append(f"=?utf-8?b?{base64.b64encode(data[start:end]).decode('ascii')}?=")
+        if end >= len(data):
+            return words
+        start, limit = end, _payload_bytes(MAX_ENCODED_WORD)
 
 
 def _payload_bytes(word_length: int) -> int:
