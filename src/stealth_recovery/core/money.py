@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
-from babel.numbers import get_currency_precision, parse_pattern
+from babel.numbers import NumberPattern, get_currency_precision, parse_pattern
 from iso4217 import Currency
 
 # Codes withdrawn from ISO 4217's current list that providers still accept, with their minor
@@ -40,13 +40,19 @@ def to_major(amount_minor: int, currency: str) -> Decimal:
     return Decimal(amount_minor).scaleb(-minor_unit_digits(currency))
 
 
+@lru_cache(maxsize=512)
+def _currency_pattern(locale: Locale, currency: str) -> NumberPattern:
+    """The locale's currency format with exactly the ISO minor unit's digits."""
+    pattern = copy.copy(parse_pattern(locale.currency_formats["standard"]))
+    digits = minor_unit_digits(currency)
+    pattern.frac_prec = (digits, digits)
+    return pattern
+
+
 def format_minor(amount_minor: int, currency: str, locale: Locale | str) -> str:
     """The amount as the customer reads it, in the locale's currency format, with exactly the
     ISO minor unit's digits (HUF 1299000 → "HUF12,990.00" in English)."""
     parsed = Locale.parse(locale) if isinstance(locale, str) else locale
-    pattern = copy.copy(parse_pattern(parsed.currency_formats["standard"]))
-    digits = minor_unit_digits(currency)
-    pattern.frac_prec = (digits, digits)
-    return pattern.apply(
+    return _currency_pattern(parsed, currency).apply(
         to_major(amount_minor, currency), parsed, currency=currency.upper(), currency_digits=False
     )

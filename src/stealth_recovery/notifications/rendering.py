@@ -169,7 +169,7 @@ _zone_names: dict[tuple[str, timedelta | None, str | None, str], str] = {}
 
 
 @lru_cache(maxsize=4096)
-def _amount(amount_minor: int, currency: str, locale: str) -> str:
+def _amount(amount_minor: int, currency: str, locale: Locale) -> str:
     # Kept: reminders of one plan's price repeat the same few amounts (Babel takes ~20 µs).
     return format_minor(amount_minor, currency, locale)
 
@@ -188,7 +188,7 @@ def template_variables(message: MessageContext) -> dict[str, Any]:
         "merchant_name": message.merchant_name,
         "customer_name": message.customer_name,
         "first_name": first_name[0] if first_name else None,
-        "amount": _amount(message.amount_minor, message.currency, str(locale)),
+        "amount": _amount(message.amount_minor, message.currency, locale),
         "pay_url": message.pay_url,
         "expires": format_expiry(message.expires_at, message.timezone, locale),
         "reminder_number": message.retry_number + 1,

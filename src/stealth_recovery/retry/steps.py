@@ -518,10 +518,14 @@ async def run_steps(
 
     async def send_step(step: PreparedStep) -> None:
         await unrecorded.acquire()
-        outcomes = await asyncio.gather(
-            *(notifier.send(m, gate.for_message(m.log_id)) for m in step.messages)
-        )
-        await finished.put(StepResult(step, list(outcomes)))
+        if len(step.messages) == 1:  # the usual step: no task of its own for its one message
+            message = step.messages[0]
+            outcomes = [await notifier.send(message, gate.for_message(message.log_id))]
+        else:
+            outcomes = await asyncio.gather(
+                *(notifier.send(m, gate.for_message(m.log_id)) for m in step.messages)
+            )
+        finished.put_nowait(StepResult(step, list(outcomes)))
 
     in_flight = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
 
