@@ -218,8 +218,12 @@ def run_celery(
     concurrency: int,
     overrides: dict[str, str],
     timeout: float,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A worker command over Redis; this process claims and dispatches, then polls the table."""
+    """A worker command over Redis; this process claims and dispatches, then polls the table.
+
+    `worker_env` is added to the worker command's environment only (e.g. a PYTHONPATH that
+    runs another checkout's engine)."""
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -260,8 +264,9 @@ def run_celery(
         # A worker of another run on this Redis database would take our tasks and look their
         # attempt ids up in its own database.
         raise RuntimeError(f"another Celery worker consumes {redis_url}; pick another --redis-url")
-    worker_env = {**os.environ, **env}
-    with celery_worker(worker_env, concurrency=concurrency, ping=ping) as running:
+    with celery_worker(
+        {**os.environ, **env, **(worker_env or {})}, concurrency=concurrency, ping=ping
+    ) as running:
         sink_before = sink.stats().messages
         trees = {
             "celery_worker": running.process.pid,
