@@ -257,3 +257,53 @@ def _variables_used(template: str) -> set[str]:
             parent_source = (Path(rendering.TEMPLATE_DIR) / parent).read_text()
             used |= meta.find_undeclared_variables(rendering._environment.parse(parent_source))
     return used
+
+
+class TestSkeletons:
+    """Fixed text is rendered once per shape; each message only fills in its own values."""
+
+    CONTEXTS = [
+        message_context(),
+        message_context(customer_name=None, decline_category="hard", retry_number=2),
+        message_context(merchant_name='A&B <Shop> "Outdoor"', pay_url=PAY_URL + "?a=1&b=<2>"),
+        message_context(locale="es-MX", customer_name="", retry_number=1, max_retries=2),
+        message_context(locale="es", decline_category="customer_action", currency="JPY"),
+    ]
+
+    @pytest.mark.parametrize("template", TEMPLATES)
+    def test_every_template_renders_as_jinja_renders_it(self, template: str) -> None:
+        for context in self.CONTEXTS:
+            # Given the variables of a message
+            variables = template_variables(context)
+
+            # When it is rendered (through its cached skeleton)
+            rendered = render(template, variables)
+
+            # Then the text is Jinja's, escaping included
+            assert rendered == rendering._environment.get_template(template).render(**variables)
+
+    @pytest.mark.parametrize("template", [t for t in TEMPLATES if "sms" not in t])
+    def test_templates_that_print_their_values_have_a_skeleton(self, template: str) -> None:
+        # Given a template that only prints or tests its per-message values
+        variables = template_variables(message_context())
+
+        # When its skeleton is asked for
+        skeleton = rendering._skeleton(
+            rendering.DEFAULT_TEMPLATES, template, rendering._shape(variables)
+        )
+
+        # Then there is one
+        assert skeleton is not None
+
+    @pytest.mark.parametrize("template", [t for t in TEMPLATES if "sms" in t])
+    def test_a_template_that_filters_a_value_is_rendered_by_jinja(self, template: str) -> None:
+        # Given the SMS template, which truncates the merchant's name
+        variables = template_variables(message_context())
+
+        # When its skeleton is asked for
+        skeleton = rendering._skeleton(
+            rendering.DEFAULT_TEMPLATES, template, rendering._shape(variables)
+        )
+
+        # Then there is none: a placeholder cannot stand for a truncated value
+        assert skeleton is None

@@ -200,6 +200,53 @@ class TestInternationalAddresses:
         [received] = smtp_sink.messages
         assert received.rcpt_tos == ["Jane.Doe+billing@Example.COM"]
 
+    async def test_a_quoted_local_part_goes_out_as_the_client_library_quotes_it(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given an address outside the plain dot-atom form (a quoted local part with a space)
+        smtp_sink.smtputf8 = False
+        notifier = _notifier(smtp_sink)
+
+        # When it is sent
+        outcome = await notifier.send(message_context(recipient='"jane doe"@example.test'))
+        await notifier.aclose()
+
+        # Then the envelope carries it as aiosmtplib's own parsing gives it
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        assert received.rcpt_tos == ['"jane doe"@example.test']
+
+    async def test_command_text_in_an_address_never_reaches_the_command_line(
+        self, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a recipient trying to add an ESMTP parameter and a second mailbox to RCPT TO
+        notifier = _notifier(smtp_sink)
+
+        # When it is sent
+        outcome = await notifier.send(
+            message_context(recipient="ana@example.test> NOTIFY=NEVER <x@example.test")
+        )
+        await notifier.aclose()
+
+        # Then the envelope holds the one mailbox the address parses to, nothing more
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        assert received.rcpt_tos == ["ana@example.test"]
+
+    async def test_lines_starting_with_a_dot_arrive_whole(self, smtp_sink: SmtpSink) -> None:
+        # Given a merchant whose name starts with a dot: the text part ends with a line ".Acme"
+        notifier = _notifier(smtp_sink)
+
+        # When the reminder is sent
+        outcome = await notifier.send(message_context(merchant_name=".Acme"))
+        await notifier.aclose()
+
+        # Then the server un-stuffs the dot and the line reads as written
+        assert outcome.status == "sent"
+        [received] = smtp_sink.messages
+        text = strict(received.raw).get_body(("plain",)).get_content()
+        assert text.splitlines()[-1] == ".Acme"
+
     async def test_a_non_ascii_local_part_fails_saying_the_server_lacks_smtputf8(
         self, smtp_sink: SmtpSink
     ) -> None:
