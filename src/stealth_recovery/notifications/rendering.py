@@ -147,8 +147,9 @@ def _expiry_day(day: date, locale: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _expiry_time(hour: int, minute: int, locale: str) -> str:
-    noon_or_not = datetime(2000, 1, 1, hour, minute)
-    return format_time(noon_or_not, "short", tzinfo=UTC, locale=locale)
+    # Only the hour and minute show: any day, read in UTC, gives the same text.
+    moment = datetime(2000, 1, 1, hour, minute, tzinfo=UTC)
+    return format_time(moment, "short", tzinfo=UTC, locale=locale)
 
 
 def _zone_name(
@@ -219,7 +220,7 @@ class TemplateSet:
 
     Today one set, the files under templates/ (`DEFAULT_TEMPLATES`). Templates an organization
     edits would be a set of their own (its id and a version that changes with every edit):
-    the caches keep each set's entries apart, and `forget_templates` drops a set's entries.
+    the caches keep each set's entries apart, and a new version is never served an old one's.
     """
 
     name: str
