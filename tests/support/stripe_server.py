@@ -33,7 +33,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,6 +66,9 @@ class FakeStripe:
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoice_payments: list[dict[str, Any]] = field(default_factory=list)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    # Runs on the server's thread after a request is received and before it is answered: what
+    # happens elsewhere while our code waits for Stripe (a webhook landing, another writer).
+    while_answering: Callable[[ReceivedRequest], None] | None = None
     _idempotent: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -184,8 +187,11 @@ class FakeStripe:
         query = urlsplit(handler.path).query
         params = decode_form(raw if method == "POST" else query)
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        received = ReceivedRequest(method, path, headers, params)
         with self._lock:
-            self.requests.append(ReceivedRequest(method, path, headers, params))
+            self.requests.append(received)
+        if self.while_answering is not None:
+            self.while_answering(received)
 
         if not self._authorized(headers.get("authorization", "")):
             message = self._bad_key_message()

@@ -294,8 +294,12 @@ _RETURN_HEADINGS = {
 
 
 @router.get("/pay/{token}/success", response_class=HTMLResponse, include_in_schema=False)
-def checkout_return(token: str, request: Request, session: SessionDep) -> HTMLResponse:
-    """Where Stripe Checkout sends the customer back: paid, or still being confirmed."""
+def checkout_return(token: str, request: Request, session: WriteSessionDep) -> HTMLResponse:
+    """Where Stripe Checkout sends the customer back: paid, or still being confirmed.
+
+    A GET that writes (it records the payment Stripe confirms), so its session is a writer's:
+    on SQLite a reader's transaction cannot take the write lock once another writer committed.
+    """
     attempt = repository.get_by_token(session, token)
     if attempt is None:
         return _return_page(request, "unknown", status_code=404)

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import get_session_factory
+from stealth_recovery.core.database import get_session_factory, session_scope
 from stealth_recovery.core.errors import Conflict
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.integrations.stripe import service
@@ -15,7 +15,7 @@ from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from tests.support.builders import make_account, make_attempt, reload_attempt
 from tests.support.stripe_events import StripeOrg, connect
-from tests.support.stripe_server import FakeStripe
+from tests.support.stripe_server import FakeStripe, ReceivedRequest
 
 
 class TestCheckoutUrlFor:
@@ -184,6 +184,32 @@ class TestPayButton:
         # Leaving for Checkout does not complete anything
         assert stored.status != "completed"
 
+    def test_other_writers_go_on_while_stripe_opens_the_checkout(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given two customers of one merchant; the second pays by API while the first's pay
+        # button is waiting for Stripe to open a Checkout Session
+        first = make_attempt(db, stripe_org.account.organization, due=False)
+        second = make_attempt(db, stripe_org.account.organization, due=False)
+        written: list[str] = []
+
+        def another_writer(request: ReceivedRequest) -> None:
+            if request.method == "POST" and request.path == "/v1/checkout/sessions":
+                with session_scope() as other:
+                    paid = other.get(RecoveryAttempt, second.id)
+                    assert paid is not None
+                    recovery_service.complete_attempt(other, attempt=paid, paid_via="api")
+                written.append("second completed")
+
+        stripe_server.while_answering = another_writer
+        # When the first customer presses the pay button
+        response = stripe_org.client.post(f"/pay/{first.token}/pay", follow_redirects=False)
+        # Then the other write went through meanwhile, and the customer went on to Checkout
+        assert written == ["second completed"]
+        assert reload_attempt(db, second).status == "completed"
+        assert response.status_code == 303
+        assert reload_attempt(db, first).checkout_session_id is not None
+
     @pytest.mark.parametrize(("currency", "amount_minor"), [("KWD", 5124), ("MGA", 150050)])
     def test_an_amount_stripe_cannot_charge_says_it_cannot_be_paid_online(
         self,
@@ -252,6 +278,42 @@ class TestReturnPage:
         stored = reload_attempt(db, attempt)
         assert stored.status == "completed"
         assert stored.completed_at is not None
+
+    def test_a_webhook_completing_the_attempt_meanwhile_leaves_the_page_paid(
+        self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
+    ) -> None:
+        # Given a customer who paid on Checkout and comes back to the return page
+        attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
+        checkout_url_for(db, attempt=attempt)
+        db.commit()
+        session_id = reload_attempt(db, attempt).checkout_session_id
+        assert session_id is not None
+        payment_intent = stripe_server.pay(session_id)["payment_intent"]
+
+        def webhook_lands(request: ReceivedRequest) -> None:
+            if request.method == "GET" and request.path.endswith(session_id):
+                with get_session_factory()() as other:
+                    landed = other.get(RecoveryAttempt, attempt.id)
+                    assert landed is not None
+                    recovery_service.record_payment(
+                        other,
+                        attempt=landed,
+                        paid_via=recovery_service.PaidVia.checkout(payment_intent),
+                    )
+                    other.commit()
+
+        # When Stripe's webhook completes the attempt while the page asks Stripe about it
+        stripe_server.while_answering = webhook_lands
+        response = stripe_org.client.get(
+            f"/pay/{attempt.token}/success", params={"session_id": session_id}
+        )
+        # Then the customer reads that the payment was received, and it was recorded once
+        assert response.status_code == 200
+        assert 'data-state="paid"' in response.text
+        stored = reload_attempt(db, attempt)
+        assert stored.status == "completed"
+        assert stored.paid_via == f"checkout:{payment_intent}"
+        assert stored.second_payment_at is None
 
     def test_another_paid_session_in_the_url_proves_nothing(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session

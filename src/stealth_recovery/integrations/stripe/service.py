@@ -12,6 +12,7 @@ import stripe
 import structlog
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import end_idle_transaction
 from stealth_recovery.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from stealth_recovery.core.security import decrypt_secret, encrypt_secret, reencrypt_secret
 from stealth_recovery.core.settings import get_settings
@@ -333,6 +334,9 @@ def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
     client = client_for(connection)
     transaction = session.get(Transaction, attempt.transaction_id)
     assert transaction is not None
+    params = _checkout_params(session, attempt)
+    # Stripe may take seconds to answer: no write lock (SQLite's is the whole database) held.
+    end_idle_transaction(session)
     if transaction.psp_invoice_id:
         return _invoice_pay_url(
             session, client, attempt=attempt, invoice_id=transaction.psp_invoice_id
@@ -354,7 +358,7 @@ def checkout_url_for(session: Session, *, attempt: RecoveryAttempt) -> str:
                 return success_url(attempt) + f"?session_id={existing.id}"
     try:
         created = client.v1.checkout.sessions.create(
-            params=_checkout_params(session, attempt),  # type: ignore[arg-type]
+            params=params,  # type: ignore[arg-type]
             # Two clicks (or a retry after our commit failed) get the same session back.
             options={"idempotency_key": f"sr-checkout-{attempt.id}-{previous or 'first'}"},
         )
@@ -419,6 +423,9 @@ def confirm_checkout(session: Session, *, attempt: RecoveryAttempt) -> CheckoutS
     connection = repository.get_connection(session, organization_id=attempt.organization_id)
     if connection is None:
         return CheckoutState.pending
+    # No write lock held while Stripe answers; the payment is then recorded by conditional
+    # updates, whatever a webhook recorded meanwhile.
+    end_idle_transaction(session)
     try:
         checkout = client_for(connection).v1.checkout.sessions.retrieve(attempt.checkout_session_id)
     except stripe.StripeError as exc:
