@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 # The policy copied onto every attempt: the default policy (3 reminders, 60 min, ×2, 24 h).
@@ -103,7 +103,8 @@ SELECT
          WHEN s.kind < 2 THEN now() + interval '1 minute' + (random() * interval '1 day')
          ELSE NULL END,
     :max_retries, :initial, :multiplier, :max_delay, CAST('["email"]' AS jsonb),
-    'soft', now() - interval '1 day', now() - interval '1 day'
+    'soft', now() - interval '1 day' * (1 + s.n % :spread_days),
+    now() - interval '1 day' * (1 + s.n % :spread_days)
 FROM (
     SELECT t.id, t.n,
            (t.n * CAST(:due AS bigint)) / :rows > ((t.n - 1) * CAST(:due AS bigint)) / :rows AS due,
@@ -114,16 +115,45 @@ FROM (
 """
 
 
-def fill(engine: Engine, *, rows: int, due: int) -> FillReport:
+# One email per attempt (its first reminder), an hour after it opened, in a spread of outcomes.
+_LOGS = """
+INSERT INTO notification_logs (
+    organization_id, attempt_id, retry_number, channel, recipient, provider, status,
+    send_attempts, created_at, updated_at
+)
+SELECT a.organization_id, a.id, 0, 'email', 'customer@example.com', 'smtp',
+       (ARRAY['sent', 'delivered', 'delivered', 'failed', 'bounced', 'unconfirmed'])[1 + a.id % 6],
+       1, a.created_at + interval '1 hour', a.created_at + interval '1 hour'
+FROM recovery_attempts AS a
+WHERE a.organization_id = :org
+"""
+_COUNTED = ("recovery_attempts", "notification_logs")
+
+
+def _has_counters(connection: Connection) -> bool:
+    return bool(connection.execute(text("SELECT to_regclass('daily_counts') IS NOT NULL")).scalar())
+
+
+def fill(
+    engine: Engine, *, rows: int, due: int, spread_days: int = 1, logs: bool = False
+) -> FillReport:
     """One organization, `rows` transactions and attempts, `due` of them due now.
+
+    Attempts open 1 to `spread_days` days ago (row n on day 1 + n mod `spread_days`); with
+    `logs`, each has one email log row. The counting triggers are off during the bulk insert
+    and the organization's daily counters are recounted at the end (the recount the repair
+    command runs): a trigger per row would make a million-row fill minutes long.
 
     Ends with VACUUM ANALYZE, as autovacuum would have done on a table in steady use: the
     planner sees real statistics and index-only paths see an up-to-date visibility map.
     """
     if not 0 <= due <= rows:
         raise ValueError("due must be between 0 and rows")
+    if spread_days < 1:
+        raise ValueError("spread_days must be at least 1")
     started = time.perf_counter()
     params = {
+        "spread_days": spread_days,
         "rows": rows,
         "due": due,
         "max_retries": MAX_RETRIES,
@@ -135,10 +165,29 @@ def fill(engine: Engine, *, rows: int, due: int) -> FillReport:
         org = connection.execute(text(_ORGANIZATION), {"slug": f"bench-{uuid.uuid4().hex[:8]}"})
         params["org"] = org.scalar_one()
         connection.execute(text("SET LOCAL synchronous_commit = off"))
+        counted = _has_counters(connection)
+        for table in _COUNTED if counted else ():
+            connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         connection.execute(text(_TRANSACTIONS), params)
         connection.execute(text(_ATTEMPTS), params)
+        if logs:
+            connection.execute(text(_LOGS), params)
+        for table in _COUNTED if counted else ():
+            connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
+        if counted:
+            from stealth_recovery.counters.definitions import recount_sql
+
+            connection.execute(
+                text(recount_sql("postgresql", one_organization=True)),
+                {"organization_id": params["org"]},
+            )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE organizations, transactions, recovery_attempts"))
+        connection.execute(
+            text(
+                "VACUUM ANALYZE organizations, transactions, recovery_attempts, "
+                "notification_logs" + (", daily_counts" if counted else "")
+            )
+        )
     return FillReport(rows=rows, due=due, seconds=time.perf_counter() - started)
 
 

@@ -3,6 +3,7 @@
 from stealth_recovery.auth.idempotency import IdempotencyKey
 from stealth_recovery.auth.models import ApiKey, PasswordReset, RegistrationInvite, User
 from stealth_recovery.core.database import Base
+from stealth_recovery.counters.models import DailyCount
 from stealth_recovery.integrations.models import StripeConnection
 from stealth_recovery.notifications.models import NotificationLog, OutboxMessage
 from stealth_recovery.organizations.models import Organization
@@ -19,6 +20,7 @@ from stealth_recovery.webhooks.models import (
 __all__ = [
     "ApiKey",
     "Base",
+    "DailyCount",
     "FailureEvent",
     "IdempotencyKey",
     "NotificationLog",

@@ -132,6 +132,24 @@ def invite(
     typer.echo(code)
 
 
+@app.command("recount-counters")
+def recount_counters(
+    organization: int | None = typer.Option(
+        None, "--organization", help="the organization's id (default: every organization)"
+    ),
+) -> None:
+    """Rebuild the daily counters behind the stats and the dashboard from the rows."""
+    from stealth_recovery.core.database import session_scope
+    from stealth_recovery.counters.repository import recount
+
+    _settings_or_exit()
+    _migrate()
+    with session_scope() as session:
+        rows = recount(session, organization_id=organization)
+    scope = f"organization {organization}" if organization is not None else "every organization"
+    typer.echo(f"recounted the daily counters of {scope}: {rows} counter row(s)")
+
+
 @app.command("rotate-secrets")
 def rotate_secrets() -> None:
     """Re-encrypt stored Stripe keys with SECRET_KEY (the old key set as SECRET_KEY_PREVIOUS)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.time import utc_now
 from stealth_recovery.recovery.service import cancel_attempt, complete_attempt
 from stealth_recovery.retry.stats import compute_stats
 from tests.support.builders import add_log, make_account, make_attempt
@@ -88,21 +91,57 @@ class TestComputeStats:
         assert compute_stats(db, organization_id=mine.id).total_attempts == 0
         assert compute_stats(db, organization_id=mine.id).sent_count == 0
 
-    def test_computed_by_two_aggregate_queries(self, db: Session, engine: Engine) -> None:
-        # Given many attempts, the figures still come from two statements, not from loading rows
+    def test_read_from_the_daily_counters_alone(self, db: Session, engine: Engine) -> None:
+        # Given many attempts and messages
         org = make_account(db).organization
-        for _ in range(5):
-            make_attempt(db, org)
+        for number in range(5):
+            add_log(db, make_attempt(db, org), retry_number=number, status="sent")
+        db.commit()
         statements: list[str] = []
 
         def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
             statements.append(statement)
 
+        # When the stats are computed
         event.listen(engine, "before_cursor_execute", record)
         try:
-            compute_stats(db, organization_id=org.id)
+            stats = compute_stats(db, organization_id=org.id)
         finally:
             event.remove(engine, "before_cursor_execute", record)
+        # Then one statement read them, from the counters, never from the rows themselves
+        assert (stats.total_attempts, stats.sent_count) == (5, 5)
         selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-        assert len(selects) == 2
-        assert all("count(" in s.lower() or "sum(" in s.lower() for s in selects)
+        assert len(selects) == 1
+        assert "daily_counts" in selects[0]
+        assert "recovery_attempts" not in selects[0] and "notification_logs" not in selects[0]
+
+
+class TestSince:
+    def test_a_midnight_counts_whole_days(self, db: Session) -> None:
+        # Given attempts opened two days ago, yesterday and today
+        org = make_account(db).organization
+        today = utc_now().replace(hour=0, minute=0, second=0, microsecond=0)
+        for days_ago in (2, 1, 0):
+            attempt = make_attempt(db, org, opened_at=today - timedelta(days=days_ago))
+            add_log(db, attempt, status="sent", at=today - timedelta(days=days_ago))
+        # When the stats are asked from yesterday's midnight
+        stats = compute_stats(db, organization_id=org.id, since=today - timedelta(days=1))
+        # Then yesterday's and today's count
+        assert (stats.total_attempts, stats.sent_count) == (2, 2)
+
+    def test_a_moment_inside_a_day_counts_from_that_moment(self, db: Session) -> None:
+        # Given two attempts paid yesterday, one before 12:00 and one after, and one today
+        org = make_account(db).organization
+        yesterday = utc_now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+        for moment in (yesterday.replace(hour=9), yesterday.replace(hour=15), utc_now()):
+            attempt = make_attempt(db, org, opened_at=moment)
+            attempt.retry_count = 2
+            db.commit()
+            complete_attempt(db, attempt=attempt, paid_via="api")
+            add_log(db, attempt, status="failed", at=moment)
+        db.commit()
+        # When the stats are asked from yesterday noon
+        stats = compute_stats(db, organization_id=org.id, since=yesterday.replace(hour=12))
+        # Then the part of yesterday after noon and today count, nothing before
+        assert (stats.total_attempts, stats.completed_count, stats.failed_count) == (2, 2, 2)
+        assert stats.avg_retry_count == 2.0

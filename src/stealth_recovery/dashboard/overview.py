@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.counters import repository as counters
+from stealth_recovery.counters.repository import DailyCounts
 from stealth_recovery.dashboard import charts
 from stealth_recovery.dashboard.charts import STATUS_COLOURS, Chart, Series
-from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.models import Channel, NotificationStatus
-from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.models import FINAL_STATUSES, AttemptStatus
 
 if TYPE_CHECKING:
@@ -91,28 +91,34 @@ def _with_phone_drawing(chart: Chart, phone: Chart) -> Chart:
     return replace(chart, phone_svg=phone.svg)
 
 
+def _per_day(counts: DailyCounts, days: list[date], metric: str) -> list[int]:
+    return [counts.by_day.get(day, {}).get(metric, 0) for day in days]
+
+
+def _non_test(totals: dict[str, int], status: str) -> int:
+    """Attempts in `status`, test payments excluded (they are never a recovery)."""
+    return totals.get(f"a:s:{status}", 0) - totals.get(f"a:test:{status}", 0)
+
+
 def build_overview(session: Session, *, organization_id: int, period_days: int) -> Overview:
     """Everything the overview shows, for the caller's organization only.
 
     Every figure covers the last `period_days` UTC days (today included): attempts opened and
-    messages written since that midnight.
+    messages written since that midnight. All of it comes from one read of the organization's
+    daily counters for those days (`counters.repository.per_day`): the stats cards are
+    `retry.stats.stats_from_counts` of the same read.
     """
-    from stealth_recovery.retry.stats import compute_stats
+    from stealth_recovery.retry.stats import stats_from_counts
 
     days = _days(period_days)
-    since = utc_now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=period_days - 1
-    )
     labels = charts.day_labels(days)
-    index = {d: i for i, d in enumerate(days)}
+    counts = counters.per_day(session, organization_id=organization_id, since=days[0])
+    totals = counts.totals()
 
-    per_status: dict[str, list[int]] = {s: [0] * len(days) for s in _OUTCOMES}
-    for row in attempts_repository.per_day_by_status(
-        session, organization_id=organization_id, since=since
-    ):
-        if row.day in index and row.key in per_status:
-            per_status[row.key][index[row.day]] += row.count
-    outcome_series = [Series(s.capitalize(), STATUS_COLOURS[s], per_status[s]) for s in _OUTCOMES]
+    outcome_series = [
+        Series(s.capitalize(), STATUS_COLOURS[s], _per_day(counts, days, f"a:s:{s}"))
+        for s in _OUTCOMES
+    ]
     outcomes_label = "Attempts opened per day, by outcome"
     outcomes = _with_phone_drawing(
         charts.stacked_bars(label=outcomes_label, categories=labels, series=outcome_series),
@@ -124,22 +130,14 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
         ),
     )
 
-    per_channel: dict[str, dict[str, list[int]]] = {}
-    for m in logs_repository.per_day_by_channel(
-        session, organization_id=organization_id, since=since
-    ):
-        if m.day not in index:
-            continue
-        statuses = per_channel.setdefault(m.channel, {s: [0] * len(days) for s in _DELIVERY})
-        if m.status in statuses:
-            statuses[m.status][index[m.day]] += m.count
     channel_charts = []
     for channel in (c.value for c in Channel):
-        if channel not in per_channel:
+        if not any(n for m, n in totals.items() if m.startswith(f"m:{channel}:")):
             continue
         name = CHANNEL_LABELS.get(channel, channel)
         series = [
-            Series(s.capitalize(), STATUS_COLOURS[s], per_channel[channel][s]) for s in _DELIVERY
+            Series(s.capitalize(), STATUS_COLOURS[s], _per_day(counts, days, f"m:{channel}:{s}"))
+            for s in _DELIVERY
         ]
         drawings = [
             charts.stacked_bars(
@@ -155,9 +153,11 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
             ChannelChart(channel=channel, label=name, chart=_with_phone_drawing(*drawings))
         )
 
-    steps = attempts_repository.recoveries_by_step(
-        session, organization_id=organization_id, since=since
-    )
+    steps = {
+        int(m.removeprefix("a:step:")): n
+        for m, n in totals.items()
+        if m.startswith("a:step:") and n
+    }
     last_step = max([3, *steps])
     step_numbers = list(range(0, last_step + 1))
     step_values = [steps.get(n, 0) for n in step_numbers]
@@ -178,17 +178,16 @@ def build_overview(session: Session, *, organization_id: int, period_days: int) 
         ),
     )
 
-    # Every figure is about the same period: attempts opened (and messages written) since then.
-    counts = attempts_repository.status_counts(
-        session, organization_id=organization_id, since=since
+    revenue = sorted(
+        ((m.removeprefix("a:rev:"), n) for m, n in totals.items() if m.startswith("a:rev:") and n),
+        key=lambda item: -item[1],
     )
+    # Every figure is about the same period: attempts opened (and messages written) since then.
     return Overview(
-        stats=compute_stats(session, organization_id=organization_id, since=since),
-        revenue=attempts_repository.recovered_revenue(
-            session, organization_id=organization_id, since=since
-        ),
-        recovered=counts.get(AttemptStatus.completed, 0),
-        settled=sum(counts.get(s, 0) for s in FINAL_STATUSES),
+        stats=stats_from_counts(totals),
+        revenue=dict(revenue),
+        recovered=_non_test(totals, AttemptStatus.completed),
+        settled=sum(_non_test(totals, s) for s in FINAL_STATUSES),
         period_days=period_days,
         outcomes=outcomes,
         channels=channel_charts,

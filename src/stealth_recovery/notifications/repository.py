@@ -17,7 +17,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -36,7 +36,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import utc_day
 from stealth_recovery.notifications.models import (
     STATUS_RANK,
     UNSETTLED_STATUSES,
@@ -263,12 +262,11 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def totals(
-    session: Session, *, organization_id: int, since: datetime | None = None
+    session: Session, *, organization_id: int, since: datetime, until: datetime
 ) -> MessageTotals:
-    """The organization's message figures in one aggregate query (written from `since` on)."""
-    scope = [NotificationLog.organization_id == organization_id]
-    if since is not None:
-        scope.append(NotificationLog.created_at >= since)
+    """The organization's message figures for the messages written from `since` (included) to
+    `until` (excluded), in one aggregate query read through the (organization, created_at)
+    index. The same definitions as the daily counters (`counters.definitions`)."""
     sent, failed, kept, unconfirmed = session.execute(
         select(
             # A message the local outbox kept never reached a customer: counted apart.
@@ -276,38 +274,15 @@ def totals(
             _count_where(NotificationLog.status.in_(_FAILED)),
             _count_where(NotificationLog.status.in_(_SENT) & (NotificationLog.provider == OUTBOX)),
             _count_where(NotificationLog.status == NotificationStatus.unconfirmed),
-        ).where(*scope)
+        ).where(
+            NotificationLog.organization_id == organization_id,
+            NotificationLog.created_at >= since,
+            NotificationLog.created_at < until,
+        )
     ).one()
     return MessageTotals(
         sent=int(sent), failed=int(failed), kept=int(kept), unconfirmed=int(unconfirmed)
     )
-
-
-@dataclass(frozen=True)
-class ChannelDayCount:
-    day: date
-    channel: str
-    status: str
-    count: int
-
-
-def per_day_by_channel(
-    session: Session, *, organization_id: int, since: datetime
-) -> list[ChannelDayCount]:
-    """Messages written each day since `since`, by channel and current delivery status."""
-    day = utc_day(session, NotificationLog.created_at).label("day")
-    stmt = (
-        select(day, NotificationLog.channel, NotificationLog.status, func.count())
-        .where(
-            NotificationLog.organization_id == organization_id,
-            NotificationLog.created_at >= since,
-        )
-        .group_by(day, NotificationLog.channel, NotificationLog.status)
-    )
-    return [
-        ChannelDayCount(date.fromisoformat(d) if isinstance(d, str) else d, c, s, n)
-        for d, c, s, n in session.execute(stmt)
-    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
     Integer,
     Select,
     Table,
@@ -42,10 +41,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import returned_row, upsert_into_where, utc_day
+from stealth_recovery.core.database import returned_row, upsert_into_where
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
@@ -320,7 +318,7 @@ class AttemptTotals:
     pending_retries: int  # open, with a reminder still to come
     completed: int  # paid, test payments excluded
     test_payments: int
-    average_retry_count: float | None
+    retry_count_sum: int
     paid_after_end: int
 
 
@@ -329,12 +327,12 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def totals(
-    session: Session, *, organization_id: int, since: datetime | None = None
+    session: Session, *, organization_id: int, since: datetime, until: datetime
 ) -> AttemptTotals:
-    """The organization's attempt figures in one aggregate query (opened from `since` on)."""
-    scope = [RecoveryAttempt.organization_id == organization_id]
-    if since is not None:
-        scope.append(RecoveryAttempt.created_at >= since)
+    """The organization's attempt figures for the attempts opened from `since` (included) to
+    `until` (excluded), in one aggregate query read through the (organization, created_at)
+    index. The same definitions as the daily counters (`counters.definitions`): the stats
+    use it for the part of a day the counters cannot split."""
     row = session.execute(
         select(
             func.count(RecoveryAttempt.id),
@@ -349,97 +347,26 @@ def totals(
                 & RecoveryAttempt.test_payment.is_(False)
             ),
             _count_where(RecoveryAttempt.test_payment.is_(True)),
-            func.avg(sql_cast(RecoveryAttempt.retry_count, Float)),
+            func.coalesce(func.sum(RecoveryAttempt.retry_count), 0),
             _count_where(
                 (RecoveryAttempt.status == AttemptStatus.completed)
                 & RecoveryAttempt.paid_after_end.is_(True)
             ),
-        ).where(*scope)
+        ).where(
+            RecoveryAttempt.organization_id == organization_id,
+            RecoveryAttempt.created_at >= since,
+            RecoveryAttempt.created_at < until,
+        )
     ).one()
-    total, pending, completed, test_payments, average, late = row
+    total, pending, completed, test_payments, retries, late = row
     return AttemptTotals(
         total=int(total),
         pending_retries=int(pending),
         completed=int(completed),
         test_payments=int(test_payments),
-        average_retry_count=float(average) if average is not None else None,
+        retry_count_sum=int(retries),
         paid_after_end=int(late),
     )
-
-
-@dataclass(frozen=True)
-class DayCount:
-    day: date
-    key: str
-    count: int
-
-
-def _as_date(value: date | str) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
-def per_day_by_status(session: Session, *, organization_id: int, since: datetime) -> list[DayCount]:
-    """Attempts opened each day since `since`, split by their status now."""
-    day = utc_day(session, RecoveryAttempt.created_at).label("day")
-    stmt = (
-        select(day, RecoveryAttempt.status, func.count())
-        .where(
-            RecoveryAttempt.organization_id == organization_id,
-            RecoveryAttempt.created_at >= since,
-        )
-        .group_by(day, RecoveryAttempt.status)
-    )
-    return [DayCount(_as_date(d), s, n) for d, s, n in session.execute(stmt)]
-
-
-def recoveries_by_step(
-    session: Session, *, organization_id: int, since: datetime
-) -> dict[int, int]:
-    """Paid attempts opened since `since`, by how many reminders had gone out when paid."""
-    stmt = (
-        select(RecoveryAttempt.completed_after_step, func.count())
-        .where(
-            RecoveryAttempt.organization_id == organization_id,
-            RecoveryAttempt.created_at >= since,
-            RecoveryAttempt.status == AttemptStatus.completed,
-            # A test payment moved no money: it is never a recovery.
-            RecoveryAttempt.test_payment.is_(False),
-        )
-        .group_by(RecoveryAttempt.completed_after_step)
-    )
-    return {int(step or 0): n for step, n in session.execute(stmt)}
-
-
-def status_counts(session: Session, *, organization_id: int, since: datetime) -> dict[str, int]:
-    """Attempts opened since `since`, by their status now."""
-    stmt = (
-        select(RecoveryAttempt.status, func.count())
-        .where(
-            RecoveryAttempt.organization_id == organization_id,
-            RecoveryAttempt.created_at >= since,
-            RecoveryAttempt.test_payment.is_(False),
-        )
-        .group_by(RecoveryAttempt.status)
-    )
-    return {status: n for status, n in session.execute(stmt)}
-
-
-def recovered_revenue(session: Session, *, organization_id: int, since: datetime) -> dict[str, int]:
-    """Amount (minor units) of the paid attempts opened since `since`, by currency."""
-    stmt = (
-        select(Transaction.currency, func.sum(Transaction.amount_minor))
-        .join(RecoveryAttempt, RecoveryAttempt.transaction_id == Transaction.id)
-        .where(
-            RecoveryAttempt.organization_id == organization_id,
-            RecoveryAttempt.created_at >= since,
-            RecoveryAttempt.status == AttemptStatus.completed,
-            # A test payment moved no money: it is never a recovery.
-            RecoveryAttempt.test_payment.is_(False),
-        )
-        .group_by(Transaction.currency)
-        .order_by(func.sum(Transaction.amount_minor).desc())
-    )
-    return {currency: int(total or 0) for currency, total in session.execute(stmt)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from stealth_recovery.core import metrics
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
 from stealth_recovery.core.time import utc_now
+from stealth_recovery.counters import repository as counters
 from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.events import record_attempts_events
 from stealth_recovery.recovery.repository import ClaimedStep
@@ -85,8 +86,10 @@ def process_retry_queue(
 
 
 def cleanup_expired_attempts(session: Session, *, now: datetime) -> int:
-    """Mark every open attempt past its `expires_at` as `expired` (daily, 02:00 UTC)."""
+    """Mark every open attempt past its `expires_at` as `expired` (daily, 02:00 UTC), and fold
+    the counter shards of past days into one row per metric."""
     expired = attempts_repository.expire_past_deadline(session, now=now)
     record_attempts_events(session, expired, EventType.expired)
+    counters.fold_shards(session, before=now.date())
     log.info("expired_attempts", count=len(expired))
     return len(expired)

@@ -1,0 +1,1 @@
+"""Per-organization, per-day counters of attempts and messages, kept by database triggers."""
