@@ -103,8 +103,8 @@ SELECT
          WHEN s.kind < 2 THEN now() + interval '1 minute' + (random() * interval '1 day')
          ELSE NULL END,
     :max_retries, :initial, :multiplier, :max_delay, CAST('["email"]' AS jsonb),
-    'soft', now() - interval '1 day' * (1 + s.n % :spread_days),
-    now() - interval '1 day' * (1 + s.n % :spread_days)
+    'soft', now() - interval '1 day' * (1 + (s.n / 5) % :spread_days),
+    now() - interval '1 day' * (1 + (s.n / 5) % :spread_days)
 FROM (
     SELECT t.id, t.n,
            (t.n * CAST(:due AS bigint)) / :rows > ((t.n - 1) * CAST(:due AS bigint)) / :rows AS due,
@@ -139,10 +139,11 @@ def fill(
 ) -> FillReport:
     """One organization, `rows` transactions and attempts, `due` of them due now.
 
-    Attempts open 1 to `spread_days` days ago (row n on day 1 + n mod `spread_days`); with
-    `logs`, each has one email log row. The counting triggers are off during the bulk insert
-    and the organization's daily counters are recounted at the end (the recount the repair
-    command runs): a trigger per row would make a million-row fill minutes long.
+    Attempts open 1 to `spread_days` days ago (rows 5k to 5k + 4, one of each kind, on day
+    1 + k mod `spread_days`); with `logs`, each has one email log row. The counting triggers
+    are off during the bulk insert and the organization's daily counters are recounted at the
+    end (the recount the repair command runs): a trigger per row would make a million-row
+    fill minutes long.
 
     Ends with VACUUM ANALYZE, as autovacuum would have done on a table in steady use: the
     planner sees real statistics and index-only paths see an up-to-date visibility map.

@@ -22,6 +22,7 @@ from stealth_recovery.counters.models import DailyCount
 from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.models import NotificationLog, NotificationStatus
 from stealth_recovery.organizations.models import Organization
+from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.errors import AttemptNotOpen
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
@@ -72,6 +73,7 @@ class _Workload:
             self.callback,
             self.log_elsewhere,
             self.edit_retry_count,
+            self.report_again,
         ]
         for _ in range(steps):
             self.rng.choice(operations)()
@@ -182,6 +184,20 @@ class _Workload:
                 status=self.rng.choice(["sent", "delivered", "failed", "unconfirmed"]),
                 provider="outbox" if channel == "email" else None,
                 at=utc_now() - timedelta(days=self.rng.randint(0, 2)),
+            )
+
+    def report_again(self) -> None:
+        # A new failure of a paid payment: a new attempt, and the newest report's amount and
+        # currency on the transaction (the paid attempt's recovered amount moves with it).
+        if attempt := self._pick("completed", "cancelled"):
+            transaction = self.db.get(Transaction, attempt.transaction_id)
+            assert transaction is not None
+            make_attempt(
+                self.db,
+                next(o for o in self.organizations if o.id == attempt.organization_id),
+                ref=transaction.external_ref,
+                currency=self.rng.choice(["EUR", "USD"]),
+                amount_minor=self.rng.randint(100, 90_000),
             )
 
     def edit_retry_count(self) -> None:

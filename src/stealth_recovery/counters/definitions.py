@@ -65,7 +65,8 @@ ATTEMPT_METRICS: tuple[Metric, ...] = (
     Metric("'a:retries'", value="{r}.retry_count", condition="{r}.retry_count <> 0"),
     # a:step:<k>: recoveries by the reminders out before the payment
     Metric("'a:step:' || COALESCE({r}.completed_after_step, 0)", condition=_WON),
-    # a:rev:<currency>: recovered amount in minor units (a transaction's amount never changes)
+    # a:rev:<currency>: recovered amount in minor units, at the transaction's amount now (a
+    # trigger on transactions moves it when a newer report changes amount or currency)
     Metric(
         "'a:rev:' || t.currency",
         value="t.amount_minor",
@@ -202,7 +203,48 @@ def trigger_ddl(dialect: str) -> list[str]:
                     f"CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW{when}"
                     f" BEGIN {body}; END"
                 )
-    return statements
+    return statements + _transaction_trigger(dialect)
+
+
+def _revenue_moves(dialect: str) -> str:
+    """The upsert moving the recovered amount of a transaction's paid attempts from its old
+    amount and currency to its new ones (a newer failure report updates them)."""
+    won = _WON.format(r="a")
+    parts = [
+        f"SELECT a.organization_id AS org, {day_of(dialect, 'a.created_at')} AS day,"
+        f" 'a:rev:' || {row}.currency AS metric, {sign}({row}.amount_minor) AS n"
+        f" FROM recovery_attempts AS a WHERE a.transaction_id = {row}.id AND {won}"
+        for row, sign in (("NEW", "+"), ("OLD", "-"))
+    ]
+    shard = "slot_no" if dialect == "postgresql" else "0"
+    return (
+        "INSERT INTO daily_counts (organization_id, day, metric, shard, n)"
+        f" SELECT m.org, m.day, m.metric, {shard}, SUM(m.n) FROM ("
+        + " UNION ALL ".join(parts)
+        + ") AS m GROUP BY m.org, m.day, m.metric HAVING SUM(m.n) <> 0"
+        " ORDER BY m.org, m.day, m.metric"
+        " ON CONFLICT (organization_id, day, metric, shard)"
+        " DO UPDATE SET n = daily_counts.n + excluded.n"
+    )
+
+
+def _transaction_trigger(dialect: str) -> list[str]:
+    name = "sr_count_transactions_update"
+    changed = _changed(dialect, ("amount_minor", "currency"))
+    body = _revenue_moves(dialect)
+    if dialect == "postgresql":
+        return [
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " DECLARE slot_no integer; BEGIN"
+            " slot_no := sr_counter_shard(NEW.organization_id);"
+            f" {body}; RETURN NULL; END $$",
+            f"CREATE TRIGGER {name} AFTER UPDATE OF amount_minor, currency ON transactions"
+            f" FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {name}()",
+        ]
+    return [
+        f"CREATE TRIGGER {name} AFTER UPDATE ON transactions FOR EACH ROW WHEN {changed}"
+        f" BEGIN {body}; END"
+    ]
 
 
 def drop_trigger_ddl(dialect: str) -> list[str]:
@@ -217,7 +259,11 @@ def drop_trigger_ddl(dialect: str) -> list[str]:
             else:
                 statements.append(f"DROP TRIGGER IF EXISTS {name}")
     if dialect == "postgresql":
+        statements.append("DROP TRIGGER IF EXISTS sr_count_transactions_update ON transactions")
+        statements.append("DROP FUNCTION IF EXISTS sr_count_transactions_update()")
         statements.append("DROP FUNCTION IF EXISTS sr_counter_shard(integer)")
+    else:
+        statements.append("DROP TRIGGER IF EXISTS sr_count_transactions_update")
     return statements
 
 
