@@ -155,6 +155,12 @@ def _changed(dialect: str, columns: tuple[str, ...]) -> str:
     return " OR ".join(terms)
 
 
+def slot_key(organization: str, slot: str) -> str:
+    """The second key of a slot's advisory lock, as SQL over two integer expressions (in 32
+    bits whatever the organization id; two organizations sharing a key only probe further)."""
+    return f"CAST((CAST({organization} AS bigint) * {SHARDS} + {slot}) % 2147483648 AS integer)"
+
+
 _SHARD_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION sr_counter_shard(org integer) RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -163,13 +169,13 @@ DECLARE
 BEGIN
     -- The first slot free or already ours (advisory locks are re-entrant), held to commit.
     FOR slot IN 0..{SHARDS - 1} LOOP
-        IF pg_try_advisory_xact_lock({SLOT_LOCK_NAMESPACE}, org * {SHARDS} + slot) THEN
+        IF pg_try_advisory_xact_lock({SLOT_LOCK_NAMESPACE}, {slot_key("org", "slot")}) THEN
             RETURN slot;
         END IF;
     END LOOP;
     -- Every slot busy: wait for one.
     slot := pg_backend_pid() % {SHARDS};
-    PERFORM pg_advisory_xact_lock({SLOT_LOCK_NAMESPACE}, org * {SHARDS} + slot);
+    PERFORM pg_advisory_xact_lock({SLOT_LOCK_NAMESPACE}, {slot_key("org", "slot")});
     RETURN slot;
 END $$
 """

@@ -15,7 +15,7 @@ from datetime import date
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from stealth_recovery.counters.definitions import SHARDS, SLOT_LOCK_NAMESPACE, recount_sql
+from stealth_recovery.counters.definitions import SLOT_LOCK_NAMESPACE, recount_sql, slot_key
 from stealth_recovery.counters.models import DailyCount
 
 
@@ -101,10 +101,8 @@ def recount(session: Session, *, organization_id: int | None = None) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-_TRY_SLOT = text(
-    "SELECT pg_try_advisory_xact_lock(:namespace, CAST(:org AS integer) * :shards"
-    " + CAST(:slot AS integer))"
-)
+_SLOT = slot_key("CAST(:org AS integer)", "CAST(:slot AS integer)")
+_TRY_SLOT = text(f"SELECT pg_try_advisory_xact_lock(:namespace, {_SLOT})")
 _FOLD = text(
     "INSERT INTO daily_counts (organization_id, day, metric, shard, n)"
     " SELECT organization_id, day, metric, 0, SUM(n) FROM daily_counts"
@@ -116,12 +114,7 @@ _FOLD = text(
 
 
 def _try_slot(session: Session, *, organization_id: int, slot: int) -> bool:
-    params = {
-        "namespace": SLOT_LOCK_NAMESPACE,
-        "org": organization_id,
-        "shards": SHARDS,
-        "slot": slot,
-    }
+    params = {"namespace": SLOT_LOCK_NAMESPACE, "org": organization_id, "slot": slot}
     return bool(session.execute(_TRY_SLOT, params).scalar_one())
 
 
