@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from stealth_recovery.core.contacts import normalise_email, normalise_phone
+from stealth_recovery.core.contacts import (
+    customer_country,
+    customer_zone,
+    normalise_email,
+    normalise_phone,
+    phone_zone,
+)
 
 
 class TestNormaliseEmail:
@@ -34,3 +40,33 @@ class TestNormalisePhone:
     def test_rejects_invalid_numbers(self, value: str) -> None:
         with pytest.raises(ValueError):
             normalise_phone(value, default_region="US")
+
+
+class TestCustomerPlace:
+    @pytest.mark.parametrize(
+        ("phone", "locale", "country"),
+        [
+            ("+4915123456789", "en_US", "DE"),
+            (None, "de_AT", "AT"),
+            (None, "de", None),
+            (None, None, None),
+        ],
+    )
+    def test_country_is_the_phones_else_the_locales(
+        self, phone: str | None, locale: str | None, country: str | None
+    ) -> None:
+        assert customer_country(phone, locale) == country
+
+    def test_a_number_of_one_zone_gives_it(self) -> None:
+        assert phone_zone("+12125550123") == "America/New_York"
+        assert phone_zone("+33612345678") == "Europe/Paris"
+
+    def test_a_number_of_several_zones_gives_the_same_one_always(self) -> None:
+        # An Australian mobile may be anywhere from Perth to Lord Howe: Sydney, the reference
+        assert phone_zone("+61412345678") == "Australia/Sydney"
+
+    def test_given_zone_wins_then_phone_then_locale_then_utc(self) -> None:
+        assert customer_zone("Asia/Tokyo", phone="+4915123456789", locale="en_US") == "Asia/Tokyo"
+        assert customer_zone(None, phone="+4915123456789", locale="en_US") == "Europe/Berlin"
+        assert customer_zone(None, phone=None, locale="en_US") == "America/New_York"
+        assert customer_zone(None, phone=None, locale="en") == "UTC"

@@ -136,6 +136,7 @@ class TestPaymentFailed:
         assert response.status_code == 201
         transaction = response.json()["transaction"]
         assert transaction["customer_locale"] == "en"
+        # No zone, phone or country in the locale: UTC
         assert transaction["customer_timezone"] == "UTC"
         assert response.json()["next_reminder"]["channels"] == []
         failure = db.scalar(select(FailureEvent))

@@ -264,6 +264,30 @@ class TestRecordFailure:
         assert transaction is not None and transaction.customer_phone == "+4915123456789"
 
     @pytest.mark.parametrize(
+        ("given", "phone", "locale", "zone"),
+        [
+            ("America/Chicago", "+4915123456789", "de_DE", "America/Chicago"),
+            (None, "+4915123456789", "en_US", "Europe/Berlin"),
+            (None, "+1 415 555 0123", "en", "America/Los_Angeles"),
+            # A mobile number of a country of several zones: the country's reference zone
+            (None, "+7 916 123-45-67", "ru", "Europe/Moscow"),
+            (None, None, "pt_BR", "America/Sao_Paulo"),
+            (None, None, "en", "UTC"),
+        ],
+    )
+    def test_the_customers_zone_is_given_or_derived(
+        self, db: Session, given: str | None, phone: str | None, locale: str, zone: str
+    ) -> None:
+        # Given a report with or without a zone, phone number and locale with a country
+        org = make_account(db).organization
+        data = failure_input(customer_timezone=given, customer_phone=phone, customer_locale=locale)
+        # When it is recorded
+        opened = record_failure(db, organization_id=org.id, data=data)
+        # Then the transaction holds the zone given, else the phone's, else the locale's, or UTC
+        transaction = db.get(Transaction, opened.attempt.transaction_id)
+        assert transaction is not None and transaction.customer_timezone == zone
+
+    @pytest.mark.parametrize(
         ("overrides", "field"),
         [
             ({"amount_minor": 0}, "amount_minor"),

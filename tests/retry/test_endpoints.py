@@ -46,6 +46,8 @@ POLICY_FIELDS = {
     "created_at",
     "updated_at",
 }
+# Added after the seed, beside its fields: the send window (null without one).
+WINDOW_FIELDS = {"window_start", "window_end", "window_days", "window_skip_holidays"}
 NOTIFICATION_FIELDS = {
     "id",
     "channel",
@@ -67,10 +69,11 @@ class TestCreatePolicy:
         admin = make_account(db)
         # When the seed's example is posted
         response = client.post("/v1/retry/policies", json=SEED_POLICY, headers=admin.headers)
-        # Then the policy comes back exactly in the seed's shape, active
+        # Then the policy comes back in the seed's shape plus the send window's fields, active
         assert response.status_code == 201, response.text
         body = response.json()
-        assert set(body) == POLICY_FIELDS
+        assert set(body) == POLICY_FIELDS | WINDOW_FIELDS
+        assert body["window_start"] is None and body["window_days"] is None
         assert body["org_id"] == admin.organization.id
         assert body["is_active"] is True
         assert {k: body[k] for k in SEED_POLICY} == SEED_POLICY
@@ -124,6 +127,172 @@ class TestCreatePolicy:
         assert response.status_code == 422
         assert field in {error["field"] for error in response.json()["detail"]}
         assert db.scalar(select(RetryPolicy)) is None
+
+
+WINDOW = {
+    "window_start": "09:00",
+    "window_end": "20:00",
+    "window_days": ["mon", "tue", "wed", "thu", "fri"],
+    "window_skip_holidays": True,
+}
+
+
+class TestPolicyWindow:
+    def test_admin_creates_a_policy_with_a_send_window(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given an admin
+        admin = make_account(db)
+        # When a policy with a weekday 09:00–20:00 window skipping holidays is posted
+        response = client.post(
+            "/v1/retry/policies", json={**SEED_POLICY, **WINDOW}, headers=admin.headers
+        )
+        # Then it comes back with its window, stored in local minutes and a day set
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert {k: body[k] for k in WINDOW} == WINDOW
+        policy = db.get(RetryPolicy, body["id"])
+        assert policy is not None
+        assert (policy.window_start_minute, policy.window_end_minute, policy.window_days) == (
+            540,
+            1200,
+            0b0011111,
+        )
+        # And the active policy says the same
+        active = client.get("/v1/retry/policies/active", headers=admin.headers).json()
+        assert {k: active[k] for k in WINDOW} == WINDOW
+
+    def test_without_days_the_window_opens_every_day(self, client: TestClient, db: Session) -> None:
+        admin = make_account(db)
+        body = client.post(
+            "/v1/retry/policies",
+            json={**SEED_POLICY, "window_start": "8:30", "window_end": "24:00"},
+            headers=admin.headers,
+        ).json()
+        assert (body["window_start"], body["window_end"]) == ("08:30", "24:00")
+        assert body["window_days"] == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        assert body["window_skip_holidays"] is False
+
+    @pytest.mark.parametrize(
+        ("change", "field", "rule"),
+        [
+            ({"window_start": "20:00", "window_end": "09:00"}, "window_end", "cross midnight"),
+            ({"window_start": "09:00", "window_end": "09:00"}, "window_end", "after"),
+            ({"window_start": "09:00"}, "window_end", "required"),
+            ({"window_end": "20:00"}, "window_start", "required"),
+            ({"window_days": ["mon"]}, "window_start", "required"),
+            ({"window_skip_holidays": True}, "window_start", "required"),
+            ({"window_start": "25:00", "window_end": "26:00"}, "window_start", "between"),
+            ({"window_start": "nine", "window_end": "20:00"}, "window_start", "HH:MM"),
+            ({**WINDOW, "window_days": []}, "window_days", "at least 1"),
+            ({**WINDOW, "window_days": ["funday"]}, "window_days.0", "mon"),
+        ],
+    )
+    def test_a_bad_window_is_422_naming_the_field_and_the_rule(
+        self, client: TestClient, db: Session, change: dict[str, object], field: str, rule: str
+    ) -> None:
+        admin = make_account(db)
+        response = client.post(
+            "/v1/retry/policies", json={**SEED_POLICY, **change}, headers=admin.headers
+        )
+        assert response.status_code == 422, response.text
+        errors = {error["field"]: error["msg"] for error in response.json()["detail"]}
+        assert field in errors and rule in errors[field], errors
+        assert db.scalar(select(RetryPolicy)) is None
+
+    def test_admin_updates_the_window_and_open_attempts_keep_theirs(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given an active policy without a window and an attempt opened under it
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        attempt = make_attempt(db, admin.organization)
+        # When an admin gives the policy a window
+        response = client.put(
+            f"/v1/retry/policies/{policy.id}",
+            json={**SEED_POLICY, **WINDOW},
+            headers=admin.headers,
+        )
+        # Then the policy has it and stays active
+        assert response.status_code == 200, response.text
+        assert {k: response.json()[k] for k in WINDOW} == WINDOW
+        assert response.json()["is_active"] is True
+        # And the open attempt keeps what it copied; a new one copies the window
+        db.expire_all()
+        assert db.get(RecoveryAttempt, attempt.id).send_window is None  # type: ignore[union-attr]
+        newer = make_attempt(db, admin.organization)
+        assert newer.send_window is not None and newer.send_window.start_minute == 540
+
+    def test_update_is_for_admins_of_the_organization(
+        self, client: TestClient, db: Session
+    ) -> None:
+        admin = make_account(db)
+        policy = make_policy(db, admin.organization)
+        analyst = make_account(db, role=Role.analyst, organization=admin.organization)
+        stranger = make_account(db)
+        url = f"/v1/retry/policies/{policy.id}"
+        body = {**SEED_POLICY, **WINDOW}
+        assert client.put(url, json=body, headers=analyst.headers).status_code == 403
+        assert client.put(url, json=body, headers=stranger.headers).status_code == 404
+        bad = {**body, "window_end": "08:00"}
+        response = client.put(url, json=bad, headers=admin.headers)
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["field"] == "window_end"
+
+
+class TestPolicyPreview:
+    def test_preview_shows_each_reminder_moved_into_the_window(
+        self, client: TestClient, db: Session
+    ) -> None:
+        # Given an analyst and a policy of three reminders, 60 min ×2, weekdays 09:00–20:00
+        analyst = make_account(db, role=Role.analyst)
+        body = {
+            **SEED_POLICY,
+            **WINDOW,
+            "max_retries": 3,
+            "initial_delay_minutes": 60,
+            "start": "2026-12-24T18:30:00Z",
+            "customer_timezone": "Europe/Berlin",
+            "customer_country": "de",
+        }
+        # When the schedule is previewed for a payment failing on Christmas Eve, 19:30 local
+        response = client.post("/v1/retry/policies/preview", json=body, headers=analyst.headers)
+        # Then the first reminder, due 20:30, goes Monday 28th at 09:00 (holidays, weekend)
+        assert response.status_code == 200, response.text
+        reminders = response.json()["reminders"]
+        assert reminders[0] == {
+            "number": 1,
+            "due_at": "2026-12-24T19:30:00Z",
+            "send_at": "2026-12-28T08:00:00Z",
+            "local_send_at": "2026-12-28T09:00:00+01:00",
+            "moved": True,
+        }
+        # And the next ones keep the backoff from when the previous went: 11:00, 15:00
+        assert [r["local_send_at"] for r in reminders[1:]] == [
+            "2026-12-28T11:00:00+01:00",
+            "2026-12-28T15:00:00+01:00",
+        ]
+        assert [r["moved"] for r in reminders[1:]] == [False, False]
+        # And nothing was saved
+        assert db.scalar(select(RetryPolicy)) is None
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"customer_timezone": "Mars/Olympus"}, "customer_timezone"),
+            ({"customer_country": "D1"}, "customer_country"),
+            ({"start": "2026-12-24T18:30:00"}, "start"),
+            ({"window_start": "21:00"}, "window_end"),
+        ],
+    )
+    def test_a_bad_preview_is_422_naming_the_field(
+        self, client: TestClient, db: Session, change: dict[str, object], field: str
+    ) -> None:
+        analyst = make_account(db, role=Role.analyst)
+        body = {**SEED_POLICY, **WINDOW, **change}
+        response = client.post("/v1/retry/policies/preview", json=body, headers=analyst.headers)
+        assert response.status_code == 422, response.text
+        assert field in {error["field"] for error in response.json()["detail"]}
 
 
 class TestListPolicies:
@@ -180,6 +349,10 @@ class TestActivePolicy:
             "backoff_multiplier": 2.0,
             "max_delay_minutes": 1440,
             "enabled_channels": ["email"],
+            "window_start": None,
+            "window_end": None,
+            "window_days": None,
+            "window_skip_holidays": False,
             "is_active": True,
             "created_at": None,
             "updated_at": None,

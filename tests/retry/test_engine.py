@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import time as day_time
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -18,10 +20,17 @@ from stealth_recovery.notifications.sender import ProviderNotifier
 from stealth_recovery.recovery import service as recovery_service
 from stealth_recovery.recovery.models import RecoveryAttempt
 from stealth_recovery.recovery.repository import ClaimedStep
+from stealth_recovery.recovery.windows import ALL_DAYS, Place, SendWindow, is_open, parse_clock
 from stealth_recovery.retry.queue import cleanup_expired_attempts, process_retry_queue
 from stealth_recovery.retry.runtime import get_runtime, reset_runtime, run_due_now
 from stealth_recovery.retry.steps import prepare_steps
-from tests.support.builders import make_account, make_attempt, make_policy, reload_attempt
+from tests.support.builders import (
+    Account,
+    make_account,
+    make_attempt,
+    make_policy,
+    reload_attempt,
+)
 from tests.support.smtp import SmtpSink
 
 
@@ -91,11 +100,112 @@ class TestDueAttemptIsSent:
         assert [log.retry_number for log in _logs(db, attempt.id)] == [0, 1, 2]
 
 
+def _open_now_window() -> dict[str, object]:
+    """A send window (in UTC) open now that closes within the hour: the reminder due now goes,
+    and the next one (hours later) is moved to tomorrow's opening."""
+    now = utc_now()
+    minute = now.hour * 60 + now.minute
+    start, end = max(0, minute - 60), min(1440, minute + 30)
+    return {
+        "window": SendWindow(start, end, ALL_DAYS, skip_holidays=True),
+    }
+
+
+@pytest.fixture(params=["no window", "window"])
+def windowed(request: pytest.FixtureRequest) -> bool:
+    """Runs a test without a send window, then with one open now that closes soon."""
+    return bool(request.param == "window")
+
+
+def _given_policy(db: Session, account: Account, windowed: bool) -> None:
+    if windowed:
+        make_policy(db, account.organization, **_open_now_window())
+
+
+def _check_windows(db: Session, attempts: list[RecoveryAttempt], windowed: bool) -> None:
+    """With a window, every next reminder is due inside it (UTC, the customers' zone)."""
+    if not windowed:
+        return
+    db.expire_all()
+    for attempt in attempts:
+        fresh = reload_attempt(db, attempt)
+        assert fresh.send_window is not None and fresh.next_retry_at is not None
+        assert is_open(fresh.next_retry_at, fresh.send_window, Place("UTC"))
+        assert fresh.next_retry_at - utc_now() > timedelta(hours=12)
+
+
+class TestSendWindow:
+    def test_a_step_due_at_two_in_the_night_goes_at_nine(
+        self, db: Session, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a policy sending 09:00–20:00 in the customer's time, first reminder after 1 h
+        account = make_account(db)
+        make_policy(
+            db,
+            account.organization,
+            initial_delay_minutes=60,
+            window=SendWindow(parse_clock("09:00"), parse_clock("20:00")),
+        )
+        # And a payment of a customer in Berlin failing at 01:00 local, next night
+        berlin = ZoneInfo("Europe/Berlin")
+        local_now = utc_now().astimezone(berlin)
+        opened = datetime.combine(local_now.date() + timedelta(days=1), day_time(1), tzinfo=berlin)
+        attempt = make_attempt(
+            db, account.organization, timezone="Europe/Berlin", opened_at=opened, due=False
+        )
+        # Then its first reminder, due at 02:00, is set for 09:00
+        nine = opened.replace(hour=9)
+        assert reload_attempt(db, attempt).next_retry_at == nine
+        # When the queue runs at 02:00 local, nothing goes
+        with shifted_clock(opened.replace(hour=2) + timedelta(seconds=5) - utc_now()):
+            assert run_due_now() == 0
+        assert smtp_sink.messages == []
+        # And when it runs at 09:00 local, the reminder goes
+        with shifted_clock(nine + timedelta(seconds=5) - utc_now()):
+            assert run_due_now() == 1
+        assert len(smtp_sink.wait_for(1)) == 1
+        (log,) = _logs(db, attempt.id)
+        assert log.status == "sent" and log.sent_at is not None
+        assert log.sent_at.astimezone(berlin).hour == 9
+        # And the next one is due exactly 2 h (60 × 2) after it: 11:00, inside the window
+        fresh = reload_attempt(db, attempt)
+        assert fresh.next_retry_at is not None and fresh.last_retry_at is not None
+        assert fresh.next_retry_at - fresh.last_retry_at == timedelta(minutes=120)
+
+    def test_the_window_is_the_customers_zone_derived_from_the_phone(
+        self, db: Session, smtp_sink: SmtpSink
+    ) -> None:
+        # Given a 09:00–20:00 window and a customer with a New York number and no zone given
+        account = make_account(db)
+        make_policy(db, account.organization, window=SendWindow(540, 1200))
+        new_york = ZoneInfo("America/New_York")
+        local_now = utc_now().astimezone(new_york)
+        opened = datetime.combine(
+            local_now.date() + timedelta(days=1), day_time(1), tzinfo=new_york
+        )
+        attempt = make_attempt(
+            db,
+            account.organization,
+            phone="+1 212 555 0123",
+            timezone=None,
+            locale="en",
+            opened_at=opened,
+            due=False,
+        )
+        # Then the transaction holds New York's zone and the reminder waits for 09:00 there
+        fresh = reload_attempt(db, attempt)
+        assert fresh.next_retry_at == opened.replace(hour=9)
+        assert run_due_now() == 0
+
+
 class TestNoDuplicates:
-    def test_a_step_delivered_twice_sends_once(self, db: Session, smtp_sink: SmtpSink) -> None:
+    def test_a_step_delivered_twice_sends_once(
+        self, db: Session, smtp_sink: SmtpSink, windowed: bool
+    ) -> None:
         # Given a due attempt whose step is handed to workers twice (a redelivered task)
         account = make_account(db)
-        attempt = make_attempt(db, account.organization)
+        _given_policy(db, account, windowed)
+        attempt = make_attempt(db, account.organization, timezone="UTC")
         step = ClaimedStep(attempt_id=attempt.id, retry_number=0)
         # When both run
         first = get_runtime().run_steps([step])
@@ -104,10 +214,14 @@ class TestNoDuplicates:
         assert (first.sent, second.sent) == (1, 0)
         assert len(smtp_sink.messages) == 1
         assert len(_logs(db, attempt.id)) == 1
+        _check_windows(db, [attempt], windowed)
 
-    def test_a_step_run_concurrently_sends_once(self, db: Session, smtp_sink: SmtpSink) -> None:
+    def test_a_step_run_concurrently_sends_once(
+        self, db: Session, smtp_sink: SmtpSink, windowed: bool
+    ) -> None:
         account = make_account(db)
-        attempt = make_attempt(db, account.organization)
+        _given_policy(db, account, windowed)
+        attempt = make_attempt(db, account.organization, timezone="UTC")
         smtp_sink.latency = 0.3
         step = ClaimedStep(attempt_id=attempt.id, retry_number=0)
         threads = [
@@ -118,14 +232,17 @@ class TestNoDuplicates:
         for thread in threads:
             thread.join()
         assert len(smtp_sink.messages) == 1
+        _check_windows(db, [attempt], windowed)
 
     def test_two_queue_runs_racing_over_a_thousand_attempts(
-        self, db: Session, smtp_sink: SmtpSink, postgres_only: None
+        self, db: Session, smtp_sink: SmtpSink, postgres_only: None, windowed: bool
     ) -> None:
-        # Given 1,000 due attempts
+        # Given 1,000 due attempts (with a send window open now that closes soon, or none)
         account = make_account(db)
+        _given_policy(db, account, windowed)
         attempts = [
-            make_attempt(db, account.organization, email=f"c{i}@example.com") for i in range(1000)
+            make_attempt(db, account.organization, email=f"c{i}@example.com", timezone="UTC")
+            for i in range(1000)
         ]
         claimed: list[list[ClaimedStep]] = [[], []]
         barrier = threading.Barrier(2)
@@ -165,6 +282,7 @@ class TestNoDuplicates:
             .where(RecoveryAttempt.retry_count == 1)
         )
         assert advanced == 1000
+        _check_windows(db, attempts[:50], windowed)
 
 
 class TestNeverChaseAPaidCustomer:

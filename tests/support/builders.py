@@ -151,7 +151,7 @@ def make_attempt(
     amount_minor: int = 4999,
     currency: str = "EUR",
     locale: str = "en",
-    timezone: str = "Europe/Madrid",
+    timezone: str | None = "Europe/Madrid",
     decline_code: str | None = "insufficient_funds",
     ref: str | None = None,
     opened_at: datetime | None = None,

@@ -63,8 +63,12 @@ class PaymentFailedIn(BaseModel):
         description="international format (+49…); without + it is read in the locale's region",
     )
     customer_name: Text | None = Field(default=None, max_length=200)
-    customer_timezone: Text = Field(
-        default="UTC", min_length=1, max_length=64, description="IANA time zone"
+    customer_timezone: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="IANA time zone (Europe/Berlin), for send windows and dates in messages; "
+        "without it: the phone number's zone, else the zone of the locale's country, else UTC",
     )
     failure_reason: Text | None = Field(default=None, max_length=500)
     decline_code: Text | None = Field(
@@ -103,8 +107,8 @@ class PaymentFailedIn(BaseModel):
 
     @field_validator("customer_timezone")
     @classmethod
-    def _timezone(cls, value: str) -> str:
-        return normalise_timezone(value)
+    def _timezone(cls, value: str | None) -> str | None:
+        return normalise_timezone(value) if value is not None else None
 
     @field_validator("customer_email")
     @classmethod

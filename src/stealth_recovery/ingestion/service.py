@@ -17,7 +17,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.contacts import normalise_email, normalise_phone
+from stealth_recovery.core.contacts import customer_zone, normalise_email, normalise_phone
 from stealth_recovery.core.errors import InvalidInput
 from stealth_recovery.core.time import ensure_utc, utc_now
 from stealth_recovery.payments import repository
@@ -174,7 +174,6 @@ def _checked_input(data: FailureInput) -> _Checked:
         raise InvalidInput("amount_minor", "must be greater than 0")
     currency = _checked("currency", normalise_currency, data.currency)
     locale = _checked("customer_locale", normalise_locale, data.customer_locale or "en")
-    timezone = _checked("customer_timezone", normalise_timezone, data.customer_timezone or "UTC")
     email = (
         _checked("customer_email", normalise_email, data.customer_email)
         if data.customer_email
@@ -188,6 +187,13 @@ def _checked_input(data: FailureInput) -> _Checked:
         )
         if data.customer_phone
         else None
+    )
+    timezone = customer_zone(
+        _checked("customer_timezone", normalise_timezone, data.customer_timezone)
+        if data.customer_timezone
+        else None,
+        phone=phone,
+        locale=locale,
     )
     try:
         occurred_at = ensure_utc(data.occurred_at)

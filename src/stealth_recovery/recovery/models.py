@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from stealth_recovery.core.database import Base, JSONType, UTCDateTime
 from stealth_recovery.core.models import TimestampMixin
 from stealth_recovery.payments.declines import DeclineCategory
+from stealth_recovery.recovery.windows import SendWindow
 
 
 class AttemptStatus(StrEnum):
@@ -45,7 +46,57 @@ _CHECKOUT_TO_CLOSE_SQL = (
 )
 
 
-class RecoveryAttempt(TimestampMixin, Base):
+# A send window's columns hold together: all unset (no window) or a valid window (start before
+# end within the day, at least one day). On retry policies as a check; attempts copy a policy.
+WINDOW_CHECK_SQL = (
+    "window_start_minute IS NULL AND window_end_minute IS NULL AND window_days IS NULL "
+    "OR window_start_minute >= 0 AND window_start_minute < window_end_minute "
+    "AND window_end_minute <= 1440 AND window_days BETWEEN 1 AND 127"
+)
+
+
+class WindowColumns:
+    """The send window of a policy, and of an attempt that copied it (`recovery.windows`)."""
+
+    # Local minutes after midnight, start inclusive, end exclusive; NULL: no window.
+    window_start_minute: Mapped[int | None] = mapped_column(Integer)
+    window_end_minute: Mapped[int | None] = mapped_column(Integer)
+    # ISO weekdays as bits: 1 Monday, 2 Tuesday … 64 Sunday (31: Monday to Friday).
+    window_days: Mapped[int | None] = mapped_column(Integer)
+    window_skip_holidays: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+
+    @property
+    def send_window(self) -> SendWindow | None:
+        if self.window_start_minute is None or self.window_end_minute is None:
+            return None
+        return SendWindow(
+            start_minute=self.window_start_minute,
+            end_minute=self.window_end_minute,
+            days=self.window_days or 0,
+            skip_holidays=self.window_skip_holidays,
+        )
+
+
+def window_values(window: SendWindow | None) -> dict[str, object]:
+    """The columns of `WindowColumns` for a window (all unset for None)."""
+    if window is None:
+        return {
+            "window_start_minute": None,
+            "window_end_minute": None,
+            "window_days": None,
+            "window_skip_holidays": False,
+        }
+    return {
+        "window_start_minute": window.start_minute,
+        "window_end_minute": window.end_minute,
+        "window_days": window.days,
+        "window_skip_holidays": window.skip_holidays,
+    }
+
+
+class RecoveryAttempt(WindowColumns, TimestampMixin, Base):
     """One recovery of one failed payment: a pay link plus its reminder schedule.
 
     The retry policy in force when the attempt opened is copied onto it, so editing a policy

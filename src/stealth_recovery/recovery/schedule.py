@@ -1,9 +1,12 @@
-"""The reminder schedule: delay before reminder k = min(initial × multiplier^k, max_delay)."""
+"""The reminder schedule: delay before reminder k = min(initial × multiplier^k, max_delay),
+each reminder moved into the policy's send window (`recovery.windows`) when it has one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from stealth_recovery.recovery.windows import UTC_PLACE, Place, SendWindow, next_opening
 
 # One year: the API's (and the dashboard form's) upper limit on any delay. `delay_before` caps
 # at it too, so a row stored before the limit existed cannot push a date past year 9999.
@@ -19,6 +22,8 @@ class Schedule:
     initial_delay_minutes: int
     backoff_multiplier: float
     max_delay_minutes: int
+    # When reminders may go out, in the customer's time; None sends whenever due.
+    window: SendWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,12 @@ def calculate_next_retry(
     return last_retry_at + delay_before(retry_count, schedule)
 
 
-def next_due(schedule: Schedule, *, steps_done: int, last_at: datetime) -> datetime:
+def next_due(
+    schedule: Schedule, *, steps_done: int, last_at: datetime, place: Place = UTC_PLACE
+) -> datetime:
     """When an attempt is next due once `steps_done` reminders went out, the last of them (or
-    the opening, for none) at `last_at`: the next reminder while reminders remain.
+    the opening, for none) at `last_at`: the next reminder while reminders remain, moved to
+    the send window's next opening where the customer is (`place`) when due outside it.
 
     After the last one it is the end of a grace period of one more delay, when the queue
     cancels the attempt as exhausted: the link in the last reminder keeps working meanwhile.
@@ -82,15 +90,34 @@ def next_due(schedule: Schedule, *, steps_done: int, last_at: datetime) -> datet
     reminder = calculate_next_retry(
         retry_count=steps_done, schedule=schedule, last_retry_at=last_at
     )
-    return reminder or last_at + delay_before(steps_done, schedule)
+    if reminder is None:
+        return last_at + delay_before(steps_done, schedule)
+    return in_window(reminder, schedule, place)
 
 
-def preview(schedule: Schedule, start: datetime) -> list[datetime]:
+def in_window(due: datetime, schedule: Schedule, place: Place = UTC_PLACE) -> datetime:
+    """`due`, or the send window's next opening after it where the customer is (UTC)."""
+    if schedule.window is None:
+        return due
+    return next_opening(due, schedule.window, place)
+
+
+def preview(schedule: Schedule, start: datetime, place: Place = UTC_PLACE) -> list[datetime]:
     """Every reminder time the schedule would produce if no step ran late (the policy
-    preview)."""
-    times: list[datetime] = []
+    preview), each in the send window where the customer is (`place`)."""
+    return [send for _due, send in preview_steps(schedule, start, place)]
+
+
+def preview_steps(
+    schedule: Schedule, start: datetime, place: Place = UTC_PLACE
+) -> list[tuple[datetime, datetime]]:
+    """Each reminder's (due, send) times if no step ran late: when the backoff makes it due
+    after the previous send (or `start`), and when it goes, the same or moved into the send
+    window."""
+    steps: list[tuple[datetime, datetime]] = []
     at = start
     for k in range(schedule.max_retries):
-        at = next_due(schedule, steps_done=k, last_at=at)
-        times.append(at)
-    return times
+        due = at + delay_before(k, schedule)
+        at = in_window(due, schedule, place)
+        steps.append((due, at))
+    return steps

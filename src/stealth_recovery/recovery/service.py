@@ -11,6 +11,7 @@ from enum import StrEnum
 import structlog
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.contacts import customer_country
 from stealth_recovery.core.metrics import LATE_PAYMENTS, SECOND_PAYMENTS
 from stealth_recovery.core.security import generate_token
 from stealth_recovery.core.settings import get_settings
@@ -28,9 +29,10 @@ from stealth_recovery.recovery.errors import (
     PayLinkPaid,
 )
 from stealth_recovery.recovery.events import record_attempt_event
-from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt
+from stealth_recovery.recovery.models import AttemptStatus, RecoveryAttempt, window_values
 from stealth_recovery.recovery.presenters import pay_url as pay_url
 from stealth_recovery.recovery.schedule import EffectivePolicy, Schedule, next_due
+from stealth_recovery.recovery.windows import UTC_PLACE, Place
 from stealth_recovery.webhooks.models import EventType
 
 log = structlog.get_logger(__name__)
@@ -45,11 +47,23 @@ class OpenedAttempt:
 
 
 def schedule_of(attempt: RecoveryAttempt) -> Schedule:
+    """The schedule frozen on the attempt when it opened, its send window included."""
     return Schedule(
         max_retries=attempt.max_retries,
         initial_delay_minutes=attempt.initial_delay_minutes,
         backoff_multiplier=attempt.backoff_multiplier,
         max_delay_minutes=attempt.max_delay_minutes,
+        window=attempt.send_window,
+    )
+
+
+def place_of(transaction: Transaction) -> Place:
+    """Where the transaction's customer is, for send windows: the time zone stored with the
+    transaction (given or derived at ingestion) and the country of the phone number, else of
+    the locale (public holidays)."""
+    return Place(
+        zone=transaction.customer_timezone,
+        country=customer_country(transaction.customer_phone, transaction.customer_locale),
     )
 
 
@@ -81,6 +95,7 @@ def open_attempt(
     now = utc_now()
     lifetime = ttl or timedelta(days=get_settings().attempt_ttl_days)
     hard = decline_category == DeclineCategory.hard
+    place = place_of(transaction) if policy.schedule.window is not None else UTC_PLACE
     for _ in range(_OPEN_TRIES):
         attempt = RecoveryAttempt(
             organization_id=transaction.organization_id,
@@ -91,12 +106,15 @@ def open_attempt(
             expires_at=now + lifetime,
             retry_count=0,
             max_retries=policy.schedule.max_retries,
-            next_retry_at=None if hard else next_due(policy.schedule, steps_done=0, last_at=now),
+            next_retry_at=None
+            if hard
+            else next_due(policy.schedule, steps_done=0, last_at=now, place=place),
             policy_id=policy.policy_id,
             initial_delay_minutes=policy.schedule.initial_delay_minutes,
             backoff_multiplier=policy.schedule.backoff_multiplier,
             max_delay_minutes=policy.schedule.max_delay_minutes,
             enabled_channels=list(policy.enabled_channels),
+            **window_values(policy.schedule.window),
             decline_code=decline_code,
             decline_category=decline_category,
             cancelled_at=now if hard else None,

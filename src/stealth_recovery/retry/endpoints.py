@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, status
 
@@ -10,8 +11,11 @@ from stealth_recovery.auth.deps import AdminPrincipal, CurrentPrincipal
 from stealth_recovery.auth.idempotency import IdempotentRoute
 from stealth_recovery.core.api import DbId, error_responses
 from stealth_recovery.core.database import SessionDep
+from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications import repository as logs_repository
+from stealth_recovery.recovery.schedule import Schedule, preview_steps
 from stealth_recovery.recovery.service import get_attempt
+from stealth_recovery.recovery.windows import Place, zone_info
 from stealth_recovery.retry import policy as policies
 from stealth_recovery.retry import repository
 from stealth_recovery.retry import service as retry_service
@@ -21,8 +25,12 @@ from stealth_recovery.retry.schemas import (
     NotificationOut,
     PolicyCreate,
     PolicyOut,
+    PolicyPreviewIn,
+    PolicyPreviewOut,
+    PreviewReminder,
     RetryNowOut,
     RetryStats,
+    window_fields,
 )
 from stealth_recovery.retry.stats import compute_stats
 
@@ -41,26 +49,104 @@ AttemptId = Annotated[DbId, Path(description="recovery attempt id")]
 def create_policy(body: PolicyCreate, principal: AdminPrincipal, session: SessionDep) -> PolicyOut:
     """Create a retry policy and make it the active one (admin); the previous one is deactivated.
 
-    Attempts already open keep the schedule they were opened with.
+    Attempts already open keep the schedule they were opened with. With a send window
+    (`window_start`, `window_end`, optionally `window_days` and `window_skip_holidays`), a
+    reminder due outside it, in the customer's time zone, goes at the window's next opening.
     """
     policy = policies.create_policy(
+        session, organization_id=principal.organization_id, **_policy_values(body)
+    )
+    return PolicyOut.of(policy)
+
+
+def _policy_values(body: PolicyCreate) -> dict[str, Any]:
+    """The service's arguments of a policy body; raises PolicyInvalid naming the field."""
+    return {
+        "name": body.name,
+        "max_retries": body.max_retries,
+        "initial_delay_minutes": body.initial_delay_minutes,
+        "backoff_multiplier": body.backoff_multiplier,
+        "max_delay_minutes": body.max_delay_minutes,
+        "enabled_channels": [channel.value for channel in body.enabled_channels],
+        "window": policies.validate_window(
+            window_start=body.window_start,
+            window_end=body.window_end,
+            window_days=body.window_days,
+            window_skip_holidays=body.window_skip_holidays,
+        ),
+    }
+
+
+@router.put(
+    "/policies/{policy_id}",
+    response_model=PolicyOut,
+    responses=error_responses(401, 403, 404, 422, e404="no such policy in the organization"),
+)
+def update_policy(
+    policy_id: PolicyId, body: PolicyCreate, principal: AdminPrincipal, session: SessionDep
+) -> PolicyOut:
+    """Replace a policy's numbers, channels and send window (admin); it stays active or not.
+
+    Attempts already open keep the schedule they were opened with; attempts opened afterwards
+    get the new one.
+    """
+    policy = policies.update_policy(
         session,
         organization_id=principal.organization_id,
-        name=body.name,
+        policy_id=policy_id,
+        **_policy_values(body),
+    )
+    session.refresh(policy)
+    return PolicyOut.of(policy)
+
+
+@router.post(
+    "/policies/preview",
+    response_model=PolicyPreviewOut,
+    responses=error_responses(401, 422),
+)
+def preview_policy(body: PolicyPreviewIn, principal: CurrentPrincipal) -> PolicyPreviewOut:
+    """The reminder times some numbers and window would give a customer (any role); saves
+    nothing.
+
+    Each reminder is due the backoff's delay after the previous one went (or after `start`)
+    and goes then, or at the send window's next opening in `customer_timezone` (skipping
+    `customer_country`'s public holidays with `window_skip_holidays`).
+    """
+    values = _policy_values(body)
+    policies.validate(**{k: v for k, v in values.items() if k != "window"})
+    schedule = Schedule(
         max_retries=body.max_retries,
         initial_delay_minutes=body.initial_delay_minutes,
         backoff_multiplier=body.backoff_multiplier,
         max_delay_minutes=body.max_delay_minutes,
-        enabled_channels=[channel.value for channel in body.enabled_channels],
+        window=values["window"],
     )
-    return PolicyOut.model_validate(policy)
+    start = body.start.astimezone(UTC) if body.start else utc_now()
+    place = Place(zone=body.customer_timezone, country=body.customer_country)
+    zone = zone_info(place.zone)
+    return PolicyPreviewOut(
+        customer_timezone=place.zone,
+        customer_country=place.country,
+        start=start,
+        reminders=[
+            PreviewReminder(
+                number=n,
+                due_at=due,
+                send_at=send,
+                local_send_at=send.astimezone(zone).isoformat(),
+                moved=send != due,
+            )
+            for n, (due, send) in enumerate(preview_steps(schedule, start, place), start=1)
+        ],
+    )
 
 
 @router.get("/policies", response_model=list[PolicyOut], responses=error_responses(401))
 def list_policies(principal: CurrentPrincipal, session: SessionDep) -> list[PolicyOut]:
     """Every policy of the organization, the active one first, then newest first."""
     rows = repository.list_for_org(session, organization_id=principal.organization_id)
-    return [PolicyOut.model_validate(row) for row in rows]
+    return [PolicyOut.of(row) for row in rows]
 
 
 @router.get(
@@ -91,6 +177,7 @@ def active_policy(principal: CurrentPrincipal, session: SessionDep) -> ActivePol
         backoff_multiplier=effective.schedule.backoff_multiplier,
         max_delay_minutes=effective.schedule.max_delay_minutes,
         enabled_channels=list(effective.enabled_channels),
+        **window_fields(effective.schedule.window),
         is_active=True,
         created_at=row.created_at if row else None,
         updated_at=row.updated_at if row else None,
@@ -114,7 +201,7 @@ def deactivate_policy(
         session, organization_id=principal.organization_id, policy_id=policy_id
     )
     session.refresh(policy)
-    return PolicyOut.model_validate(policy)
+    return PolicyOut.of(policy)
 
 
 @router.get("/stats", response_model=RetryStats, responses=error_responses(401))

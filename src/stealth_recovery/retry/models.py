@@ -5,10 +5,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from stealth_recovery.core.database import Base, JSONType
 from stealth_recovery.core.models import TimestampMixin
+from stealth_recovery.recovery.models import WINDOW_CHECK_SQL, WindowColumns
 
 
-class RetryPolicy(TimestampMixin, Base):
-    """How many reminders, how far apart, on which channels. One active per organization."""
+class RetryPolicy(WindowColumns, TimestampMixin, Base):
+    """How many reminders, how far apart, on which channels, in which send window (optional).
+    One active per organization."""
 
     __tablename__ = "retry_policies"
     __table_args__ = (
@@ -16,6 +18,7 @@ class RetryPolicy(TimestampMixin, Base):
         CheckConstraint("initial_delay_minutes >= 1", name="initial_delay"),
         CheckConstraint("backoff_multiplier >= 1", name="backoff_multiplier"),
         CheckConstraint("max_delay_minutes >= initial_delay_minutes", name="max_delay"),
+        CheckConstraint(WINDOW_CHECK_SQL, name="send_window"),
         Index(
             "uq_retry_policies_one_active",
             "organization_id",

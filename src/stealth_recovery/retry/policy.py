@@ -10,12 +10,14 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.errors import InvalidInput, NotFound
 from stealth_recovery.notifications.models import Channel
 from stealth_recovery.organizations.repository import new_policy_stamp
+from stealth_recovery.recovery.models import window_values
 from stealth_recovery.recovery.schedule import (
     MAX_BACKOFF_MULTIPLIER,
     MAX_DELAY_MINUTES,
     EffectivePolicy,
     Schedule,
 )
+from stealth_recovery.recovery.windows import ALL_DAYS, SendWindow, day_set, parse_clock
 from stealth_recovery.retry import repository
 from stealth_recovery.retry.models import RetryPolicy
 
@@ -75,6 +77,53 @@ def validate(
     return channels
 
 
+def validate_window(
+    *,
+    window_start: str | None,
+    window_end: str | None,
+    window_days: Sequence[str] | None = None,
+    window_skip_holidays: bool = False,
+) -> SendWindow | None:
+    """The send window of a policy's fields, or None without one; raises PolicyInvalid naming
+    the field and the rule.
+
+    `window_start` / `window_end`: local times "HH:MM" (end may be "24:00"), both or neither;
+    start before end: a window never crosses midnight (a window is the customer's day; the
+    days it opens are then plain dates). `window_days`: day names ("mon" … "sun"), at least
+    one; omitted, every day. `window_skip_holidays`: also closed on the national public
+    holidays of the customer's country (the `holidays` package).
+    """
+    if window_start is None and window_end is None:
+        if window_days is not None:
+            raise PolicyInvalid("window_start", "required when window_days is given")
+        if window_skip_holidays:
+            raise PolicyInvalid("window_start", "required when window_skip_holidays is true")
+        return None
+    if window_start is None:
+        raise PolicyInvalid("window_start", "required when window_end is given")
+    if window_end is None:
+        raise PolicyInvalid("window_end", "required when window_start is given")
+    try:
+        start = parse_clock(window_start)
+    except ValueError as exc:
+        raise PolicyInvalid("window_start", str(exc)) from None
+    try:
+        end = parse_clock(window_end)
+    except ValueError as exc:
+        raise PolicyInvalid("window_end", str(exc)) from None
+    if start >= end:
+        raise PolicyInvalid(
+            "window_end", "must be after window_start (a window cannot cross midnight)"
+        )
+    try:
+        days = ALL_DAYS if window_days is None else day_set(list(window_days))
+    except ValueError as exc:
+        raise PolicyInvalid("window_days", str(exc)) from None
+    return SendWindow(
+        start_minute=start, end_minute=end, days=days, skip_holidays=window_skip_holidays
+    )
+
+
 def create_policy(
     session: Session,
     *,
@@ -85,8 +134,12 @@ def create_policy(
     backoff_multiplier: float,
     max_delay_minutes: int,
     enabled_channels: Sequence[str],
+    window: SendWindow | None = None,
 ) -> RetryPolicy:
-    """Create a policy and make it the organization's active one (the others are deactivated)."""
+    """Create a policy and make it the organization's active one (the others are deactivated).
+
+    `window`: when its reminders may go out in the customer's time (`validate_window`).
+    """
     channels = validate(
         name=name,
         max_retries=max_retries,
@@ -105,8 +158,50 @@ def create_policy(
         max_delay_minutes=max_delay_minutes,
         enabled_channels=channels,
         is_active=True,
+        **window_values(window),
     )
     session.add(policy)
+    session.flush()
+    new_policy_stamp(session, organization_id=organization_id)
+    return policy
+
+
+def update_policy(
+    session: Session,
+    *,
+    organization_id: int,
+    policy_id: int,
+    name: str,
+    max_retries: int,
+    initial_delay_minutes: int,
+    backoff_multiplier: float,
+    max_delay_minutes: int,
+    enabled_channels: Sequence[str],
+    window: SendWindow | None = None,
+) -> RetryPolicy:
+    """Replace a policy's numbers, channels and window; it stays active or not as it was.
+
+    Attempts already open keep what they copied when they opened; attempts opening after the
+    commit get the new values (the organization's `policy_stamp` is drawn again). Raises
+    PolicyNotFound, PolicyInvalid naming the field and the rule.
+    """
+    policy = get_policy(session, organization_id=organization_id, policy_id=policy_id)
+    channels = validate(
+        name=name,
+        max_retries=max_retries,
+        initial_delay_minutes=initial_delay_minutes,
+        backoff_multiplier=backoff_multiplier,
+        max_delay_minutes=max_delay_minutes,
+        enabled_channels=enabled_channels,
+    )
+    policy.name = name.strip()
+    policy.max_retries = max_retries
+    policy.initial_delay_minutes = initial_delay_minutes
+    policy.backoff_multiplier = float(backoff_multiplier)
+    policy.max_delay_minutes = max_delay_minutes
+    policy.enabled_channels = channels
+    for column, value in window_values(window).items():
+        setattr(policy, column, value)
     session.flush()
     new_policy_stamp(session, organization_id=organization_id)
     return policy
@@ -196,4 +291,5 @@ def schedule_of(row: RetryPolicy) -> Schedule:
         initial_delay_minutes=row.initial_delay_minutes,
         backoff_multiplier=row.backoff_multiplier,
         max_delay_minutes=row.max_delay_minutes,
+        window=row.send_window,
     )

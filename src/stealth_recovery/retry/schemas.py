@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from stealth_recovery.core.api import Text
 from stealth_recovery.notifications.models import Channel, NotificationStatus
 from stealth_recovery.recovery.schedule import MAX_BACKOFF_MULTIPLIER, MAX_DELAY_MINUTES
+from stealth_recovery.recovery.windows import (
+    SendWindow,
+    check_zone,
+    day_names,
+    format_clock,
+    parse_clock,
+)
+
+DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 _POLICY_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -20,6 +36,10 @@ _POLICY_EXAMPLE: dict[str, Any] = {
     "backoff_multiplier": 2,
     "max_delay_minutes": 720,
     "enabled_channels": ["email", "sms"],
+    "window_start": "09:00",
+    "window_end": "20:00",
+    "window_days": ["mon", "tue", "wed", "thu", "fri"],
+    "window_skip_holidays": True,
     "is_active": True,
     "created_at": "2025-10-18T12:00:00Z",
     "updated_at": "2025-10-18T12:00:00Z",
@@ -39,6 +59,10 @@ class PolicyCreate(BaseModel):
                     "backoff_multiplier": 2,
                     "max_delay_minutes": 720,
                     "enabled_channels": ["email", "sms"],
+                    "window_start": "09:00",
+                    "window_end": "20:00",
+                    "window_days": ["mon", "tue", "wed", "thu", "fri"],
+                    "window_skip_holidays": True,
                 }
             ]
         }
@@ -61,6 +85,32 @@ class PolicyCreate(BaseModel):
     enabled_channels: list[Channel] = Field(
         min_length=1, max_length=3, description="email, sms and/or whatsapp"
     )
+    window_start: str | None = Field(
+        default=None,
+        description="send window opening, local time of the customer as HH:MM (e.g. 09:00); "
+        "a reminder due outside the window goes at its next opening; null: no window",
+    )
+    window_end: str | None = Field(
+        default=None,
+        description="send window closing (exclusive), HH:MM up to 24:00, after window_start: "
+        "a window cannot cross midnight",
+    )
+    window_days: list[DayName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=7,
+        description="days the window opens (mon … sun), at least one; null: every day",
+    )
+    window_skip_holidays: bool = Field(
+        default=False,
+        description="also closed on national public holidays of the customer's country "
+        "(from the phone number, else the locale)",
+    )
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _clock(cls, value: str | None) -> str | None:
+        return None if value is None else format_clock(parse_clock(value))
 
     @field_validator("name")
     @classmethod
@@ -78,6 +128,95 @@ class PolicyCreate(BaseModel):
         return value
 
 
+class PolicyPreviewIn(PolicyCreate):
+    """Numbers and a window to preview, and where the customer is; nothing is saved."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "max_retries": 3,
+                    "initial_delay_minutes": 60,
+                    "backoff_multiplier": 2,
+                    "max_delay_minutes": 1440,
+                    "enabled_channels": ["email"],
+                    "window_start": "09:00",
+                    "window_end": "20:00",
+                    "window_days": ["mon", "tue", "wed", "thu", "fri"],
+                    "window_skip_holidays": True,
+                    "start": "2026-12-24T18:30:00Z",
+                    "customer_timezone": "Europe/Berlin",
+                    "customer_country": "DE",
+                }
+            ]
+        }
+    )
+
+    name: Text = Field(default="preview", min_length=1, max_length=128)
+    start: AwareDatetime | None = Field(
+        default=None, description="when the payment fails (the attempt opens); default now"
+    )
+    customer_timezone: Text = Field(
+        default="UTC", min_length=1, max_length=64, description="the customer's IANA time zone"
+    )
+    customer_country: Text | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="the customer's ISO 3166 country, for its public holidays",
+    )
+
+    @field_validator("customer_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+    @field_validator("customer_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.isascii() or not value.isalpha():
+            raise ValueError("must be an ISO 3166 alpha-2 country code such as DE")
+        return value.upper()
+
+
+class PreviewReminder(BaseModel):
+    number: int = Field(description="1 for the first reminder")
+    due_at: datetime = Field(description="when the backoff makes it due (UTC)")
+    send_at: datetime = Field(description="when it goes: due_at, or the window's next opening")
+    local_send_at: str = Field(description="send_at in the customer's time zone, ISO 8601")
+    moved: bool = Field(description="true when the send window moved it")
+
+
+class PolicyPreviewOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_timezone": "Europe/Berlin",
+                    "customer_country": "DE",
+                    "start": "2026-12-24T18:30:00Z",
+                    "reminders": [
+                        {
+                            "number": 1,
+                            "due_at": "2026-12-24T19:30:00Z",
+                            "send_at": "2026-12-28T08:00:00Z",
+                            "local_send_at": "2026-12-28T09:00:00+01:00",
+                            "moved": True,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    customer_timezone: str
+    customer_country: str | None
+    start: datetime
+    reminders: list[PreviewReminder]
+
+
 class PolicyOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True, json_schema_extra={"examples": [_POLICY_EXAMPLE]}
@@ -91,9 +230,51 @@ class PolicyOut(BaseModel):
     backoff_multiplier: float
     max_delay_minutes: int
     enabled_channels: list[str]
+    window_start: str | None = Field(description="HH:MM local time of the customer; null: none")
+    window_end: str | None = Field(description="HH:MM (exclusive); null: no window")
+    window_days: list[str] | None = Field(description="days the window opens; null: no window")
+    window_skip_holidays: bool
     is_active: bool
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> PolicyOut:
+        return cls.model_validate({**_window_out(row), **_columns(row)})
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {
+        name: getattr(row, name)
+        for name in (
+            "id",
+            "organization_id",
+            "name",
+            "max_retries",
+            "initial_delay_minutes",
+            "backoff_multiplier",
+            "max_delay_minutes",
+            "enabled_channels",
+            "is_active",
+            "created_at",
+            "updated_at",
+        )
+    }
+
+
+def _window_out(row: Any) -> dict[str, Any]:
+    """The API's window fields of a policy row (all null without a window)."""
+    return window_fields(row.send_window)
+
+
+def window_fields(window: SendWindow | None) -> dict[str, Any]:
+    """The API's window fields of a `SendWindow` (all null without one)."""
+    return {
+        "window_start": format_clock(window.start_minute) if window else None,
+        "window_end": format_clock(window.end_minute) if window else None,
+        "window_days": day_names(window.days) if window else None,
+        "window_skip_holidays": window.skip_holidays if window else False,
+    }
 
 
 class ActivePolicyOut(BaseModel):
@@ -116,6 +297,10 @@ class ActivePolicyOut(BaseModel):
                     "backoff_multiplier": 2,
                     "max_delay_minutes": 1440,
                     "enabled_channels": ["email"],
+                    "window_start": None,
+                    "window_end": None,
+                    "window_days": None,
+                    "window_skip_holidays": False,
                     "is_active": True,
                     "created_at": None,
                     "updated_at": None,
@@ -133,6 +318,10 @@ class ActivePolicyOut(BaseModel):
     backoff_multiplier: float
     max_delay_minutes: int
     enabled_channels: list[str]
+    window_start: str | None = None
+    window_end: str | None = None
+    window_days: list[str] | None = None
+    window_skip_holidays: bool = False
     is_active: bool
     created_at: datetime | None
     updated_at: datetime | None

@@ -47,8 +47,9 @@ from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.events import record_attempts_events
 from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
 from stealth_recovery.recovery.repository import ClaimedStep, StepMove
-from stealth_recovery.recovery.schedule import Schedule, next_due
-from stealth_recovery.recovery.service import pay_url, schedule_of
+from stealth_recovery.recovery.schedule import Schedule, in_window, next_due
+from stealth_recovery.recovery.service import pay_url, place_of, schedule_of
+from stealth_recovery.recovery.windows import UTC_PLACE, Place
 from stealth_recovery.retry.lease import (
     HandOverGate,
     Heartbeat,
@@ -71,6 +72,7 @@ class PreparedStep:
     retry_number: int
     schedule: Schedule
     messages: list[MessageContext] = field(default_factory=list)
+    place: Place = UTC_PLACE  # where the customer is, for the send window (UTC without one)
     started_at: datetime | None = None  # first try of this step (its oldest log row)
     tries: int = 1  # tries of the step's messages so far, this one included
     already_out: bool = False  # a message of this step went out on an earlier try
@@ -188,7 +190,14 @@ def prepare_steps(
             attempts_repository.expire(attempt)
             continue
         attempts_repository.lease_step(attempt, owner=owner, until=now + lease)
-        step = PreparedStep(attempt.id, k, schedule_of(attempt), started_at=now)
+        schedule = schedule_of(attempt)
+        step = PreparedStep(
+            attempt.id,
+            k,
+            schedule,
+            started_at=now,
+            place=UTC_PLACE if schedule.window is None else place_of(transaction),
+        )
         prepared.append(step)
         logs = {row.channel: row for row in existing.get((attempt.id, k), [])}
         for earlier in logs.values():
@@ -356,14 +365,19 @@ def record_steps(
                 StepMove(
                     step.attempt_id,
                     step.retry_number,
-                    next_at=min(now + retry.delay(step.tries), deadline),
+                    # The same reminder again: inside its send window too.
+                    next_at=in_window(
+                        min(now + retry.delay(step.tries), deadline), step.schedule, step.place
+                    ),
                 )
             )
             continue
         move = StepMove(
             step.attempt_id,
             step.retry_number,
-            next_at=next_due(step.schedule, steps_done=step.retry_number + 1, last_at=now),
+            next_at=next_due(
+                step.schedule, steps_done=step.retry_number + 1, last_at=now, place=step.place
+            ),
         )
         (advance_sent if any_out else advance_not_sent).append(move)
     logs_repository.write_outcomes(
