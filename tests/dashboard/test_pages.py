@@ -483,6 +483,92 @@ class TestPolicies:
         assert "<td>2 h</td><td>3 h 30 min</td>" in preview
         assert db.scalar(select(RetryPolicy.id)) is None
 
+    def test_an_admin_creates_a_policy_with_a_send_window(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given an admin filling the window: weekdays 09:00–20:00, not on holidays
+        form = {
+            **_GOOD_POLICY,
+            "window_start": "09:00",
+            "window_end": "20:00",
+            "window_days": ["mon", "tue", "wed", "thu", "fri"],
+            "window_skip_holidays": "1",
+        }
+        # When the policy is created
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", form)
+        # Then it holds the window, and the list shows it
+        assert response.status_code == 303
+        policy = db.scalar(select(RetryPolicy))
+        assert policy is not None and policy.send_window is not None
+        assert (policy.window_start_minute, policy.window_end_minute) == (540, 1200)
+        assert (policy.window_days, policy.window_skip_holidays) == (0b0011111, True)
+        db.commit()
+        html = admin_web.get("/dashboard/policies").text
+        assert "09:00–20:00 mon–fri, not on holidays" in html
+
+    def test_a_window_crossing_midnight_is_explained(self, admin_web: TestClient) -> None:
+        form = {**_GOOD_POLICY, "window_start": "22:00", "window_end": "06:00"}
+        response = post_form(admin_web, "/dashboard/policies", "/dashboard/policies", form)
+        assert response.status_code == 422
+        assert 'id="err-window_end" role="alert">must be after window_start' in response.text
+
+    def test_an_admin_edits_the_window_of_a_policy(
+        self, admin_web: TestClient, admin: Account, db: Session
+    ) -> None:
+        # Given a policy without a window
+        post_form(admin_web, "/dashboard/policies", "/dashboard/policies", _GOOD_POLICY)
+        policy = db.scalar(select(RetryPolicy))
+        assert policy is not None
+        db.commit()
+        # When an admin opens it for editing and saves a window
+        page = admin_web.get(f"/dashboard/policies/{policy.id}/edit")
+        assert page.status_code == 200 and 'id="save-policy"' in page.text
+        assert 'value="Two emails then SMS"' in page.text
+        form = {
+            **_GOOD_POLICY,
+            "window_start": "08:00",
+            "window_end": "18:30",
+            "window_days": ["sat", "sun"],
+        }
+        url = f"/dashboard/policies/{policy.id}/edit"
+        response = post_form(admin_web, f"/dashboard/policies/{policy.id}/edit", url, form)
+        # Then the policy has it, on weekends, and stays active
+        assert response.status_code == 303
+        db.refresh(policy)
+        assert (policy.window_start_minute, policy.window_end_minute) == (480, 1110)
+        assert policy.window_days == 0b1100000
+        assert policy.is_active
+
+    def test_preview_shows_when_each_reminder_goes_in_the_customers_time(
+        self, analyst_web: TestClient
+    ) -> None:
+        # Given numbers with a window that is closed for the next day's first hours anywhere
+        form = {
+            **_GOOD_POLICY,
+            "window_start": "23:59",
+            "window_end": "24:00",
+            "window_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "preview_timezone": "Asia/Tokyo",
+            "preview_country": "JP",
+        }
+        # When previewed for a customer in Tokyo
+        response = post_form(
+            analyst_web, "/dashboard/policies", "/dashboard/policies/preview", form
+        )
+        # Then every reminder goes at 23:59 Tokyo time, marked as moved into the window
+        assert response.status_code == 200, response.text
+        preview = response.text.split('id="schedule-preview"')[1]
+        assert preview.count("23:59") >= 3
+        assert "moved into the window" in preview and "Asia/Tokyo" in preview
+
+    def test_preview_for_an_unknown_zone_is_explained(self, analyst_web: TestClient) -> None:
+        form = {**_GOOD_POLICY, "preview_timezone": "Mars/Olympus"}
+        response = post_form(
+            analyst_web, "/dashboard/policies", "/dashboard/policies/preview", form
+        )
+        assert response.status_code == 422
+        assert 'id="err-preview_timezone" role="alert">must be an IANA time zone' in response.text
+
     def test_an_admin_deactivates_and_activates(
         self, admin_web: TestClient, admin: Account, db: Session
     ) -> None:

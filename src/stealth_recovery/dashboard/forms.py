@@ -21,7 +21,17 @@ from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.models import Channel
 from stealth_recovery.recovery import schedule as backoff
 from stealth_recovery.recovery.schedule import Schedule
+from stealth_recovery.recovery.windows import (
+    DAY_NAMES,
+    UTC_PLACE,
+    Place,
+    check_zone,
+    day_names,
+    format_clock,
+    zone_info,
+)
 from stealth_recovery.retry import policy as policy_service
+from stealth_recovery.retry.models import RetryPolicy
 from stealth_recovery.retry.schemas import PolicyCreate
 
 
@@ -35,6 +45,31 @@ def default_policy_form() -> dict[str, Any]:
         "backoff_multiplier": f"{d.backoff_multiplier:g}",
         "max_delay_minutes": str(d.max_delay_minutes),
         "enabled_channels": [Channel.email.value],
+        "window_start": "",
+        "window_end": "",
+        "window_days": list(DAY_NAMES[:5]),
+        "window_skip_holidays": False,
+        "preview_timezone": "UTC",
+        "preview_country": "",
+    }
+
+
+def policy_form_of(policy: RetryPolicy) -> dict[str, Any]:
+    """The form filled with a stored policy, to edit it."""
+    window = policy.send_window
+    return {
+        "name": policy.name,
+        "max_retries": str(policy.max_retries),
+        "initial_delay_minutes": str(policy.initial_delay_minutes),
+        "backoff_multiplier": f"{policy.backoff_multiplier:g}",
+        "max_delay_minutes": str(policy.max_delay_minutes),
+        "enabled_channels": list(policy.enabled_channels),
+        "window_start": format_clock(window.start_minute) if window else "",
+        "window_end": format_clock(window.end_minute) if window else "",
+        "window_days": day_names(window.days) if window else list(DAY_NAMES[:5]),
+        "window_skip_holidays": window.skip_holidays if window else False,
+        "preview_timezone": "UTC",
+        "preview_country": "",
     }
 
 
@@ -70,8 +105,13 @@ def schema_errors(schema: type[BaseModel], values: dict[str, Any]) -> dict[str, 
 
 
 def validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The policy's values, and a message per field that breaks a rule of `policy.validate`
-    or of the API's `PolicyCreate` (so the form accepts exactly what the API accepts)."""
+    """The policy's values (the service's arguments, `window` included), and a message per
+    field that breaks a rule of `policy.validate`, `policy.validate_window` or of the API's
+    `PolicyCreate` (so the form accepts exactly what the API accepts).
+
+    No window start and end: no window (the day boxes and the holiday box are then ignored,
+    as the form always sends days).
+    """
     values, errors = _numbers(form)
     if errors:
         return values, errors
@@ -80,9 +120,34 @@ def validate_policy_form(form: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     except InvalidInput as exc:
         return values, {exc.field: exc.rule}
     errors = schema_errors(PolicyCreate, values)
-    if not errors:
-        values["enabled_channels"] = channels
-    return values, errors
+    if errors:
+        return values, errors
+    values["enabled_channels"] = channels
+    start = str(form.get("window_start") or "").strip() or None
+    end = str(form.get("window_end") or "").strip() or None
+    windowed = start is not None or end is not None
+    try:
+        values["window"] = policy_service.validate_window(
+            window_start=start,
+            window_end=end,
+            window_days=list(form.get("window_days") or []) if windowed else None,
+            window_skip_holidays=bool(form.get("window_skip_holidays")) and windowed,
+        )
+    except InvalidInput as exc:
+        return values, {exc.field: exc.rule}
+    return values, {}
+
+
+def preview_place(form: dict[str, Any]) -> tuple[Place, dict[str, str]]:
+    """Where the preview's customer is (zone, country), or a message per field."""
+    try:
+        zone = check_zone(str(form.get("preview_timezone") or "UTC"))
+    except ValueError as exc:
+        return UTC_PLACE, {"preview_timezone": str(exc)}
+    country = str(form.get("preview_country") or "").strip().upper() or None
+    if country is not None and not (len(country) == 2 and country.isascii() and country.isalpha()):
+        return UTC_PLACE, {"preview_country": "must be a two-letter country code such as DE"}
+    return Place(zone, country), {}
 
 
 def schedule_of_values(values: dict[str, Any]) -> Schedule:
@@ -91,18 +156,43 @@ def schedule_of_values(values: dict[str, Any]) -> Schedule:
         initial_delay_minutes=values["initial_delay_minutes"],
         backoff_multiplier=values["backoff_multiplier"],
         max_delay_minutes=values["max_delay_minutes"],
+        window=values.get("window"),
     )
 
 
-def schedule_rows(schedule: Schedule) -> list[dict[str, Any]]:
-    """Each reminder: how long it waits after the previous step, and after the failure."""
+def schedule_rows(schedule: Schedule, place: Place = UTC_PLACE) -> list[dict[str, Any]]:
+    """Each reminder of a payment failing now: how long it waits after the previous step and
+    after the failure, when it goes in the customer's time (`place`), and whether the send
+    window moved it."""
     start = utc_now()
+    zone = zone_info(place.zone)
     rows = []
     previous = start
-    for n, at in enumerate(backoff.preview(schedule, start), start=1):
-        rows.append({"number": n, "wait": at - previous, "after_open": at - start})
+    for n, (due, at) in enumerate(backoff.preview_steps(schedule, start, place), start=1):
+        rows.append(
+            {
+                "number": n,
+                "wait": at - previous,
+                "after_open": at - start,
+                "local": at.astimezone(zone).strftime("%a %d %b %H:%M"),
+                "moved": at != due,
+            }
+        )
         previous = at
     return rows
+
+
+def window_text(policy: RetryPolicy) -> str:
+    """A policy's send window in words: "09:00–20:00 mon–fri, not on holidays", or ""."""
+    window = policy.send_window
+    if window is None:
+        return ""
+    names = day_names(window.days)
+    days = "every day" if len(names) == 7 else ", ".join(names)
+    if names == list(DAY_NAMES[:5]):
+        days = "mon–fri"
+    holidays = ", not on holidays" if window.skip_holidays else ""
+    return f"{format_clock(window.start_minute)}–{format_clock(window.end_minute)} {days}{holidays}"
 
 
 def email_address(value: str) -> str | None:
