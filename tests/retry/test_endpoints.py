@@ -282,6 +282,7 @@ class TestPolicyPreview:
             ({"customer_timezone": "Mars/Olympus"}, "customer_timezone"),
             ({"customer_country": "D1"}, "customer_country"),
             ({"start": "2026-12-24T18:30:00"}, "start"),
+            ({"start": "9999-12-31T23:00:00Z"}, "start"),
             ({"window_start": "21:00"}, "window_end"),
         ],
     )

@@ -166,6 +166,14 @@ class PolicyPreviewIn(PolicyCreate):
         description="the customer's ISO 3166 country, for its public holidays",
     )
 
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: datetime | None) -> datetime | None:
+        # Ten reminders a year apart must stay within what dates can hold.
+        if value is not None and not 1970 <= value.year <= 2100:
+            raise ValueError("must be between the years 1970 and 2100")
+        return value
+
     @field_validator("customer_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
