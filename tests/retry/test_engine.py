@@ -156,6 +156,7 @@ class TestSendWindow:
         # Then its first reminder, due at 02:00, is set for 09:00
         nine = opened.replace(hour=9)
         assert reload_attempt(db, attempt).next_retry_at == nine
+        db.rollback()  # end this read, so the engine's commits are seen (SQLite reads a snapshot)
         # When the queue runs at 02:00 local, nothing goes
         with shifted_clock(opened.replace(hour=2) + timedelta(seconds=5) - utc_now()):
             assert run_due_now() == 0
