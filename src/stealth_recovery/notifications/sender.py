@@ -12,13 +12,16 @@ failing, so an outage is not hammered by every message in flight.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import structlog
 from jinja2 import TemplateError
+from prometheus_client import Counter, Histogram
 
 from stealth_recovery.core.metrics import MESSAGES, SEND_SECONDS
 from stealth_recovery.core.settings import Settings, get_settings
@@ -48,6 +51,21 @@ PROVIDERS: dict[str, str] = {
     Channel.sms: "twilio",
     Channel.whatsapp: "whatsapp",
 }
+
+
+# The metrics' children by label values, kept: `labels()` validates and locks on every call.
+@cache
+def _messages(channel: str, status: str) -> Counter:
+    return MESSAGES.labels(channel=channel, status=status)
+
+
+@cache
+def _send_seconds(channel: str) -> Histogram:
+    return SEND_SECONDS.labels(channel=channel)
+
+
+def _debug_enabled() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 # How long a message waits for the verdict of a probe of its provider before it is deferred.
@@ -176,12 +194,22 @@ class ProviderNotifier:
                     provider,
                     error_message=f"internal error: {type(exc).__name__}: {exc}",
                 )
-        MESSAGES.labels(channel=message.channel, status=outcome.status).inc()
-        SEND_SECONDS.labels(channel=message.channel).observe(time.perf_counter() - started)
-        # Success is the hot path (thousands a second): debug; anything else is worth a line.
-        emit = log.debug if outcome.status == NotificationStatus.sent else log.info
-        emit(
-            "notification_sent" if outcome.status == "sent" else "notification_not_sent",
+        _messages(message.channel, outcome.status).inc()
+        _send_seconds(message.channel).observe(time.perf_counter() - started)
+        if outcome.status == NotificationStatus.sent:
+            # The hot path (thousands a second): a debug line, and only when debug is on (a
+            # logger call costs a bound logger even when its level is filtered out).
+            if _debug_enabled():
+                log.debug(
+                    "notification_sent",
+                    log_id=message.log_id,
+                    attempt_id=message.attempt_id,
+                    channel=message.channel,
+                    provider_message_id=outcome.provider_message_id,
+                )
+            return outcome
+        log.info(
+            "notification_not_sent",
             log_id=message.log_id,
             attempt_id=message.attempt_id,
             channel=message.channel,
