@@ -502,6 +502,46 @@ class TestErrors:
             assert len(sink.wait_for(1, timeout=5)) == 1
             assert sink.connections == 1
 
+    async def test_no_answer_to_the_envelope_is_transient_and_never_handed_over(self) -> None:
+        # Given a server that greets and answers EHLO, then never answers MAIL
+        commands: list[bytes] = []
+
+        async def silent_after_ehlo(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            writer.write(b"220 mx.test ESMTP\r\n")
+            while line := await reader.readline():
+                commands.append(line.split(b" ", 1)[0].strip().upper())
+                if commands[-1] == b"EHLO":
+                    writer.write(b"250-mx.test\r\n250 SIZE 1000000\r\n")
+
+        server = await asyncio.start_server(silent_after_ehlo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = SmtpPool(host="127.0.0.1", port=port, timeout=0.3)
+        notifier = ProviderNotifier(
+            senders={"email": SmtpEmailSender(pool=pool, sender="r@shop.test")},
+            retry=TransientRetry(tries=2, backoff_seconds=0),
+        )
+        handed_over: list[bool] = []
+
+        async def handover() -> None:
+            handed_over.append(True)
+
+        # When a reminder is sent
+        try:
+            outcome = await notifier.send(message_context(), handover)
+        finally:
+            server.close()
+
+        # Then it is due again later, as a timeout, and nothing reached the hand-over
+        assert (outcome.status, outcome.handed_over) == ("transient", False)
+        assert outcome.error_message is not None
+        assert outcome.error_message.startswith("SMTP timeout")
+        assert handed_over == []
+        # And each try opened a fresh session: one out of step with its replies is not reused
+        assert commands.count(b"EHLO") == 2
+        assert b"DATA" not in commands
+
 
 class TestSecurityAndLogin:
     @pytest.mark.parametrize("security", ["starttls", "ssl"])

@@ -24,8 +24,11 @@ from functools import lru_cache
 import aiosmtplib
 import idna
 from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.response import SMTPResponse
 
 from stealth_recovery.core.settings import Settings, reveal
+from stealth_recovery.core.slots import Slots
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications.errors import (
     AmbiguousSendError,
@@ -78,7 +81,7 @@ class SmtpPool:
         self.local_hostname = local_hostname or socket.getfqdn()
         self.opened = 0  # sessions opened so far (shows reuse in tests and benchmarks)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: Slots | None = None
         self._idle: list[_Connection] = []
 
     async def send(
@@ -138,7 +141,7 @@ class SmtpPool:
             return  # sessions of a finished loop cannot be spoken to any more
         await asyncio.gather(*(self._quit(c) for c in idle), return_exceptions=True)
 
-    def _bind_loop(self) -> asyncio.Semaphore:
+    def _bind_loop(self) -> Slots:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._slots is None:
             # Sessions belong to the loop that opened them (e.g. one asyncio.run per tick).
@@ -146,7 +149,7 @@ class SmtpPool:
                 self._discard(connection)
             self._idle = []
             self._loop = loop
-            self._slots = asyncio.Semaphore(self.size)
+            self._slots = Slots(self.size)
         return self._slots
 
     async def _checkout(self, *, fresh: bool = False) -> tuple[_Connection, bool]:
@@ -212,30 +215,63 @@ class _Transaction:
 _PLAIN_MAILBOX = re.compile(
     r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 )
+# What must never reach a command line: a control character could end it (command injection).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def mailbox(address: str, encoding: str) -> bytes:
-    """`<address>` as the MAIL FROM / RCPT TO argument; ValueError (from aiosmtplib) when the
-    address holds characters that would end the command line."""
+    """`<address>` as the MAIL FROM / RCPT TO argument; ValueError when the address holds a
+    control character (it could end the command line) or does not parse."""
     if _PLAIN_MAILBOX.fullmatch(address):
         return f"<{address}>".encode(encoding)
+    if _CONTROL.search(address):
+        raise ValueError(f"{address!r} holds a control character")
     return quote_address(address).encode(encoding)
 
 
+async def _reply(client: aiosmtplib.SMTP, protocol: SMTPProtocol) -> SMTPResponse:
+    """The server's reply to what was just written, as `SMTP.execute_command` reads it: a
+    hang-up closes the session, and so does a 421. The caller bounds the wait."""
+    try:
+        response = await protocol.read_response(timeout=None)
+    except aiosmtplib.SMTPServerDisconnected:
+        client.close()
+        raise
+    if response.code == 421:
+        client.close()
+    return response
+
+
 async def _envelope(
-    client: aiosmtplib.SMTP, sender: str, recipients: list[str], utf8: bool
+    client: aiosmtplib.SMTP,
+    protocol: SMTPProtocol,
+    sender: str,
+    recipients: list[str],
+    utf8: bool,
 ) -> None:
-    """MAIL and RCPT as `SMTP.mail()` and `SMTP.rcpt()` send them, refusals raised the same
-    way, without re-parsing the addresses of every message."""
+    """MAIL, RCPT and DATA, refusals raised as `SMTP.mail()`, `SMTP.rcpt()` and `SMTP.data()`
+    raise them, without re-parsing the addresses of every message.
+
+    Each command is written on the session's protocol and its reply read there, not through
+    `SMTP.execute_command`: the pool holds the session for this one message, so its command
+    lock and per-argument checks (done by `mailbox` here) are work without a purpose.
+    """
     encoding = "utf-8" if utf8 else "ascii"
-    options = [b"SMTPUTF8"] if utf8 else []
-    response = await client.execute_command(b"MAIL", b"FROM:" + mailbox(sender, encoding), *options)
+    protocol.write(
+        b"MAIL FROM:" + mailbox(sender, encoding) + (b" SMTPUTF8\r\n" if utf8 else b"\r\n")
+    )
+    response = await _reply(client, protocol)
     if response.code != 250:
         raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
     for recipient in recipients:
-        response = await client.execute_command(b"RCPT", b"TO:" + mailbox(recipient, encoding))
+        protocol.write(b"RCPT TO:" + mailbox(recipient, encoding) + b"\r\n")
+        response = await _reply(client, protocol)
         if response.code not in (250, 251):
             raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+    protocol.write(b"DATA\r\n")
+    response = await _reply(client, protocol)
+    if response.code != 354:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
 
 
 async def _transaction(
@@ -247,7 +283,7 @@ async def _transaction(
     handover: HandOver | None,
     state: _Transaction,
 ) -> str:
-    """MAIL, RCPT, DATA and the body, then the hand-over mark, then the end of DATA.
+    """MAIL, RCPT and DATA, then the hand-over mark, then the body and the end of DATA.
 
     Returns the text of the final 250 reply (the server's words after the code), which is where
     servers name the queue id they filed the message under.
@@ -255,7 +291,7 @@ async def _transaction(
     `sendmail()` writes DATA and its end in one call; the engine must mark the message as being
     handed over in its database after every refusal that proves non-delivery is possible (MAIL,
     RCPT, DATA) and before the final "." that hands the message over, so the conversation is
-    driven command by command here.
+    driven command by command here. The body and its final "." go in one write.
     """
     if client.is_ehlo_or_helo_needed:
         # The extensions below are known only after EHLO (HELO for a server without ESMTP).
@@ -265,36 +301,38 @@ async def _transaction(
             await client.helo()
     if utf8 and not client.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
     try:
-        await _envelope(client, sender, recipients, utf8)
-        response = await client.execute_command(b"DATA")
-        if response.code != 354:
-            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        # One deadline for the three replies (each of `SMTP.execute_command`'s has its own
+        # timer): the session's timeout, as for any one reply.
+        async with asyncio.timeout(client.timeout):
+            await _envelope(client, protocol, sender, recipients, utf8)
     except aiosmtplib.SMTPResponseException:
         # A refused envelope: reset it so the session can carry the next message.
         with contextlib.suppress(aiosmtplib.SMTPException, ConnectionError):
             await client.rset()
         raise
+    except TimeoutError as exc:
+        # The session is out of step with the server's replies: it cannot be reused.
+        client.close()
+        raise aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response") from exc
     state.data_started = True
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost after DATA")
     # Dot-stuffing (RFC 5321 §4.5.2): a line starting with "." gets another.
     body = message.replace(b"\n.", b"\n..")
     if body.startswith(b"."):
         body = b"." + body
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
+    body += b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"
     try:
-        protocol.write(body)
         if handover is not None:
             await handover()
+        protocol.write(body)  # raises only when nothing of it went out
     except BaseException:
-        # Without the final "." the server discards the unfinished message.
+        # Closing the session ends the open DATA without a final ".": nothing is delivered.
         client.close()
         raise
     try:
-        protocol.write(b".\r\n")
         response = await protocol.read_response(timeout=client.timeout)
     except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
         client.close()
