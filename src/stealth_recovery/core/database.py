@@ -16,13 +16,16 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Engine,
+    Integer,
     MetaData,
+    any_,
+    bindparam,
     create_engine,
     event,
     literal,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -298,6 +301,15 @@ def upsert_into_where(
     columns = model.__table__.c
     source = select(*(literal(value, columns[name].type) for name, value in values.items()))
     return upsert_into(session, model).from_select(list(values), source.where(where))
+
+
+def one_of_ids(column: ColumnElement[int], name: str, dialect: str) -> ColumnElement[bool]:
+    """`column` is one of the ids bound as `name` (a list of int), for a statement built once
+    and run with any number of ids: `= ANY(:name)` on PostgreSQL (one statement text whatever
+    the count, so the server prepares it once), an expanding `IN` elsewhere."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(Integer)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def returned_row(session: Session, model: type[_M], statement: Upsert) -> _M | None:

@@ -8,7 +8,7 @@ from these definitions, so they cannot disagree.
 
 Triggers rather than increments in the repositories: every write that changes a counted column
 is caught, whatever issues it — the named claims, bulk statements, ORM flushes of attributes
-(`expire`, `mark_interrupted`, the tests' builders), the ingestion path — and no write adds a
+(`lease_step`, `make_due`, the tests' builders), the ingestion path — and no write adds a
 database round trip. An update that changes nothing counted (a claim, a lease renewal) is
 filtered out by the trigger's `WHEN` clause before any function runs.
 

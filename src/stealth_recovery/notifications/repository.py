@@ -18,14 +18,21 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
+    Integer,
+    Select,
+    String,
     Table,
+    Update,
     and_,
     bindparam,
     case,
+    column,
     delete,
     func,
     literal_column,
@@ -34,8 +41,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from stealth_recovery.core.database import one_of_ids
 from stealth_recovery.notifications.models import (
     STATUS_RANK,
     UNSETTLED_STATUSES,
@@ -54,6 +63,10 @@ _LOCK_BUCKETS = text(
     "SELECT pg_advisory_xact_lock(:namespace, b) FROM ("
     "SELECT DISTINCT unnest(CAST(:buckets AS integer[])) AS b ORDER BY b) AS ordered"
 )
+
+
+_log_table = cast(Table, NotificationLog.__table__)
+_logs = _log_table.c
 
 
 def find_by_provider_message(
@@ -219,13 +232,31 @@ def logs_of_attempt(
     return list(session.scalars(stmt))
 
 
-def logs_of_attempts(session: Session, *, attempt_ids: Sequence[int]) -> list[NotificationLog]:
+@dataclass(frozen=True, slots=True)
+class StepLog:
+    """A log row as the send claim reads it (plain values: no ORM object per row)."""
+
+    id: int
+    attempt_id: int
+    retry_number: int
+    channel: str
+    status: str
+    created_at: datetime
+    send_attempts: int
+
+
+@cache
+def _logs_of_attempts_statement(dialect: str) -> Select[Any]:
+    return select(
+        *(_logs[name] for name in ("id", "attempt_id", "retry_number", "channel")),
+        *(_logs[name] for name in ("status", "created_at", "send_attempts")),
+    ).where(one_of_ids(_logs.attempt_id, "ids", dialect))
+
+
+def logs_of_attempts(session: Session, *, attempt_ids: Sequence[int]) -> list[StepLog]:
     """Every log row of these attempts (the send claim reads them under the attempts' locks)."""
-    return list(
-        session.scalars(
-            select(NotificationLog).where(NotificationLog.attempt_id.in_(sorted(attempt_ids)))
-        )
-    )
+    statement = _logs_of_attempts_statement(session.get_bind().dialect.name)
+    return [StepLog(*row) for row in session.execute(statement, {"ids": sorted(attempt_ids)})]
 
 
 def bounced_among(session: Session, *, log_ids: Sequence[int]) -> list[NotificationLog]:
@@ -352,44 +383,66 @@ def insert_logs(
 INTERRUPTED = "outcome unknown: its worker stopped during the hand-over; not sent again"
 
 
-def mark_interrupted(row: NotificationLog, *, now: datetime) -> None:
-    """A row its former owner left `handing_over`: the provider may have it, so it becomes
-    `unconfirmed` and is never sent again (written at the send claim's flush)."""
-    row.status = NotificationStatus.unconfirmed
-    row.error_message = INTERRUPTED
-    row.updated_at = now
+def mark_interrupted(session: Session, *, log_ids: Sequence[int], now: datetime) -> None:
+    """Rows their former owner left `handing_over`: the provider may have them, so they
+    become `unconfirmed` and are never sent again."""
+    if log_ids:
+        session.execute(
+            update(_log_table)
+            .where(_logs.id.in_(list(log_ids)))
+            .values(
+                status=NotificationStatus.unconfirmed.value,
+                error_message=INTERRUPTED,
+                updated_at=now,
+            )
+        )
 
 
-def count_another_try(row: NotificationLog, *, now: datetime) -> None:
-    """A `pending` row taken to its provider again (written at the send claim's flush)."""
-    row.send_attempts += 1
-    row.updated_at = now
+def count_another_try(session: Session, *, log_ids: Sequence[int], now: datetime) -> None:
+    """`pending` rows taken to their provider again: one more send attempt each."""
+    if log_ids:
+        session.execute(
+            update(_log_table)
+            .where(_logs.id.in_(list(log_ids)))
+            .values(send_attempts=_logs.send_attempts + 1, updated_at=now)
+        )
 
 
 def mark_handing_over(
-    session: Session, *, log_ids: list[int], now: datetime, step_held: ColumnElement[bool]
+    session: Session,
+    *,
+    log_ids: list[int],
+    now: datetime,
+    owner: str,
+    step_held: ColumnElement[bool],
 ) -> set[int]:
     """Mark messages as being handed over; returns the ids allowed to go to the provider.
 
-    `step_held` is the condition on the row's attempt (`recovery.repository.step_held_by`):
-    open, and its step still leased by the caller. One statement makes both checks
-    immediately before the provider call, so it prevents two races: a payment committed before
-    this statement began withholds the message, and a worker whose lease passed to another is
-    fenced off. A row another worker settled (unconfirmed, cancelled) is not `pending` any more
-    and is refused. Re-marking a row this owner marked already (a quick retry after a refused
-    DATA) is allowed. Lock order: the log rows only; the attempt is read, not locked.
+    `step_held` is the condition on the row's attempt (`recovery.repository.STEP_HELD`): open,
+    and its step leased by the owner bound as `b_owner` beyond the time bound as `b_now`
+    (given here as `owner` and `now`). One statement makes both checks immediately before the
+    provider call, so it prevents two races: a payment committed before this statement began
+    withholds the message, and a worker whose lease passed to another is fenced off. A row
+    another worker settled (unconfirmed, cancelled) is not `pending` any more and is refused.
+    Re-marking a row this owner marked already (a quick retry after a refused DATA) is
+    allowed. Lock order: the log rows only; the attempt is read, not locked.
     """
     if not log_ids:
         return set()
-    logs = NotificationLog
-    result = session.execute(
-        update(logs)
-        .where(logs.id.in_(log_ids), logs.status.in_(UNSETTLED_STATUSES), step_held)
-        .values(status=NotificationStatus.handing_over, updated_at=now)
-        .returning(logs.id)
-        .execution_options(synchronize_session=False)
-    )
+    statement = _mark_handing_over_statement(session.get_bind().dialect.name, step_held)
+    result = session.execute(statement, {"ids": log_ids, "b_now": now, "b_owner": owner})
     return {row[0] for row in result}
+
+
+@cache
+def _mark_handing_over_statement(dialect: str, step_held: ColumnElement[bool]) -> Update:
+    unsettled: list[Any] = [literal_column(f"'{status}'") for status in UNSETTLED_STATUSES]
+    return (
+        update(_log_table)
+        .where(one_of_ids(_logs.id, "ids", dialect), _logs.status.in_(unsettled), step_held)
+        .values(status=NotificationStatus.handing_over.value, updated_at=bindparam("b_now"))
+        .returning(_logs.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -405,8 +458,6 @@ class Outcome:
     failed_at: datetime | None
 
 
-_log_table = cast(Table, NotificationLog.__table__)
-_logs = _log_table.c
 _OUTCOME_VALUES: dict[str, Any] = {
     "status": bindparam("b_status"),
     "provider_message_id": bindparam("b_provider_message_id"),
@@ -415,16 +466,63 @@ _OUTCOME_VALUES: dict[str, Any] = {
     "failed_at": bindparam("b_failed_at"),
     "updated_at": bindparam("b_now"),
 }
+# PostgreSQL: every outcome of a record in one parameter set, an array per column.
+_OUTCOME_ROWS = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(Integer)),
+        bindparam("statuses", type_=ARRAY(String)),
+        bindparam("message_ids", type_=ARRAY(String)),
+        bindparam("errors", type_=ARRAY(String)),
+        bindparam("sent", type_=ARRAY(DateTime(timezone=True))),
+        bindparam("failed", type_=ARRAY(DateTime(timezone=True))),
+    )
+    .table_valued(
+        column("id", Integer),
+        column("status", String),
+        column("provider_message_id", String),
+        column("error_message", String),
+        column("sent_at", DateTime(timezone=True)),
+        column("failed_at", DateTime(timezone=True)),
+    )
+    .render_derived(name="outcome")
+)
 # The outcome of a message this worker handed over is a fact: it is written even if the step
 # has changed hands since (it turns the next owner's `unconfirmed` into what the provider said).
-_HANDED_OVER_OUTCOME = (
-    update(_log_table)
-    .where(
-        _logs.id == bindparam("b_log_id"),
-        _logs.status.in_([literal_column(f"'{s}'") for s in ("handing_over", "unconfirmed")]),
+_HANDED_OVER_STATUSES: list[Any] = [
+    literal_column(f"'{s}'")
+    for s in (NotificationStatus.handing_over, NotificationStatus.unconfirmed)
+]
+_FENCED_STATUSES: list[Any] = [
+    literal_column(f"'{s}'") for s in (NotificationStatus.pending, NotificationStatus.handing_over)
+]
+
+
+@cache
+def _outcomes_statement(dialect: str, fenced_by: ColumnElement[bool] | None) -> Update:
+    """The outcome write: for rows still handed over (`fenced_by` None) or, for the others,
+    while `fenced_by` holds. PostgreSQL takes the arrays of `_OUTCOME_ROWS` (one statement per
+    record); elsewhere one parameter set per row (executemany)."""
+    statuses = _HANDED_OVER_STATUSES if fenced_by is None else _FENCED_STATUSES
+    fence = [] if fenced_by is None else [fenced_by]
+    if dialect != "postgresql":
+        return (
+            update(_log_table)
+            .where(_logs.id == bindparam("b_log_id"), _logs.status.in_(statuses), *fence)
+            .values(**_OUTCOME_VALUES)
+        )
+    rows = _OUTCOME_ROWS.c
+    return (
+        update(_log_table)
+        .where(_logs.id == rows.id, _logs.status.in_(statuses), *fence)
+        .values(
+            status=rows.status,
+            provider_message_id=rows.provider_message_id,
+            error_message=rows.error_message,
+            sent_at=rows.sent_at,
+            failed_at=rows.failed_at,
+            updated_at=bindparam("b_now"),
+        )
     )
-    .values(**_OUTCOME_VALUES)
-)
 
 
 def write_outcomes(
@@ -436,41 +534,53 @@ def write_outcomes(
     now: datetime,
     step_leased: ColumnElement[bool],
 ) -> None:
-    """Write each message's outcome (one parameter set per row, executemany).
+    """Write each message's outcome: one statement for each of the two kinds on PostgreSQL
+    (the rows as arrays), one parameter set per row elsewhere.
 
     `handed_over`: messages this owner handed over; written whoever holds the step now.
     `fenced`: anything else (a refusal before the hand-over, a transient failure), written only
     while `step_leased` holds — the row's attempt still leased by the owner bound as
-    `b_owner` (`recovery.repository.step_leased_by_param("b_owner")`) — so a late write from
-    a former owner is refused. Lock order: the log rows only, in the order given.
+    `b_owner` (`recovery.repository.STEP_LEASED`) — so a late write from a former owner is
+    refused. Lock order: the log rows only (in no set order: the other writers of several log
+    rows of one step, the hand-over mark and the settling, do not run on them at the same
+    time as their owner's record; should they, PostgreSQL ends one and the record is retried).
     """
-    fenced_stmt = (
-        update(_log_table)
-        .where(
-            _logs.id == bindparam("b_log_id"),
-            _logs.status.in_([literal_column(f"'{s}'") for s in ("pending", "handing_over")]),
-            step_leased,
-        )
-        .values(**_OUTCOME_VALUES)
-    )
-    for stmt, outcomes in ((_HANDED_OVER_OUTCOME, handed_over), (fenced_stmt, fenced)):
-        if outcomes:
+    dialect = session.get_bind().dialect.name
+    for fenced_by, outcomes in ((None, handed_over), (step_leased, fenced)):
+        if not outcomes:
+            continue
+        statement = _outcomes_statement(dialect, fenced_by)
+        if dialect == "postgresql":
             session.execute(
-                stmt,
-                [
-                    {
-                        "b_log_id": o.log_id,
-                        "b_status": o.status,
-                        "b_provider_message_id": o.provider_message_id,
-                        "b_error_message": o.error_message,
-                        "b_sent_at": o.sent_at,
-                        "b_failed_at": o.failed_at,
-                        "b_now": now,
-                        "b_owner": owner,
-                    }
-                    for o in outcomes
-                ],
+                statement,
+                {
+                    "ids": [o.log_id for o in outcomes],
+                    "statuses": [str(o.status) for o in outcomes],
+                    "message_ids": [o.provider_message_id for o in outcomes],
+                    "errors": [o.error_message for o in outcomes],
+                    "sent": [o.sent_at for o in outcomes],
+                    "failed": [o.failed_at for o in outcomes],
+                    "b_now": now,
+                    "b_owner": owner,
+                },
             )
+            continue
+        session.execute(
+            statement,
+            [
+                {
+                    "b_log_id": o.log_id,
+                    "b_status": o.status,
+                    "b_provider_message_id": o.provider_message_id,
+                    "b_error_message": o.error_message,
+                    "b_sent_at": o.sent_at,
+                    "b_failed_at": o.failed_at,
+                    "b_now": now,
+                    "b_owner": owner,
+                }
+                for o in outcomes
+            ],
+        )
 
 
 _CANCELLED_REASON = "not sent: the attempt ended before this message was handed over"

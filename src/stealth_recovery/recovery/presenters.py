@@ -26,7 +26,12 @@ from stealth_recovery.recovery.schemas import AttemptOut, NextReminder, Recovery
 
 
 def pay_url(attempt: RecoveryAttempt) -> str:
-    return get_settings().external_url(f"/pay/{attempt.token}")
+    return pay_url_for(attempt.token)
+
+
+def pay_url_for(token: str) -> str:
+    """The customer's pay page for an attempt's token (`BASE_URL/pay/{token}`)."""
+    return get_settings().external_url(f"/pay/{token}")
 
 
 def _reachable(channels: Sequence[str], transaction: Transaction) -> list[str]:

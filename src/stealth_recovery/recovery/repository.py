@@ -13,7 +13,7 @@ order it relies on. The row locks on attempts, all taken by the statements of th
 
 SQLite has one writer at a time (`BEGIN IMMEDIATE`): there the locks are the whole database.
 Statements on `notification_logs` live in `notifications.repository`; where they depend on the
-attempt's state they take a condition built here (`step_held_by`, `step_ended`, …).
+attempt's state they take a condition built here (`STEP_HELD`, `step_ended`, …).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -43,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from stealth_recovery.core.database import returned_row, upsert_into_where
+from stealth_recovery.core.database import one_of_ids, returned_row, upsert_into_where
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
@@ -666,18 +667,100 @@ def make_due(attempt: RecoveryAttempt, *, at: datetime) -> None:
     attempt.next_retry_at = at
 
 
-def expire(attempt: RecoveryAttempt) -> None:
-    """Expire an open attempt the send claim has locked and found past its link's expiry;
-    written at the caller's flush."""
-    attempt.status = AttemptStatus.expired
-    attempt.next_retry_at = None
-    attempt.lease_owner = None
+@dataclass(frozen=True, slots=True)
+class SendCandidate:
+    """An attempt as the send claim reads it under its row lock, with what its messages show
+    of its transaction and merchant (plain values: no ORM object per row)."""
+
+    id: int
+    organization_id: int
+    status: str
+    retry_count: int
+    next_retry_at: datetime | None
+    lease_owner: str | None
+    expires_at: datetime
+    token: str
+    max_retries: int
+    initial_delay_minutes: int
+    backoff_multiplier: float
+    max_delay_minutes: int
+    enabled_channels: list[str]
+    decline_category: str
+    window_start_minute: int | None
+    window_end_minute: int | None
+    window_days: int | None
+    window_skip_holidays: bool
+    customer_email: str | None
+    customer_phone: str | None
+    customer_name: str | None
+    customer_locale: str
+    customer_timezone: str
+    amount_minor: int
+    currency: str
+    merchant_name: str
 
 
-def lock_for_send(
-    session: Session, *, attempt_ids: Sequence[int]
-) -> list[tuple[RecoveryAttempt, Transaction, str]]:
-    """The send claim's lock and re-read: the attempts, their transactions and merchant names.
+_attempt_table = cast(Table, RecoveryAttempt.__table__)
+_attempts = _attempt_table.c
+
+
+# The columns of `SendCandidate`, in its order: the attempt's, the transaction's, the merchant's.
+_CANDIDATE_ATTEMPT_COLUMNS = (
+    "id",
+    "organization_id",
+    "status",
+    "retry_count",
+    "next_retry_at",
+    "lease_owner",
+    "expires_at",
+    "token",
+    "max_retries",
+    "initial_delay_minutes",
+    "backoff_multiplier",
+    "max_delay_minutes",
+    "enabled_channels",
+    "decline_category",
+    "window_start_minute",
+    "window_end_minute",
+    "window_days",
+    "window_skip_holidays",
+)
+_CANDIDATE_TRANSACTION_COLUMNS = (
+    "customer_email",
+    "customer_phone",
+    "customer_name",
+    "customer_locale",
+    "customer_timezone",
+    "amount_minor",
+    "currency",
+)
+
+
+@cache
+def _lock_for_send_statement(dialect: str) -> Select[Any]:
+    transactions = cast(Table, Transaction.__table__)
+    organizations = cast(Table, Organization.__table__)
+    a, t = _attempts, transactions.c
+    return (
+        select(
+            *(a[name] for name in _CANDIDATE_ATTEMPT_COLUMNS),
+            *(t[name] for name in _CANDIDATE_TRANSACTION_COLUMNS),
+            organizations.c.name,
+        )
+        .select_from(
+            _attempt_table.join(transactions, t.id == a.transaction_id).join(
+                organizations, organizations.c.id == a.organization_id
+            )
+        )
+        .where(one_of_ids(a.id, "ids", dialect))
+        .order_by(a.id)
+        .with_for_update(of=_attempt_table)
+    )
+
+
+def lock_for_send(session: Session, *, attempt_ids: Sequence[int]) -> list[SendCandidate]:
+    """The send claim's lock and re-read: the attempts, with their transactions' customer and
+    amount and their merchants' names, in id order.
 
     Prevents chasing a paid customer: the rows are locked `FOR UPDATE` and read again after
     the lock is granted, and completion (`finish`) takes the same row lock, so the caller sees
@@ -687,15 +770,53 @@ def lock_for_send(
     """
     if not attempt_ids:
         return []
-    rows = session.execute(
-        select(RecoveryAttempt, Transaction, Organization.name)
-        .join(Transaction, Transaction.id == RecoveryAttempt.transaction_id)
-        .join(Organization, Organization.id == RecoveryAttempt.organization_id)
-        .where(RecoveryAttempt.id.in_(sorted(attempt_ids)))
-        .order_by(RecoveryAttempt.id)
-        .with_for_update(of=RecoveryAttempt)
-    ).all()
-    return [(attempt, transaction, name) for attempt, transaction, name in rows]
+    statement = _lock_for_send_statement(session.get_bind().dialect.name)
+    rows = session.execute(statement, {"ids": sorted(attempt_ids)})
+    return [SendCandidate(*row) for row in rows]
+
+
+def lease_steps(
+    session: Session, *, attempt_ids: Sequence[int], owner: str, until: datetime, now: datetime
+) -> None:
+    """The send claim's lease: the next step of each of these attempts (locked and checked by
+    the caller, `lock_for_send`) is `owner`'s until `until`, in one statement.
+
+    As `lease_step`: `next_retry_at` is the lease end, so a step lost before it is recorded
+    comes due again then, and `owner` fences any former holder off.
+    """
+    if attempt_ids:
+        session.execute(
+            _lease_steps_statement(session.get_bind().dialect.name),
+            {"ids": list(attempt_ids), "owner": owner, "until": until, "now": now},
+        )
+
+
+@cache
+def _lease_steps_statement(dialect: str) -> Update:
+    return (
+        update(_attempt_table)
+        .where(one_of_ids(_attempts.id, "ids", dialect))
+        .values(
+            next_retry_at=bindparam("until"),
+            lease_owner=bindparam("owner"),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+def expire_locked(session: Session, *, attempt_ids: Sequence[int], now: datetime) -> None:
+    """Expire open attempts the send claim has locked and found past their link's expiry."""
+    if attempt_ids:
+        session.execute(
+            update(_attempt_table)
+            .where(_attempts.id.in_(list(attempt_ids)))
+            .values(
+                status=AttemptStatus.expired.value,
+                next_retry_at=None,
+                lease_owner=None,
+                updated_at=now,
+            )
+        )
 
 
 def renew_leases(
@@ -727,8 +848,6 @@ def renew_leases(
 
 # Core statements run with one parameter set per row (executemany). The bound names differ from
 # the column names, which SQLAlchemy reserves for the SET clause.
-_attempt_table = cast(Table, RecoveryAttempt.__table__)
-_attempts = _attempt_table.c
 # Literal values: an expanding IN cannot run once per parameter set.
 _OPEN_LITERALS: list[Any] = [literal_column(f"'{status}'") for status in OPEN_STATUSES]
 _STILL_OURS = (
@@ -855,21 +974,21 @@ def with_transactions(
 # Conditions on a log row's attempt, for the statements of `notifications.repository`
 
 
-def step_held_by(owner: str, *, now: datetime) -> ColumnElement[bool]:
-    """The log row's attempt is open and its step leased by `owner` beyond `now`."""
-    return exists().where(
-        RecoveryAttempt.id == NotificationLog.attempt_id,
-        RecoveryAttempt.lease_owner == owner,
-        RecoveryAttempt.status.in_(OPEN_STATUSES),
-        RecoveryAttempt.next_retry_at > now,
-    )
+# The log row's attempt is open and its step leased by the owner bound as `b_owner` beyond
+# the time bound as `b_now`: one condition object, so the statements that use it are built once.
+STEP_HELD = exists().where(
+    _attempts.id == NotificationLog.attempt_id,
+    _attempts.lease_owner == bindparam("b_owner"),
+    _attempts.status.in_(_OPEN_LITERALS),
+    _attempts.next_retry_at > bindparam("b_now", type_=RecoveryAttempt.next_retry_at.type),
+)
 
 
-def step_leased_by_param(name: str) -> ColumnElement[bool]:
-    """The log row's attempt is leased by the owner bound as `name` (one per parameter set)."""
-    return exists().where(
-        _attempts.id == NotificationLog.attempt_id, _attempts.lease_owner == bindparam(name)
-    )
+# The log row's attempt is leased by the owner bound as `b_owner` (one condition object, so
+# the statements that use it are built once).
+STEP_LEASED = exists().where(
+    _attempts.id == NotificationLog.attempt_id, _attempts.lease_owner == bindparam("b_owner")
+)
 
 
 def step_ended() -> ColumnElement[bool]:

@@ -57,7 +57,8 @@ def mark_handing_over(
         session,
         log_ids=log_ids,
         now=now,
-        step_held=attempts_repository.step_held_by(owner, now=now),
+        owner=owner,
+        step_held=attempts_repository.STEP_HELD,
     )
 
 

@@ -28,13 +28,15 @@ import structlog
 from sqlalchemy.orm import Session
 
 from stealth_recovery.core import metrics
+from stealth_recovery.core.contacts import customer_country
 from stealth_recovery.core.database import session_scope
 from stealth_recovery.core.settings import get_settings
+from stealth_recovery.core.slots import Slots
 from stealth_recovery.core.time import utc_now
 from stealth_recovery.notifications import repository as logs_repository
 from stealth_recovery.notifications.delivery_status import apply_held_statuses
 from stealth_recovery.notifications.events import record_bounces
-from stealth_recovery.notifications.models import Channel, NotificationLog, NotificationStatus
+from stealth_recovery.notifications.models import Channel, NotificationStatus
 from stealth_recovery.notifications.types import (
     TRANSIENT,
     WITHHELD,
@@ -42,14 +44,13 @@ from stealth_recovery.notifications.types import (
     Notifier,
     SendOutcome,
 )
-from stealth_recovery.payments.models import Transaction
 from stealth_recovery.recovery import repository as attempts_repository
 from stealth_recovery.recovery.events import record_attempts_events
-from stealth_recovery.recovery.models import OPEN_STATUSES, RecoveryAttempt
-from stealth_recovery.recovery.repository import ClaimedStep, StepMove
+from stealth_recovery.recovery.models import OPEN_STATUSES
+from stealth_recovery.recovery.presenters import pay_url_for
+from stealth_recovery.recovery.repository import ClaimedStep, SendCandidate, StepMove
 from stealth_recovery.recovery.schedule import Schedule, in_window, next_due
-from stealth_recovery.recovery.service import pay_url, place_of, schedule_of
-from stealth_recovery.recovery.windows import UTC_PLACE, Place
+from stealth_recovery.recovery.windows import UTC_PLACE, Place, SendWindow
 from stealth_recovery.retry.lease import (
     HandOverGate,
     Heartbeat,
@@ -141,10 +142,10 @@ _CONTACT_NAME: dict[str, str] = {
 }
 
 
-def _recipient(channel: str, transaction: Transaction) -> str | None:
+def _recipient(channel: str, attempt: SendCandidate) -> str | None:
     if channel == Channel.email:
-        return transaction.customer_email
-    return transaction.customer_phone
+        return attempt.customer_email
+    return attempt.customer_phone
 
 
 def prepare_steps(
@@ -164,21 +165,26 @@ def prepare_steps(
     live worker) is left alone; a row a former owner left `handing_over` is settled
     `unconfirmed` and never resent; the unique log key turns any other repeat into a no-op
     (`notifications.repository.insert_logs`).
+
+    Reads and writes plain rows, a few statements per call whatever the number of steps: the
+    lock and re-read, the existing log rows, the lease, the new log rows.
     """
     owner = owner or process_owner()
     wanted = {s.attempt_id: s for s in steps}
     if not wanted:
         return []
     rows = attempts_repository.lock_for_send(session, attempt_ids=list(wanted))
-    existing: dict[tuple[int, int], list[NotificationLog]] = {}
+    existing: dict[tuple[int, int], list[logs_repository.StepLog]] = {}
     for log_row in logs_repository.logs_of_attempts(session, attempt_ids=list(wanted)):
         existing.setdefault((log_row.attempt_id, log_row.retry_number), []).append(log_row)
 
     prepared: list[PreparedStep] = []
     new_rows: list[dict[str, Any]] = []
-    pending_for: dict[tuple[int, str], tuple[RecoveryAttempt, Transaction, str]] = {}
-    taken_over: list[tuple[NotificationLog, RecoveryAttempt, Transaction, str]] = []
-    for attempt, transaction, merchant_name in rows:
+    pending_for: dict[tuple[int, str], SendCandidate] = {}
+    taken_over: list[tuple[logs_repository.StepLog, SendCandidate]] = []
+    expired: list[int] = []
+    interrupted: list[int] = []
+    for attempt in rows:
         claimed = wanted[attempt.id]
         k = claimed.retry_number
         if attempt.status not in OPEN_STATUSES or attempt.retry_count != k:
@@ -187,36 +193,36 @@ def prepare_steps(
         if attempt.lease_owner != claimed.claim and lease_running:
             continue  # claimed again since, or held by a live worker: not ours
         if attempt.expires_at <= now:
-            attempts_repository.expire(attempt)
+            expired.append(attempt.id)
             continue
-        attempts_repository.lease_step(attempt, owner=owner, until=now + lease)
-        schedule = schedule_of(attempt)
+        schedule = _schedule(attempt)
         step = PreparedStep(
             attempt.id,
             k,
             schedule,
             started_at=now,
-            place=UTC_PLACE if schedule.window is None else place_of(transaction),
+            place=UTC_PLACE if schedule.window is None else _place(attempt),
         )
         prepared.append(step)
         logs = {row.channel: row for row in existing.get((attempt.id, k), [])}
         for earlier in logs.values():
             step.started_at = min(step.started_at or now, earlier.created_at)
             if earlier.status == NotificationStatus.handing_over:
-                # Its worker stopped during the hand-over: the provider may have it.
-                logs_repository.mark_interrupted(earlier, now=now)
-            if earlier.status in _OUT:
+                # Its worker stopped during the hand-over: the provider may have it, so it
+                # becomes `unconfirmed` (below), which counts as out.
+                interrupted.append(earlier.id)
+                step.already_out = True
+            elif earlier.status in _OUT:
                 step.already_out = True
         for channel in attempt.enabled_channels:
             row = logs.get(channel)
             if row is not None:
                 if row.status == NotificationStatus.pending:
                     # Never handed over (a worker died before, or a transient failure): send.
-                    logs_repository.count_another_try(row, now=now)
-                    step.tries = max(step.tries, row.send_attempts)
-                    taken_over.append((row, attempt, transaction, merchant_name))
+                    step.tries = max(step.tries, row.send_attempts + 1)
+                    taken_over.append((row, attempt))
                 continue
-            recipient = _recipient(channel, transaction)
+            recipient = _recipient(channel, attempt)
             reason = notifier.unavailable_reason(channel)
             if recipient is None:
                 reason = f"skipped: the customer has no {_CONTACT_NAME[channel]}"
@@ -237,34 +243,61 @@ def prepare_steps(
             if reason:
                 metrics.MESSAGES.labels(channel=channel, status="failed").inc()
             else:
-                pending_for[(attempt.id, channel)] = (attempt, transaction, merchant_name)
+                pending_for[(attempt.id, channel)] = attempt
 
+    attempts_repository.expire_locked(session, attempt_ids=expired, now=now)
+    attempts_repository.lease_steps(
+        session,
+        attempt_ids=[step.attempt_id for step in prepared],
+        owner=owner,
+        until=now + lease,
+        now=now,
+    )
+    logs_repository.mark_interrupted(session, log_ids=interrupted, now=now)
+    logs_repository.count_another_try(session, log_ids=[row.id for row, _ in taken_over], now=now)
     by_attempt = {step.attempt_id: step for step in prepared}
     for log_id, attempt_id, channel in logs_repository.insert_logs(session, new_rows, now):
         if (attempt_id, channel) in pending_for:
-            attempt, transaction, merchant_name = pending_for[(attempt_id, channel)]
             by_attempt[attempt_id].messages.append(
-                _context(log_id, channel, attempt, transaction, merchant_name)
+                _context(log_id, channel, pending_for[(attempt_id, channel)])
             )
-    for row, attempt, transaction, merchant_name in taken_over:
-        by_attempt[attempt.id].messages.append(
-            _context(row.id, row.channel, attempt, transaction, merchant_name)
-        )
-    session.flush()
+    for row, attempt in taken_over:
+        by_attempt[attempt.id].messages.append(_context(row.id, row.channel, attempt))
     return prepared
 
 
 _OUT = (NotificationStatus.sent, NotificationStatus.delivered, NotificationStatus.unconfirmed)
 
 
-def _context(
-    log_id: int,
-    channel: str,
-    attempt: RecoveryAttempt,
-    transaction: Transaction,
-    merchant_name: str,
-) -> MessageContext:
-    recipient = _recipient(channel, transaction)
+def _schedule(attempt: SendCandidate) -> Schedule:
+    """The schedule frozen on the attempt (`recovery.service.schedule_of` for a plain row)."""
+    window = None
+    if attempt.window_start_minute is not None and attempt.window_end_minute is not None:
+        window = SendWindow(
+            start_minute=attempt.window_start_minute,
+            end_minute=attempt.window_end_minute,
+            days=attempt.window_days or 0,
+            skip_holidays=attempt.window_skip_holidays,
+        )
+    return Schedule(
+        max_retries=attempt.max_retries,
+        initial_delay_minutes=attempt.initial_delay_minutes,
+        backoff_multiplier=attempt.backoff_multiplier,
+        max_delay_minutes=attempt.max_delay_minutes,
+        window=window,
+    )
+
+
+def _place(attempt: SendCandidate) -> Place:
+    """Where the customer is (`recovery.service.place_of` for a plain row)."""
+    return Place(
+        zone=attempt.customer_timezone,
+        country=customer_country(attempt.customer_phone, attempt.customer_locale),
+    )
+
+
+def _context(log_id: int, channel: str, attempt: SendCandidate) -> MessageContext:
+    recipient = _recipient(channel, attempt)
     assert recipient is not None
     return MessageContext(
         log_id=log_id,
@@ -274,13 +307,13 @@ def _context(
         max_retries=attempt.max_retries,
         channel=channel,
         recipient=recipient,
-        locale=transaction.customer_locale,
-        timezone=transaction.customer_timezone,
-        merchant_name=merchant_name,
-        customer_name=transaction.customer_name,
-        amount_minor=transaction.amount_minor,
-        currency=transaction.currency,
-        pay_url=pay_url(attempt),
+        locale=attempt.customer_locale,
+        timezone=attempt.customer_timezone,
+        merchant_name=attempt.merchant_name,
+        customer_name=attempt.customer_name,
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        pay_url=pay_url_for(attempt.token),
         expires_at=attempt.expires_at,
         decline_category=attempt.decline_category,
     )
@@ -386,7 +419,7 @@ def record_steps(
         fenced=fenced,
         owner=owner,
         now=now,
-        step_leased=attempts_repository.step_leased_by_param("b_owner"),
+        step_leased=attempts_repository.STEP_LEASED,
     )
     # Delivery callbacks that beat this record to the webhook were held: apply them now.
     apply_held_statuses(
@@ -496,7 +529,7 @@ async def run_steps(
 
     # Steps started and not yet recorded: this bounds what a kill can leave unconfirmed (the
     # messages handed over whose outcome is not written yet), whatever the recorder's lag.
-    unrecorded = asyncio.Semaphore(get_settings().send_concurrency)
+    unrecorded = Slots(get_settings().send_concurrency)
 
     async def record(batch: list[StepResult]) -> None:
         wait = RECORD_RETRY_FIRST
@@ -547,7 +580,7 @@ async def run_steps(
             )
         finished.put_nowait(StepResult(step, list(outcomes)))
 
-    in_flight = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+    in_flight = Slots(CHUNKS_IN_FLIGHT)
 
     async def run_chunk(chunk: Sequence[ClaimedStep]) -> None:
         async with in_flight:
