@@ -8,7 +8,6 @@ See bench/README.md for what is measured and how to read the figures.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import secrets
@@ -22,6 +21,7 @@ import typer
 from bench import fill as filling
 from bench.claim import measure
 from bench.machine import describe
+from bench.report import log, publish
 from bench.smtp_process import SinkProcess
 from bench.throughput import run_celery, run_embedded
 from stealth_recovery.core import database
@@ -31,7 +31,6 @@ from stealth_recovery.core.logging import configure_logging
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "retry_throughput.json"
 QUICK_OUTPUT = HERE / "results" / "retry_throughput.quick.json"
-README = HERE / "README.md"
 RESULTS_START = "<!-- results:start -->"
 RESULTS_END = "<!-- results:end -->"
 
@@ -77,10 +76,6 @@ def _concurrencies(value: str) -> list[int]:
     return list(dict.fromkeys(n or 2 * cpus for n in given))
 
 
-def _log(message: str) -> None:
-    typer.echo(f"[{datetime.now(UTC):%H:%M:%S}] {message}", err=True)
-
-
 def measure_throughput(
     *,
     admin_url: str,
@@ -97,19 +92,19 @@ def measure_throughput(
     try:
         filling.migrate(engine)
         with SinkProcess(latency=latency) as sink:
-            _log(f"SMTP sink on 127.0.0.1:{sink.port}, {latency * 1000:.0f} ms per message")
+            log(f"SMTP sink on 127.0.0.1:{sink.port}, {latency * 1000:.0f} ms per message")
             if embedded:
                 report = filling.fill(engine, rows=attempts, due=attempts)
-                _log(f"embedded: {attempts} due attempts filled in {report.seconds:.1f}s")
+                log(f"embedded: {attempts} due attempts filled in {report.seconds:.1f}s")
                 results["embedded"] = run_embedded(
                     url=url, engine=engine, sink=sink, attempts=attempts, overrides=overrides
                 )
-                _log(f"embedded: {results['embedded']['deliveries_per_s']} deliveries/s")
+                log(f"embedded: {results['embedded']['deliveries_per_s']} deliveries/s")
             for processes in concurrencies:
                 filling.empty(engine)
                 report = filling.fill(engine, rows=attempts, due=attempts)
                 name = f"celery, {processes} processes"
-                _log(f"{name}: {attempts} due attempts filled in {report.seconds:.1f}s")
+                log(f"{name}: {attempts} due attempts filled in {report.seconds:.1f}s")
                 results[name] = run_celery(
                     url=url,
                     engine=engine,
@@ -120,7 +115,7 @@ def measure_throughput(
                     overrides=overrides,
                     timeout=max(120.0, attempts / 20),
                 )
-                _log(f"{name}: {results[name]['deliveries_per_s']} deliveries/s")
+                log(f"{name}: {results[name]['deliveries_per_s']} deliveries/s")
     finally:
         database.reset_engine()
         engine.dispose()
@@ -146,10 +141,10 @@ def measure_claims(
         try:
             filling.migrate(engine)
             report = filling.fill(engine, rows=size, due=due)
-            _log(f"claim: {size} attempts ({due} due) filled in {report.seconds:.1f}s")
+            log(f"claim: {size} attempts ({due} due) filled in {report.seconds:.1f}s")
             timing = measure(engine, limit=batch, repeats=repeats)
             tables.append({"rows": size, "due": due, "fill_s": round(report.seconds, 1), **timing})
-            _log(f"claim: {size} rows: median {timing['claim_due_steps']['median_ms']} ms")
+            log(f"claim: {size} rows: median {timing['claim_due_steps']['median_ms']} ms")
         finally:
             engine.dispose()
             filling.drop_database(admin_url, url)
@@ -220,12 +215,6 @@ def render_table(data: dict[str, Any]) -> str:
                 f"(target ≤ {TARGET_CLAIM_RATIO:g}×).",
             ]
     return "\n".join(lines)
-
-
-def update_readme(block: str) -> None:
-    text = README.read_text()
-    start, end = text.index(RESULTS_START), text.index(RESULTS_END)
-    README.write_text(text[: start + len(RESULTS_START)] + "\n" + block + "\n" + text[end:])
 
 
 @app.command()
@@ -314,14 +303,14 @@ def main(
             repeats=claim_repeats,
         )
     data["total_s"] = round(time.perf_counter() - started, 1)
-    path = output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    block = render_table(data)
-    if readme if readme is not None else not quick:
-        update_readme(block)
-    typer.echo(block)
-    typer.echo(f"\nresults: {path} ({data['total_s']} s)")
+    publish(
+        data,
+        path=output or (QUICK_OUTPUT if quick else DEFAULT_OUTPUT),
+        block=render_table(data),
+        markers=(RESULTS_START, RESULTS_END)
+        if (readme if readme is not None else not quick)
+        else None,
+    )
 
 
 if __name__ == "__main__":
