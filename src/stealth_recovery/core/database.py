@@ -6,7 +6,7 @@ Services and repositories flush.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -22,7 +22,6 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
-    literal,
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -31,7 +30,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 from sqlalchemy.types import TypeDecorator
 
 from stealth_recovery.core.jobs import has_jobs
@@ -281,26 +281,26 @@ Upsert = PgInsert | SqliteInsert
 _M = TypeVar("_M", bound=Base)
 
 
-def upsert_into(session: Session, model: type[Base]) -> Upsert:
-    """`INSERT INTO model` in the session's dialect, so `.on_conflict_do_…` is available."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+def dialect_of(session: Session) -> str:
+    """The name of the session's database dialect: "postgresql" or "sqlite"."""
+    return session.get_bind().dialect.name
+
+
+def insert_for(dialect: str, model: type[Base]) -> Upsert:
+    """`INSERT INTO model` in `dialect`, so `.on_conflict_do_…` is available."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(model)
 
 
-def upsert_into_where(
-    session: Session,
-    model: type[Base],
-    values: Mapping[str, Any],
-    where: ColumnElement[bool],
-) -> Upsert:
-    """`INSERT INTO model (…) SELECT <values> WHERE <where>`: the row is written only while the
-    condition holds, checked in the same statement (so `.on_conflict_do_…` still applies).
+def upsert_into(session: Session, model: type[Base]) -> Upsert:
+    """`INSERT INTO model` in the session's dialect, so `.on_conflict_do_…` is available."""
+    return insert_for(dialect_of(session), model)
 
-    Each value is bound with its column's type (None binds NULL).
-    """
+
+def typed_params(model: type[Base], names: Iterable[str]) -> dict[str, BindParameter[Any]]:
+    """A bind parameter per column name, named after the column and typed as it is."""
     columns = model.__table__.c
-    source = select(*(literal(value, columns[name].type) for name, value in values.items()))
-    return upsert_into(session, model).from_select(list(values), source.where(where))
+    return {name: bindparam(name, type_=columns[name].type) for name in names}
 
 
 def one_of_ids(column: ColumnElement[int], name: str, dialect: str) -> ColumnElement[bool]:
@@ -312,12 +312,38 @@ def one_of_ids(column: ColumnElement[int], name: str, dialect: str) -> ColumnEle
     return column.in_(bindparam(name, expanding=True))
 
 
-def returned_row(session: Session, model: type[_M], statement: Upsert) -> _M | None:
-    """Run an INSERT … RETURNING every column of `model` and load the row it returned as the
-    session's object (None when it wrote nothing): no second read of what was written."""
-    returning = statement.returning(*model.__table__.c)
-    loaded = session.scalars(
-        select(model).from_statement(returning),
-        execution_options={"populate_existing": True},
-    )
-    return loaded.one_or_none()
+def insert_select_where(
+    dialect: str, model: type[Base], names: Sequence[str], where: ColumnElement[bool]
+) -> Upsert:
+    """`INSERT INTO model (names) SELECT :names WHERE <where>`: the row is written only while
+    the condition holds, checked in the same statement (so `.on_conflict_do_…` still applies).
+
+    Every value is a bind parameter named after its column (`typed_params`), so the statement
+    is built once and run with a dict of values; `where` may use bind parameters of its own.
+    """
+    source = select(*typed_params(model, names).values()).where(where)
+    return insert_for(dialect, model).from_select(list(names), source)
+
+
+def loading_returned(model: type[Base], statement: Upsert) -> ExecutableReturnsRows:
+    """`statement RETURNING` every column of `model`, run through the ORM so that the row it
+    returns is loaded as the session's object: no second read of what was written."""
+    return select(model).from_statement(statement.returning(*model.__table__.c))
+
+
+def returned_row(
+    session: Session,
+    model: type[_M],
+    statement: ExecutableReturnsRows,
+    params: Mapping[str, Any],
+) -> _M | None:
+    """Run a `loading_returned(model, …)` statement with `params`; the `model` object written,
+    or None when it wrote nothing.
+
+    Statements are built once per shape and dialect and kept (`functools.cache`): SQLAlchemy
+    then reuses their cache key and compiled form, where building the statement again for each
+    report cost more CPU than running it (issue #20's profile of ingestion).
+    """
+    loaded = session.scalars(statement, params, execution_options={"populate_existing": True})
+    row: _M | None = loaded.one_or_none()
+    return row

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from stealth_recovery.core.database import returned_row, upsert_into, upsert_into_where
+from stealth_recovery.core.database import (
+    dialect_of,
+    insert_for,
+    insert_select_where,
+    loading_returned,
+    returned_row,
+    typed_params,
+)
 from stealth_recovery.payments.models import FailureEvent, Transaction
 
 
@@ -51,28 +60,36 @@ def upsert_transaction(
     settle on the unique `(organization_id, external_ref)`: the second updates the first's row
     (on PostgreSQL after waiting for its commit).
     """
-    key_used = exists().where(
-        FailureEvent.organization_id == organization_id,
-        FailureEvent.idempotency_key == unless_failure_key,
-    )
-    row = {
+    statement = _upsert_transaction_statement(dialect_of(session), tuple(values))
+    params = {
+        **values,
         "organization_id": organization_id,
         "external_ref": external_ref,
-        **values,
+        "unless_failure_key": unless_failure_key,
         "created_at": now,
         "updated_at": now,
     }
-    statement = upsert_into_where(session, Transaction, row, ~key_used)
+    return returned_row(session, Transaction, statement, params)
+
+
+@cache
+def _upsert_transaction_statement(dialect: str, names: tuple[str, ...]) -> ExecutableReturnsRows:
+    key_used = exists().where(
+        FailureEvent.organization_id == bindparam("organization_id"),
+        FailureEvent.idempotency_key == bindparam("unless_failure_key"),
+    )
+    columns = ("organization_id", "external_ref", *names, "created_at", "updated_at")
+    statement = insert_select_where(dialect, Transaction, columns, ~key_used)
     table = Transaction.__table__.c
     kept_unless_given = {
-        name: func.coalesce(statement.excluded[name], table[name]) for name in values
+        name: func.coalesce(statement.excluded[name], table[name]) for name in names
     }
     statement = statement.on_conflict_do_update(
         index_elements=["organization_id", "external_ref"],
-        set_={**kept_unless_given, "updated_at": now},
+        set_={**kept_unless_given, "updated_at": statement.excluded["updated_at"]},
         where=~key_used,
     )
-    return returned_row(session, Transaction, statement)
+    return loading_returned(Transaction, statement)
 
 
 def insert_failure(session: Session, *, values: Mapping[str, Any]) -> FailureEvent | None:
@@ -80,9 +97,15 @@ def insert_failure(session: Session, *, values: Mapping[str, Any]) -> FailureEve
     returned. None when the key is already recorded (a concurrent report of the same failure
     committed first; on PostgreSQL this waits for its commit).
     """
+    statement = _insert_failure_statement(dialect_of(session), tuple(values))
+    return returned_row(session, FailureEvent, statement, values)
+
+
+@cache
+def _insert_failure_statement(dialect: str, names: tuple[str, ...]) -> ExecutableReturnsRows:
     statement = (
-        upsert_into(session, FailureEvent)
-        .values(**values)
+        insert_for(dialect, FailureEvent)
+        .values(typed_params(FailureEvent, names))
         .on_conflict_do_nothing(index_elements=["organization_id", "idempotency_key"])
     )
-    return returned_row(session, FailureEvent, statement)
+    return loading_returned(FailureEvent, statement)

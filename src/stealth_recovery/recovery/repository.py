@@ -43,8 +43,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from stealth_recovery.core.database import one_of_ids, returned_row, upsert_into_where
+from stealth_recovery.core.database import (
+    dialect_of,
+    insert_select_where,
+    loading_returned,
+    one_of_ids,
+    returned_row,
+)
 from stealth_recovery.notifications.models import NotificationLog
 from stealth_recovery.organizations.models import Organization
 from stealth_recovery.payments.declines import DeclineCategory
@@ -105,26 +113,37 @@ def get_for_failure(session: Session, *, failure: FailureEvent) -> RecoveryAttem
     return get_latest_for_transaction(session, transaction_id=failure.transaction_id)
 
 
-def _hard_declined(
-    *, organization_id: int, transaction_id: int, refs: Sequence[str | None]
-) -> Select[RecoveryAttempt]:
-    ids = [r for r in dict.fromkeys(refs) if r]
+def _payment_ids(refs: Sequence[str | None]) -> list[str]:
+    return [r for r in dict.fromkeys(refs) if r]
+
+
+@cache
+def _hard_declined() -> Select[RecoveryAttempt]:
+    """Attempts stopped by a hard decline of one payment. Bind parameters: `organization_id`,
+    `transaction_id`, and `payment_refs` (a list: reference, payment and invoice ids)."""
+    organization_id: BindParameter[int] = bindparam("organization_id")
+    refs: BindParameter[list[str]] = bindparam("payment_refs", expanding=True)
     same_payment = select(Transaction.id).where(
         Transaction.organization_id == organization_id,
         or_(
-            Transaction.external_ref.in_(ids),
-            Transaction.psp_payment_id.in_(ids),
-            Transaction.psp_invoice_id.in_(ids),
+            Transaction.external_ref.in_(refs),
+            Transaction.psp_payment_id.in_(refs),
+            Transaction.psp_invoice_id.in_(refs),
         ),
     )
     return select(RecoveryAttempt).where(
         RecoveryAttempt.organization_id == organization_id,
         RecoveryAttempt.decline_category == DeclineCategory.hard,
         or_(
-            RecoveryAttempt.transaction_id == transaction_id,
+            RecoveryAttempt.transaction_id == bindparam("transaction_id"),
             RecoveryAttempt.transaction_id.in_(same_payment.scalar_subquery()),
         ),
     )
+
+
+@cache
+def _first_hard_declined() -> Select[RecoveryAttempt]:
+    return _hard_declined().order_by(RecoveryAttempt.id).limit(1)
 
 
 def get_hard_declined(
@@ -136,8 +155,12 @@ def get_hard_declined(
 ) -> RecoveryAttempt | None:
     """An attempt stopped by a hard decline of this payment: of the transaction itself, or of
     a transaction known by one of these payment ids (reference, payment or invoice id)."""
-    stmt = _hard_declined(organization_id=organization_id, transaction_id=transaction_id, refs=refs)
-    return session.scalar(stmt.order_by(RecoveryAttempt.id).limit(1))
+    params = {
+        "organization_id": organization_id,
+        "transaction_id": transaction_id,
+        "payment_refs": _payment_ids(refs),
+    }
+    return session.scalar(_first_hard_declined(), params)
 
 
 def get_by_checkout_session(
@@ -395,27 +418,34 @@ def insert_open(
         for column in RecoveryAttempt.__table__.c
         if column.key in attempt.__dict__
     }
+    statement = _insert_open_statement(
+        dialect_of(session), tuple(values), unless_hard_declined is not None
+    )
+    if unless_hard_declined is not None:
+        values["payment_refs"] = _payment_ids(unless_hard_declined)
+    return returned_row(session, RecoveryAttempt, statement, values)
+
+
+@cache
+def _insert_open_statement(
+    dialect: str, names: tuple[str, ...], unless_hard_declined: bool
+) -> ExecutableReturnsRows:
     # An attempt opening `cancelled` (a hard decline) is not open, so the index does not stop
     # it: the open attempt is looked for in the statement too.
     condition = ~exists().where(
-        RecoveryAttempt.transaction_id == attempt.transaction_id,
+        RecoveryAttempt.transaction_id == bindparam("transaction_id"),
         RecoveryAttempt.status.in_(OPEN_STATUSES),
     )
-    if unless_hard_declined is not None:
-        blocking = _hard_declined(
-            organization_id=attempt.organization_id,
-            transaction_id=attempt.transaction_id,
-            refs=unless_hard_declined,
-        )
-        condition = condition & ~blocking.exists()
-    statement = upsert_into_where(session, RecoveryAttempt, values, condition)
+    if unless_hard_declined:
+        condition = condition & ~_hard_declined().exists()
+    statement = insert_select_where(dialect, RecoveryAttempt, names, condition)
     statement = statement.on_conflict_do_nothing(
         # Literal SQL: PostgreSQL infers the partial index from the predicate's text, which a
         # bound parameter (once the statement is prepared) does not match.
         index_elements=["transaction_id"],
         index_where=text(OPEN_SQL),
     )
-    return returned_row(session, RecoveryAttempt, statement)
+    return loading_returned(RecoveryAttempt, statement)
 
 
 def finish(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from stealth_recovery.auth.idempotency import IdempotencyKey
@@ -24,10 +25,16 @@ def enabled_endpoints(
     ids = set(organization_ids)
     if not ids:
         return []
-    stmt = select(WebhookEndpoint).where(
-        WebhookEndpoint.organization_id.in_(ids), WebhookEndpoint.enabled.is_(True)
+    return list(session.scalars(_enabled_endpoints(), {"organization_ids": sorted(ids)}))
+
+
+@cache
+def _enabled_endpoints() -> Select[WebhookEndpoint]:
+    # Built once: every ingestion and every reminder asks this (issue #20's profile).
+    return select(WebhookEndpoint).where(
+        WebhookEndpoint.organization_id.in_(bindparam("organization_ids", expanding=True)),
+        WebhookEndpoint.enabled.is_(True),
     )
-    return list(session.scalars(stmt))
 
 
 def any_enabled_endpoint(session: Session) -> bool:
