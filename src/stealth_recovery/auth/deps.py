@@ -91,7 +91,8 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 def require_roles(*roles: str):  # type: ignore[no-untyped-def]
     """A dependency that lets through only the given roles (403 for others)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    # Async: a check without I/O needs no hand-off to a worker thread.
+    async def check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
             raise RoleRequired(f"requires role: {' or '.join(roles)}")
         return principal
@@ -99,7 +100,7 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
     return check
 
 
-def require_user(principal: CurrentPrincipal) -> Principal:
+async def require_user(principal: CurrentPrincipal) -> Principal:
     if principal.user_id is None:
         raise UserLoginRequired("requires a user login, not an API key")
     return principal

@@ -6,11 +6,12 @@ Services and repositories flush.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
+from anyio import CancelScope
 from fastapi import Depends, Request
 from sqlalchemy import (
     JSON,
@@ -33,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 from sqlalchemy.types import TypeDecorator
+from starlette.concurrency import run_in_threadpool
 
 from stealth_recovery.core.jobs import has_jobs
 from stealth_recovery.core.settings import get_settings
@@ -111,8 +113,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     size = connections_per_process()
-    kwargs.setdefault("pool_size", min(10, size))
-    kwargs.setdefault("max_overflow", size - min(10, size))
+    # Every connection kept once opened: with an overflow, each request past the pool's size
+    # opened a connection (a server process) and closed it again.
+    kwargs.setdefault("pool_size", size)
+    kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 
@@ -244,25 +248,58 @@ def session_scope(*, write: bool = True) -> Iterator[Session]:
         session.close()
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: one session per request, committed when the handler returns."""
-    with session_scope(write=request.method not in _READ_METHODS) as session:
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@asynccontextmanager
+async def _request_session(*, write: bool) -> AsyncIterator[Session]:
+    """One session per request, committed when the handler returns, rolled back if it raises.
+
+    Async, so that opening the session (no I/O: its transaction begins at its first statement)
+    costs no hand-off to a worker thread; the commit or rollback runs in one, shielded from the
+    request's cancellation so that the connection always goes back to the pool.
+    """
+    session = open_session(write=write)
+    try:
+        yield session
+    except BaseException:
+        with CancelScope(shield=True):
+            await run_in_threadpool(_finish, session, commit=False)
+        raise
+    with CancelScope(shield=True):
+        await run_in_threadpool(_finish, session, commit=True)
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """FastAPI dependency: one session per request, committed when the handler returns; a
+    writer's unless the method is GET, HEAD or OPTIONS."""
+    async with _request_session(write=request.method not in _READ_METHODS) as session:
         yield session
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_read_session() -> Iterator[Session]:
+async def get_read_session() -> AsyncIterator[Session]:
     """FastAPI dependency for a POST that only reads (a login: it must not hold the write lock
     of SQLite while the password is hashed)."""
-    with session_scope(write=False) as session:
+    async with _request_session(write=False) as session:
         yield session
 
 
-def get_write_session() -> Iterator[Session]:
+async def get_write_session() -> AsyncIterator[Session]:
     """FastAPI dependency for a GET that writes (the pay page records its first opening)."""
-    with session_scope(write=True) as session:
+    async with _request_session(write=True) as session:
         yield session
 
 

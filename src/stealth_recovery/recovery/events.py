@@ -36,16 +36,13 @@ def record_attempt_event(
     extra: Mapping[str, Any] | None = None,
 ) -> None:
     """One event about `attempt`, in the caller's unit of work."""
-    transaction = session.get(Transaction, attempt.transaction_id)
-    assert transaction is not None
-    record_events(
-        session,
-        [
-            NewEvent(
-                attempt.organization_id, event_type, attempt_payload(attempt, transaction, extra)
-            )
-        ],
-    )
+
+    def payload() -> dict[str, Any]:
+        transaction = session.get(Transaction, attempt.transaction_id)
+        assert transaction is not None
+        return attempt_payload(attempt, transaction, extra)
+
+    record_events(session, [NewEvent(attempt.organization_id, event_type, payload)])
 
 
 def record_attempts_events(

@@ -55,7 +55,12 @@ def new_event_id(now: datetime) -> str:
 class NewEvent:
     organization_id: int
     type: str
-    payload: Mapping[str, Any]
+    # The payload, or a function that builds it: called only when an endpoint wants the
+    # event, so that an organization without endpoints pays nothing for its events.
+    payload: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+
+    def built_payload(self) -> dict[str, Any]:
+        return dict(self.payload() if callable(self.payload) else self.payload)
 
 
 def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
@@ -89,7 +94,7 @@ def record_events(session: Session, events: Sequence[NewEvent]) -> list[WebhookE
             public_id=new_event_id(now),
             organization_id=new.organization_id,
             type=new.type,
-            payload=dict(new.payload),
+            payload=new.built_payload(),
             created_at=now,
         )
         written.append((event, targets))
