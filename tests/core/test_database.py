@@ -8,6 +8,8 @@ import threading
 
 import httpx
 import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -15,6 +17,8 @@ from sqlalchemy.orm import Session
 from stealth_recovery.core.database import (
     MAX_POOL_SIZE,
     RESERVED_CONNECTIONS,
+    SessionDep,
+    get_engine,
     get_session_factory,
     open_session,
     pool_size_for,
@@ -115,3 +119,42 @@ class TestPoolSizeFor:
 
     def test_too_many_processes_get_nothing(self) -> None:
         assert pool_size_for(processes=50, max_connections=20, superuser_reserved=3) == 0
+
+
+class TestRequestSession:
+    """The request's unit of work (`SessionDep`): committed when the handler returns, rolled
+    back when it raises, and its connection back in the pool either way."""
+
+    @staticmethod
+    def _app() -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/organizations/{slug}")
+        def create(slug: str, session: SessionDep, fail: bool = False) -> dict[str, str]:
+            session.add(Organization(name=slug, slug=slug))
+            session.flush()
+            if fail:
+                raise HTTPException(status_code=409, detail="refused after writing")
+            return {"slug": slug}
+
+        return app
+
+    def test_a_handler_that_returns_commits(self, db: Session) -> None:
+        # Given a route that adds an organization
+        before = get_engine().pool.checkedout()
+        with TestClient(self._app()) as client:
+            # When it returns
+            assert client.post("/organizations/kept").status_code == 200
+        # Then its connection is back in the pool and the row is stored
+        assert get_engine().pool.checkedout() == before
+        assert db.scalar(select(Organization.id).where(Organization.slug == "kept")) is not None
+
+    def test_a_handler_that_raises_after_writing_keeps_nothing(self, db: Session) -> None:
+        # Given a route that adds an organization, then refuses the request
+        before = get_engine().pool.checkedout()
+        with TestClient(self._app()) as client:
+            # When it raises
+            assert client.post("/organizations/dropped?fail=true").status_code == 409
+        # Then its connection is back in the pool and nothing it wrote is stored
+        assert get_engine().pool.checkedout() == before
+        assert db.scalar(select(Organization.id).where(Organization.slug == "dropped")) is None
