@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -448,13 +448,17 @@ class KeyHolder:
     policy_stamp: int  # `Organization.policy_stamp`: tells whether a cached policy is current
 
 
+# Built once: every request with an API key runs it.
+_KEY_WITH_STAMP = (
+    select(ApiKey, Organization.policy_stamp)
+    .join(Organization, Organization.id == ApiKey.organization_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
 def resolve_api_key(session: Session, plain: str) -> KeyHolder:
     """The key (unrevoked) and its organization's policy stamp, in one statement (401 else)."""
-    row = session.execute(
-        select(ApiKey, Organization.policy_stamp)
-        .join(Organization, Organization.id == ApiKey.organization_id)
-        .where(ApiKey.key_hash == hash_api_key(plain))
-    ).one_or_none()
+    row = session.execute(_KEY_WITH_STAMP, {"key_hash": hash_api_key(plain)}).one_or_none()
     if row is None or row[0].revoked_at is not None:
         raise InvalidApiKey("invalid or revoked API key")
     api_key, stamp = row
