@@ -152,6 +152,7 @@ def server_connection_limits(engine: Engine) -> tuple[int, int]:
 
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
+_write_engine: Engine | None = None  # `_engine` with WRITE_OPTION, made once (not per request)
 
 
 def get_engine() -> Engine:
@@ -168,19 +169,28 @@ def get_session_factory() -> sessionmaker[Session]:
     return _session_factory
 
 
+def _get_write_engine() -> Engine:
+    global _write_engine
+    if _write_engine is None:
+        _write_engine = get_engine().execution_options(**{WRITE_OPTION: True})
+    return _write_engine
+
+
 def configure_engine(engine: Engine) -> None:
     """Point the process at another engine (tests, CLI overrides)."""
-    global _engine, _session_factory
+    global _engine, _session_factory, _write_engine
     _engine = engine
     _session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    _write_engine = None
 
 
 def reset_engine() -> None:
-    global _engine, _session_factory
+    global _engine, _session_factory, _write_engine
     if _engine is not None:
         _engine.dispose()
     _engine = None
     _session_factory = None
+    _write_engine = None
 
 
 def open_session(*, write: bool) -> Session:
@@ -191,7 +201,7 @@ def open_session(*, write: bool) -> Session:
     """
     if not write:
         return get_session_factory()()
-    return get_session_factory()(bind=get_engine().execution_options(**{WRITE_OPTION: True}))
+    return get_session_factory()(bind=_get_write_engine())
 
 
 _WROTE = "sr_wrote"  # session.info key: the current transaction has written

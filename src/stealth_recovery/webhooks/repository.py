@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
@@ -19,19 +20,29 @@ from stealth_recovery.webhooks.models import (
 )
 
 
-def enabled_endpoints(
-    session: Session, *, organization_ids: Iterable[int]
-) -> list[WebhookEndpoint]:
-    ids = set(organization_ids)
+class Target(NamedTuple):
+    """What the outbox needs of an enabled endpoint: whose it is and which events it wants."""
+
+    id: int
+    organization_id: int
+    event_types: list[str]  # empty: every event
+
+
+def enabled_endpoints(session: Session, *, organization_ids: Iterable[int]) -> list[Target]:
+    """The enabled endpoints of these organizations, as plain rows (every ingestion and every
+    reminder asks, and most organizations have none: no ORM objects to build)."""
+    ids = sorted(set(organization_ids))
     if not ids:
         return []
-    return list(session.scalars(_enabled_endpoints(), {"organization_ids": sorted(ids)}))
+    rows = session.execute(_enabled_endpoints(), {"organization_ids": ids})
+    return [Target(*row) for row in rows]
 
 
 @cache
-def _enabled_endpoints() -> Select[WebhookEndpoint]:
-    # Built once: every ingestion and every reminder asks this (issue #20's profile).
-    return select(WebhookEndpoint).where(
+def _enabled_endpoints() -> Select[int, int, list[str]]:
+    return select(
+        WebhookEndpoint.id, WebhookEndpoint.organization_id, WebhookEndpoint.event_types
+    ).where(
         WebhookEndpoint.organization_id.in_(bindparam("organization_ids", expanding=True)),
         WebhookEndpoint.enabled.is_(True),
     )

@@ -63,7 +63,7 @@ class NewEvent:
         return dict(self.payload() if callable(self.payload) else self.payload)
 
 
-def _wants(endpoint: WebhookEndpoint, event_type: str) -> bool:
+def _wants(endpoint: repository.Target, event_type: str) -> bool:
     return not endpoint.event_types or event_type in endpoint.event_types
 
 
@@ -81,7 +81,7 @@ def record_events(session: Session, events: Sequence[NewEvent]) -> list[WebhookE
     if not endpoints:
         return []
     now = utc_now()
-    written: list[tuple[WebhookEvent, list[WebhookEndpoint]]] = []
+    written: list[tuple[WebhookEvent, list[repository.Target]]] = []
     for new in events:
         if new.type not in EVENT_TYPES:
             raise ValueError(f"unknown webhook event type {new.type}")
