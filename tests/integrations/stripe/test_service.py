@@ -241,15 +241,22 @@ class TestPayButton:
         assert stored.is_open and stored.checkout_session_id is None
 
 
+def _left_for_checkout(db: Session, stripe_org: StripeOrg) -> tuple[RecoveryAttempt, str]:
+    """An attempt of €49.00 whose customer was sent to Checkout, and the Checkout Session's id."""
+    attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
+    checkout_url_for(db, attempt=attempt)
+    db.commit()
+    session_id = reload_attempt(db, attempt).checkout_session_id
+    assert session_id is not None
+    return attempt, session_id
+
+
 class TestReturnPage:
     def test_says_confirming_until_stripe_reports_the_session_paid(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # Given a customer who left for Checkout
-        attempt = make_attempt(db, stripe_org.account.organization, due=False)
-        checkout_url_for(db, attempt=attempt)
-        db.commit()
-        session_id = reload_attempt(db, attempt).checkout_session_id
+        attempt, session_id = _left_for_checkout(db, stripe_org)
         # When they come back before paying (or anyone opens the return URL)
         response = stripe_org.client.get(
             f"/pay/{attempt.token}/success", params={"session_id": session_id}
@@ -263,11 +270,7 @@ class TestReturnPage:
     def test_completes_the_attempt_when_stripe_says_paid(
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
-        attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
-        checkout_url_for(db, attempt=attempt)
-        db.commit()
-        session_id = reload_attempt(db, attempt).checkout_session_id
-        assert session_id is not None
+        attempt, session_id = _left_for_checkout(db, stripe_org)
         stripe_server.pay(session_id)
         response = stripe_org.client.get(
             f"/pay/{attempt.token}/success", params={"session_id": session_id}
@@ -283,11 +286,7 @@ class TestReturnPage:
         self, stripe_org: StripeOrg, stripe_server: FakeStripe, db: Session
     ) -> None:
         # Given a customer who paid on Checkout and comes back to the return page
-        attempt = make_attempt(db, stripe_org.account.organization, amount_minor=4900, due=False)
-        checkout_url_for(db, attempt=attempt)
-        db.commit()
-        session_id = reload_attempt(db, attempt).checkout_session_id
-        assert session_id is not None
+        attempt, session_id = _left_for_checkout(db, stripe_org)
         payment_intent = stripe_server.pay(session_id)["payment_intent"]
 
         def webhook_lands(request: ReceivedRequest) -> None:
