@@ -152,7 +152,8 @@ def server_connection_limits(engine: Engine) -> tuple[int, int]:
 
 _engine: Engine | None = None
 _session_factory: sessionmaker[Session] | None = None
-_write_engine: Engine | None = None  # `_engine` with WRITE_OPTION, made once (not per request)
+# (engine, that engine with WRITE_OPTION): made once per engine, not per request.
+_write_engine: tuple[Engine, Engine] | None = None
 
 
 def get_engine() -> Engine:
@@ -171,26 +172,25 @@ def get_session_factory() -> sessionmaker[Session]:
 
 def _get_write_engine() -> Engine:
     global _write_engine
-    if _write_engine is None:
-        _write_engine = get_engine().execution_options(**{WRITE_OPTION: True})
-    return _write_engine
+    engine = get_engine()
+    if _write_engine is None or _write_engine[0] is not engine:
+        _write_engine = (engine, engine.execution_options(**{WRITE_OPTION: True}))
+    return _write_engine[1]
 
 
 def configure_engine(engine: Engine) -> None:
     """Point the process at another engine (tests, CLI overrides)."""
-    global _engine, _session_factory, _write_engine
+    global _engine, _session_factory
     _engine = engine
     _session_factory = sessionmaker(bind=engine, expire_on_commit=False)
-    _write_engine = None
 
 
 def reset_engine() -> None:
-    global _engine, _session_factory, _write_engine
+    global _engine, _session_factory
     if _engine is not None:
         _engine.dispose()
     _engine = None
     _session_factory = None
-    _write_engine = None
 
 
 def open_session(*, write: bool) -> Session:
