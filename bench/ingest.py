@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from tests.support.processes import free_port
 
-from bench.machine import describe
+from bench.machine import CpuMeter, describe
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "ingest.json"
@@ -173,6 +174,21 @@ async def _open_loop(
     }
 
 
+def _metered(server_pid: int, loop: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a closed loop and add the CPU the server spent per completed request (its process
+    and children, from /proc): unlike requests/s, barely moved by the rest of the machine."""
+    meter = CpuMeter({"server": server_pid, "client": os.getpid()}).start()
+    result = asyncio.run(loop)
+    cpu = meter.stop()
+    done = max(1, result["completed"] + sum(result["errors"].values()))
+    return {
+        **result,
+        "cpu": cpu,
+        "server_cpu_ms_per_request": round(cpu["server_cpu_s"] * 1000 / done, 2),
+        "client_cpu_ms_per_request": round(cpu["client_cpu_s"] * 1000 / done, 2),
+    }
+
+
 def _failure_body() -> dict[str, Any]:
     return {
         "transaction_ref": f"inv_{uuid.uuid4().hex}",
@@ -233,11 +249,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         headers = {"X-API-Key": _api_key(base)}
         ingest_url = base + "/v1/events/payment_failed"
         _say(f"{args.label}: closed loop, {args.connections} connections, {args.seconds} s each")
-        ref = asyncio.run(
-            _closed_loop(reference_url, {}, _failure_body, args.connections, args.seconds)
+        ref = _metered(
+            reference.pid,
+            _closed_loop(reference_url, {}, _failure_body, args.connections, args.seconds),
         )
-        ingest = asyncio.run(
-            _closed_loop(ingest_url, headers, _failure_body, args.connections, args.seconds)
+        ingest = _metered(
+            service.pid,
+            _closed_loop(ingest_url, headers, _failure_body, args.connections, args.seconds),
         )
         sustainable = ingest["requests_per_second"]
         rates = {
@@ -302,13 +320,22 @@ def _goals(ratio: float, sustainable: float, fixed: dict[str, Any]) -> dict[str,
     }
 
 
+def _cpu_cell(run: dict[str, Any]) -> str:
+    reference = run["reference"].get("server_cpu_ms_per_request")
+    ingestion = run["ingestion"].get("server_cpu_ms_per_request")
+    if reference is None or ingestion is None:
+        return "—"  # a run from before the CPU was measured
+    return f"{reference} → **{ingestion}**"
+
+
 def _table(runs: dict[str, Any]) -> str:
     lines = [
         "| run | workers | reference req/s | ingestion req/s (p50 / p99 ms) | ratio (≥ 0.3) | "
+        "server CPU ms / request (reference → ingestion) | "
         "½ reference: rate, p99 ms (< 100), shed + failed (0) | "
         "2× sustainable: rate, completed/s (> 80 % of sustainable), shed / failed | "
         "load average |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for label, r in runs.items():
         i = r["ingestion"]
@@ -333,7 +360,7 @@ def _table(runs: dict[str, Any]) -> str:
         lines.append(
             f"| {label} ({r['commit']}) | {r['workers']} | {r['reference']['requests_per_second']}"
             f" | {i['requests_per_second']} ({i['p50_ms']} / {i['p99_ms']}) | "
-            f"**{r['ratio']}×** | {half_cell} | {twice_cell} | "
+            f"**{r['ratio']}×** | {_cpu_cell(r)} | {half_cell} | {twice_cell} | "
             f"{' '.join(str(x) for x in r['load_average'])} |"
         )
     return "\n".join(lines)
